@@ -66,8 +66,10 @@ class RunConfig(BaseModel):
     """RTN bottleneck size r (default: 384 for NER, 192 for SA)."""
     rtn_gate: bool = False
     """RTN with a sigmoid gate: the RTN outputs d+1 units, the last one gates the other d."""
-    rtn_detach_input: bool = True
-    """Feed the RTN a detached hidden state (reference code); the residual keeps the gradient path."""
+    rtn_detach_input: bool = False
+    """Feed the RTN a detached hidden state, as the reference code does (the residual keeps the
+    gradient path). With several placements the detach also cuts phi's path through later RTN
+    inputs, so phi's gradient is then a surrogate rather than the exact hypergradient."""
     lr: float = 3e-5
     """Main (encoder) learning rate for Adam with linear warm-up."""
     meta_lr: float = 3e-5

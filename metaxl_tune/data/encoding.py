@@ -1,0 +1,100 @@
+"""Sub-word encoding with an on-disk cache, and batching with dynamic padding.
+
+NER labels go on the first sub-token of each word and -100 on the rest (and on special tokens),
+so the loss and the evaluation see one prediction per word. Encoded splits are stored with
+`datasets` under a key made of the raw data's fingerprint, the tokenizer's content and the
+max length: the second run, and every trial of a search, loads them memory-mapped.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import uuid
+from pathlib import Path
+from typing import Callable, Sequence
+
+import datasets
+import torch
+from transformers import DataCollatorForTokenClassification, DataCollatorWithPadding, PreTrainedTokenizerFast
+
+from metaxl_tune.data import NER_LABELS, NerExample, SaExample
+
+IGNORE_INDEX = -100
+_NER_LABEL_IDS = {tag: index for index, tag in enumerate(NER_LABELS)}
+
+
+def tokenizer_fingerprint(tokenizer: PreTrainedTokenizerFast) -> str:
+    """Content hash of the tokenizer (vocabulary, normaliser, pre-tokeniser, post-processor)."""
+    return hashlib.sha256(tokenizer.backend_tokenizer.to_str().encode("utf-8")).hexdigest()[:16]
+
+
+def cache_key(**parts: object) -> str:
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode("utf-8")).hexdigest()[:20]
+
+
+def encode_ner(examples: Sequence[NerExample], tokenizer: PreTrainedTokenizerFast, max_length: int) -> dict:
+    encoded = tokenizer(
+        [list(example.tokens) for example in examples],
+        is_split_into_words=True,
+        truncation=True,
+        max_length=max_length,
+    )
+    all_labels = []
+    for index, example in enumerate(examples):
+        labels, previous_word = [], None
+        for word in encoded.word_ids(index):
+            first_piece = word is not None and word != previous_word
+            labels.append(_NER_LABEL_IDS[example.tags[word]] if first_piece else IGNORE_INDEX)
+            previous_word = word
+        all_labels.append(labels)
+    return {"input_ids": encoded["input_ids"], "labels": all_labels}
+
+
+def encode_sa(examples: Sequence[SaExample], tokenizer: PreTrainedTokenizerFast, max_length: int) -> dict:
+    encoded = tokenizer([example.text for example in examples], truncation=True, max_length=max_length)
+    return {"input_ids": encoded["input_ids"], "labels": [example.label for example in examples]}
+
+
+def cached_encoding(
+    directory: Path, build: Callable[[], dict], *, progress: Callable[[str], None] | None = None
+) -> datasets.Dataset:
+    """Load the encoded split at ``directory`` or build and save it there.
+
+    Parallel trials on one node may build the same split at once: each writes a private
+    folder and renames it into place; whoever loses the race uses the winner's copy.
+    """
+    if not (directory / "dataset_info.json").is_file():
+        if progress:
+            progress(f"tokenizing into {directory}")
+        partial = directory.with_name(f"{directory.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.partial")
+        datasets.Dataset.from_dict(build()).save_to_disk(str(partial))
+        try:
+            partial.rename(directory)
+        except OSError:
+            shutil.rmtree(partial, ignore_errors=True)
+    return datasets.load_from_disk(str(directory))
+
+
+class Batcher:
+    """Turns index lists into padded tensor batches (padding only to the batch's longest row)."""
+
+    def __init__(self, dataset: datasets.Dataset, tokenizer: PreTrainedTokenizerFast, task: str):
+        # Materialised once: per-step row access on the memory-mapped table costs more than the rows.
+        self.input_ids: list[list[int]] = dataset["input_ids"]
+        self.labels: list = dataset["labels"]
+        self.collate = (
+            DataCollatorForTokenClassification(tokenizer, label_pad_token_id=IGNORE_INDEX, return_tensors="pt")
+            if task == "ner"
+            else DataCollatorWithPadding(tokenizer, return_tensors="pt")
+        )
+
+    def __len__(self) -> int:
+        return len(self.input_ids)
+
+    def batch(self, indices: Sequence[int], device: torch.device) -> dict[str, torch.Tensor]:
+        features = [{"input_ids": self.input_ids[i], "labels": self.labels[i]} for i in indices]
+        batch = self.collate(features)
+        return {key: batch[key].to(device) for key in ("input_ids", "attention_mask", "labels")}

@@ -1,0 +1,62 @@
+"""Tokenizers: the model's own from the hub or disk, or one trained with `tokenizers` for `tiny`.
+
+The tiny tokenizer is trained on the run's text (source and target, all splits; labels are never
+seen), the offline stand-in for a multilingual pre-trained vocabulary. It is cached by the data
+fingerprint, so every trial of a search on the same data shares it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Iterable
+
+from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors, trainers
+from transformers import AutoTokenizer, PreTrainedTokenizerFast
+
+from metaxl_tune.model.backbone import TINY, ModelError
+
+TINY_VOCAB_SIZE = 4000
+_SPECIALS = {"bos": "<s>", "pad": "<pad>", "eos": "</s>", "unk": "<unk>", "mask": "<mask>"}
+
+
+def train_tiny_tokenizer(texts: Iterable[str], directory: Path, *, max_length: int) -> PreTrainedTokenizerFast:
+    """Train a WordPiece tokenizer with XLM-R's special tokens and save it to ``directory``."""
+    # Special-token ids match XLM-R's layout (<s>=0, <pad>=1, </s>=2, <unk>=3) and the tiny config.
+    specials = [_SPECIALS[key] for key in ("bos", "pad", "eos", "unk", "mask")]
+    backend = Tokenizer(models.WordPiece(unk_token=_SPECIALS["unk"]))
+    backend.normalizer = normalizers.NFKC()
+    backend.pre_tokenizer = pre_tokenizers.Sequence([pre_tokenizers.WhitespaceSplit(), pre_tokenizers.Punctuation()])
+    backend.train_from_iterator(
+        texts, trainer=trainers.WordPieceTrainer(vocab_size=TINY_VOCAB_SIZE, special_tokens=specials)
+    )
+    backend.post_processor = processors.TemplateProcessing(
+        single="<s> $A </s>", pair="<s> $A </s> </s> $B </s>", special_tokens=[("<s>", 0), ("</s>", 2)]
+    )
+    tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=backend,
+        bos_token=_SPECIALS["bos"],
+        eos_token=_SPECIALS["eos"],
+        cls_token=_SPECIALS["bos"],
+        sep_token=_SPECIALS["eos"],
+        unk_token=_SPECIALS["unk"],
+        pad_token=_SPECIALS["pad"],
+        mask_token=_SPECIALS["mask"],
+        model_max_length=max_length,
+    )
+    directory.mkdir(parents=True, exist_ok=True)
+    tokenizer.save_pretrained(directory)
+    return tokenizer
+
+
+def load_tokenizer(name: str) -> PreTrainedTokenizerFast:
+    """The pre-trained model's fast tokenizer (word alignment for NER needs a fast one)."""
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(name)
+    except (OSError, ValueError):
+        raise ModelError(
+            f"cannot load the tokenizer of '{name}'; pass --model with a local model directory, "
+            f"or --model {TINY} for offline runs"
+        ) from None
+    if not tokenizer.is_fast:
+        raise ModelError(f"model '{name}' has no fast tokenizer, which NER label alignment needs")
+    return tokenizer

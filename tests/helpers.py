@@ -1,0 +1,44 @@
+"""Shared test helpers: tiny float64 models and hand-made batches (no data files needed)."""
+
+from __future__ import annotations
+
+import torch
+
+from metaxl_tune.model.backbone import encoder_modules, load_backbone, load_model_config
+from metaxl_tune.model.rtn import RTNBank
+
+VOCAB = 60
+
+
+def tiny_model(*, task: str = "ner", num_labels: int = 7, seed: int = 0, dtype=torch.float64, dropout: float = 0.0):
+    """The `tiny` architecture with dropout off, so two forwards are the same function."""
+    torch.manual_seed(seed)
+    config = load_model_config("tiny", max_length=16, vocab_size=VOCAB)
+    config.hidden_dropout_prob = config.attention_probs_dropout_prob = dropout
+    return load_backbone("tiny", config, task=task, num_labels=num_labels).to(dtype)
+
+
+def attach_bank(model, layers, *, bottleneck: int = 8, gate: bool = False, detach_input: bool = False, seed: int = 1):
+    torch.manual_seed(seed)
+    bank = RTNBank(layers, model.config.hidden_size, bottleneck, gate=gate, detach_input=detach_input)
+    bank = bank.to(next(model.parameters()).dtype)
+    bank.attach(*encoder_modules(model))
+    return bank
+
+
+def make_batch(size: int, *, seed: int, length: int = 9, task: str = "ner", num_labels: int = 7):
+    """Token ids with right padding on some rows and -100 on specials, pads and sub-tokens."""
+    generator = torch.Generator().manual_seed(seed)
+    ids = torch.randint(5, VOCAB, (size, length), generator=generator)
+    ids[:, 0], ids[:, -1] = 0, 2
+    mask = torch.ones(size, length, dtype=torch.long)
+    mask[::2, -3:] = 0
+    ids[mask == 0] = 1
+    if task == "sa":
+        labels = torch.randint(0, num_labels, (size,), generator=generator)
+    else:
+        labels = torch.randint(0, num_labels, (size, length), generator=generator)
+        labels[:, 0] = labels[:, -1] = -100
+        labels[mask == 0] = -100
+        labels[:, 3] = -100  # a continuation sub-token
+    return {"input_ids": ids, "attention_mask": mask, "labels": labels}
