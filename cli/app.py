@@ -13,6 +13,13 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
+
+
+@app.callback()
+def root() -> None:
+    """Hyperparameter search and ablations for MetaXL cross-lingual meta-learning."""
+
+
 app.command(help=train.__doc__)(train)
 
 

@@ -10,7 +10,6 @@ import typer
 
 from metaxl_tune.checkpoint import has_checkpoint
 from metaxl_tune.config import ConfigError, build_config, load_config
-from metaxl_tune.trainer import EpochResult, Run
 
 from .common import user_errors
 from .options import flag_name, pop_config_overrides, with_config_options
@@ -31,7 +30,7 @@ def _default_output(values: dict[str, Any]) -> Path:
     return Path("runs") / f"{values['task']}-{values['target']}-{values['method']}-{stamp}"
 
 
-def _print_epoch(entry: EpochResult, epochs: int) -> None:
+def _print_epoch(entry, epochs: int) -> None:
     meta = f"  meta loss {entry.meta_loss:.4f}" if entry.meta_loss is not None else ""
     typer.echo(
         f"epoch {entry.epoch:>3}/{epochs}  dev F1 {entry.dev_f1:6.2f}  test F1 {entry.test_f1:6.2f}  "
@@ -69,6 +68,8 @@ def train(
         resume_from = output / "checkpoint" if resume else None
         if resume and not has_checkpoint(resume_from):
             raise FileNotFoundError(f"--resume: no checkpoint in {resume_from}; run without --resume to start fresh")
+        from metaxl_tune.trainer import Run  # torch and transformers load only when training
+
         typer.echo(f"training {run_config.method} on {run_config.task}/{run_config.target}; output in {output}")
         run = Run(run_config, output, cache_dir=cache_dir, progress=progress, log=typer.echo)
         result = run.fit(

@@ -1,0 +1,61 @@
+"""The RTN: shape of g_phi, its placement, and hooks that act only on source forwards."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from helpers import attach_bank, make_batch, tiny_model
+from metaxl_tune.model.rtn import RTN, resolve_placements
+
+
+def test_rtn_is_a_residual_bottleneck():
+    rtn = RTN(6, 3).double()
+    hidden = torch.randn(2, 4, 6, dtype=torch.float64)
+    expected = hidden + rtn.up(torch.relu(rtn.down(hidden)))
+    torch.testing.assert_close(rtn(hidden), expected)
+    assert rtn.down.weight.shape == (3, 6) and rtn.up.weight.shape == (6, 3)
+
+
+def test_gated_rtn_scales_its_output_by_a_sigmoid_of_the_extra_unit():
+    rtn = RTN(6, 3, gate=True).double()
+    hidden = torch.randn(2, 6, dtype=torch.float64)
+    out = rtn.up(torch.relu(rtn.down(hidden)))
+    torch.testing.assert_close(rtn(hidden), hidden + torch.sigmoid(out[..., -1:]) * out[..., :-1])
+
+
+def test_detached_input_keeps_the_residual_gradient_path():
+    rtn = RTN(4, 2, detach_input=True).double()
+    hidden = torch.randn(3, 4, dtype=torch.float64, requires_grad=True)
+    (grad,) = torch.autograd.grad(rtn(hidden).sum(), hidden)
+    torch.testing.assert_close(grad, torch.ones_like(hidden))
+
+
+@pytest.mark.parametrize(
+    "placements, expected", [(["last"], [12]), (["middle"], [6]), ([0, "last"], [0, 12]), ([12, 3], [3, 12])]
+)
+def test_placements_resolve_against_depth(placements, expected):
+    assert resolve_placements(placements, 12, "xlm-roberta-base") == expected
+
+
+def test_placement_past_the_depth_names_the_model_and_range():
+    with pytest.raises(ValueError, match=r"rtn_layers: layer 12 is past the depth of model tiny \(4 layers\); use 0..4"):
+        resolve_placements([12], 4, "tiny")
+    with pytest.raises(ValueError, match="name the same layer twice"):
+        resolve_placements([4, "last"], 4, "tiny")
+
+
+def test_hooks_transform_only_inside_applied():
+    model = tiny_model()
+    bank = attach_bank(model, [0, 2])
+    batch = make_batch(2, seed=0)
+    inputs = {"input_ids": batch["input_ids"], "attention_mask": batch["attention_mask"]}
+    before = model(**inputs).logits
+    with bank.applied():
+        transformed = model(**inputs).logits
+    after = model(**inputs).logits
+    torch.testing.assert_close(before, after)
+    assert not torch.allclose(before, transformed)
+    bank.detach_hooks()
+    with bank.applied():
+        torch.testing.assert_close(model(**inputs).logits, before)

@@ -1,0 +1,72 @@
+"""The typed run config: defaults, YAML round trip, one-line errors."""
+
+from __future__ import annotations
+
+import pytest
+import yaml
+
+from metaxl_tune.config import ConfigError, RunConfig, build_config, load_config
+
+
+def test_task_defaults_follow_the_paper_protocol():
+    ner, sa = RunConfig(task="ner"), RunConfig(task="sa")
+    assert (ner.batch_size, ner.max_length, ner.rtn_bottleneck, ner.source_size) == (16, 200, 384, 5000)
+    assert (sa.batch_size, sa.max_length, sa.rtn_bottleneck, sa.source_size) == (12, 256, 192, 1000)
+
+
+def test_yaml_round_trip_is_exact(tmp_path):
+    config = RunConfig(task="sa", target="te", rtn_layers=[0, "last"], lookahead_lr=1e-4, max_grad_norm=None,
+                       meta_lr=1e-7, theta_update="recompute", rtn_gate=True)
+    path = tmp_path / "run.yaml"
+    config.dump(path)
+    assert load_config(path) == config
+    assert load_config(path).to_yaml() == config.to_yaml()
+
+
+def test_overrides_replace_file_fields(tmp_path):
+    path = tmp_path / "run.yaml"
+    RunConfig(seed=1, epochs=3).dump(path)
+    assert load_config(path, {"seed": 7}).seed == 7
+    assert load_config(path, {"seed": 7}).epochs == 3
+
+
+@pytest.mark.parametrize(
+    "values, message",
+    [
+        ({"method": "maml"}, "method: Input should be 'target-only', 'jt', 'jt-rtn' or 'metaxl' (got 'maml')"),
+        ({"rtn_layers": [-1]}, "rtn_layers: layer indices start at 0"),
+        ({"rtn_layers": []}, "rtn_layers: needs at least one placement"),
+        ({"source": "related", "target": "fa"}, "source: 'related' is defined for qu->es"),
+        ({"target": "Turkish"}, "target: must be a language code"),
+        ({"portion": 40}, "portion: must be <= batch_size (16)"),
+        ({"epochs": 0}, "epochs: must be a positive integer"),
+        ({"meta_lr": 0}, "meta_lr: must be > 0"),
+        ({"device": "gpu"}, "device: must be auto, cpu, cuda or cuda:N"),
+        ({"meta_lrr": 1e-6}, "meta_lrr: unknown field (known: task, target"),
+        ({"source": "tk", "target": "tk"}, "source: must differ from target"),
+    ],
+)
+def test_invalid_values_fail_with_one_line_naming_the_field(values, message):
+    with pytest.raises(ConfigError) as error:
+        build_config(values, origin="run.yaml")
+    assert str(error.value).startswith("run.yaml: ")
+    assert message in str(error.value)
+    assert "\n" not in str(error.value)
+
+
+def test_config_file_errors_name_the_file(tmp_path):
+    bad_yaml = tmp_path / "bad.yaml"
+    bad_yaml.write_text("task: ner\n  epochs: [\n")
+    with pytest.raises(ConfigError, match=r"bad.yaml: line \d+ is not valid YAML"):
+        load_config(bad_yaml)
+    not_mapping = tmp_path / "list.yaml"
+    not_mapping.write_text(yaml.safe_dump([1, 2]))
+    with pytest.raises(ConfigError, match="list.yaml: must be a mapping"):
+        load_config(not_mapping)
+    with pytest.raises(ConfigError, match="missing.yaml: no such config file"):
+        load_config(tmp_path / "missing.yaml")
+
+
+def test_changing_task_re_resolves_task_defaults():
+    assert RunConfig(task="ner").replace(task="sa", target="te").batch_size == 12
+    assert RunConfig(task="ner", batch_size=8).replace(task="sa", target="te").batch_size == 8
