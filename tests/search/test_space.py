@@ -44,7 +44,7 @@ def test_shipped_spaces_are_listed():
 def test_shipped_space_loads_and_validates(name, base):
     space = load_space(name)
     space.validate(base)
-    assert (space.metric, space.mode, space.fixed["method"]) == ("dev_f1", "max", "metaxl")
+    assert (space.metric, space.mode, space.fixed["method"]) == ("best_dev_f1", "max", "metaxl")
 
 
 def test_sa_space_offers_only_the_english_source():
