@@ -1,0 +1,152 @@
+"""SA data in a local directory: jsonl/tsv/csv splits in every label format, and Sentiraama."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from metaxl_tune.config import RunConfig
+from metaxl_tune.data import SaExample, load_splits
+
+
+def jsonl(*rows):
+    return "".join(json.dumps(row) + "\n" for row in rows)
+
+
+@pytest.fixture
+def sa(tmp_path, write):
+    """Writes <tmp>/fa/{train,dev,test}<suffix> (dev and test default to train) and returns a config."""
+
+    def make(train, dev=None, test=None, suffix=".jsonl", dev_name="dev", **fields):
+        for name, text in (("train", train), (dev_name, dev or train), ("test", test or train)):
+            write(tmp_path / "fa" / f"{name}{suffix}", text)
+        return RunConfig(data=str(tmp_path), task="sa", target="fa", **fields)
+
+    return make
+
+
+def test_marc_stars_are_detected_and_3_is_dropped(sa):
+    train = jsonl(*({"review_body": f"r{stars}", "stars": stars} for stars in range(1, 6)))
+    splits = load_splits(sa(train), "fa")
+    assert splits.train == [SaExample("r1", 0), SaExample("r2", 0), SaExample("r4", 1), SaExample("r5", 1)]
+
+
+def test_sentipers_polarity_in_tsv_is_detected_and_0_is_dropped(sa):
+    train = "sentence\tpolarity\nbad\t-2\nmeh\t-1\nok\t0\ngood\t+1\ngreat\t2\n"
+    splits = load_splits(sa(train, suffix=".tsv"), "fa")
+    assert [example.label for example in splits.train] == [0, 0, 1, 1]
+
+
+def test_binary_words_in_csv_are_detected_in_any_case(sa):
+    train = 'text,label\n"good, really",Positive\nbad,NEG\nfine,pos\nawful,negative\n'
+    splits = load_splits(sa(train, suffix=".csv", dev_name="validation"), "fa")
+    assert splits.train[0] == SaExample("good, really", 1)
+    assert [example.label for example in splits.train] == [1, 0, 1, 0]
+
+
+def test_binary_zero_one_labels_are_detected(sa):
+    splits = load_splits(sa(jsonl({"text": "a", "label": 0}, {"text": "b", "label": "1"})), "fa")
+    assert splits.train == [SaExample("a", 0), SaExample("b", 1)]
+
+
+def test_explicit_label_format_overrides_detection(sa):
+    # Only 1 and 2 would be ambiguous for auto; as stars both are negative.
+    train = jsonl({"text": "a", "stars": 1}, {"text": "b", "stars": 2})
+    splits = load_splits(sa(train, label_format="stars"), "fa")
+    assert [example.label for example in splits.train] == [0, 0]
+
+
+def test_configured_columns_are_used(sa):
+    train = jsonl({"body": "a", "score": "positive", "text": "ignored"})
+    splits = load_splits(sa(train, text_column="body", label_column="score"), "fa")
+    assert splits.train == [SaExample("a", 1)]
+
+
+def test_ambiguous_labels_ask_for_the_label_format(sa, load_error):
+    message = load_error(sa(jsonl({"text": "a", "label": 1}, {"text": "b", "label": 2})), "fa")
+    assert "train.jsonl" in message and "(1, 2)" in message and "pass --label-format" in message
+
+
+def test_malformed_json_line_names_file_and_line(sa, load_error, tmp_path):
+    message = load_error(sa('{"text": "a", "label": 1}\n\n{"text": "b", label: 0}\n'), "fa")
+    assert f"{tmp_path / 'fa' / 'train.jsonl'}:3: not valid JSON" in message
+
+
+def test_missing_text_column_names_the_columns_and_the_option(sa, load_error):
+    message = load_error(sa(jsonl({"body": "a", "label": 1})), "fa")
+    assert "no text column" in message and "columns present: body, label" in message and "--text-column" in message
+
+
+def test_missing_configured_label_column_names_the_option(sa, load_error):
+    message = load_error(sa(jsonl({"text": "a", "label": 1}), label_column="score"), "fa")
+    assert "no column 'score'" in message and "--label-column" in message
+
+
+def test_unparseable_label_names_file_line_and_value(sa, load_error, tmp_path):
+    train = jsonl({"text": "a", "stars": 5}, {"text": "b", "stars": 1})
+    dev = jsonl({"text": "a", "stars": 5}, {"text": "b", "stars": "five"})
+    message = load_error(sa(train, dev=dev), "fa")
+    assert f"{tmp_path / 'fa' / 'dev.jsonl'}:2: label 'five' is not a stars label (1-5)" in message
+
+
+def test_csv_row_with_extra_fields_names_file_and_line(sa, load_error, tmp_path):
+    message = load_error(sa("text,label\na,1\nb,0,extra\n", suffix=".csv"), "fa")
+    assert f"{tmp_path / 'fa' / 'train.csv'}:3: expected 2 fields" in message
+
+
+def test_split_with_only_neutral_reviews_is_an_error(sa, load_error):
+    train = jsonl({"text": "a", "stars": 1}, {"text": "b", "stars": 5})
+    message = load_error(sa(train, test=jsonl({"text": "c", "stars": 3})), "fa")
+    assert "test.jsonl: no reviews left once neutral labels are dropped" in message
+
+
+def test_empty_split_is_an_error(sa, load_error):
+    message = load_error(sa(jsonl({"text": "a", "label": 1}), dev="\n"), "fa")
+    assert "dev.jsonl: has no reviews" in message
+
+
+def test_missing_split_names_the_expected_path(write, load_error, tmp_path):
+    write(tmp_path / "fa" / "train.jsonl", jsonl({"text": "a", "label": 1}))
+    message = load_error(RunConfig(data=str(tmp_path), task="sa", target="fa"), "fa")
+    assert f"{tmp_path / 'fa' / 'dev'}.jsonl: missing dev split" in message and "validation.csv" in message
+
+
+def test_absent_language_lists_the_languages_present(sa, load_error):
+    message = load_error(sa(jsonl({"text": "a", "label": 1})), "te")
+    assert "no folder for language 'te' (languages present: fa)" in message
+
+
+def test_hub_has_no_sa_dataset(load_error):
+    message = load_error(RunConfig(data="hub", task="sa", target="fa"), "fa")
+    assert "SA has no hub dataset" in message and "--data DIR" in message and "--data synthetic" in message
+
+
+def sentiraama(tmp_path, write, positive: int, negative: int) -> RunConfig:
+    write(tmp_path / "te" / "product_pos.txt", "".join(f"good {i}\n\n" for i in range(positive)))
+    write(tmp_path / "te" / "product_neg.txt", "".join(f"bad {i}\n" for i in range(negative)))
+    return RunConfig(data=str(tmp_path), task="sa", target="te")
+
+
+def test_sentiraama_is_split_100_100_rest_with_balanced_classes(tmp_path, write):
+    splits = load_splits(sentiraama(tmp_path, write, 152, 151), "te")
+    assert (len(splits.train), len(splits.dev), len(splits.test)) == (103, 100, 100)
+    assert sum(example.label for example in splits.test) == 50
+    texts = [example.text for split in (splits.train, splits.dev, splits.test) for example in split]
+    assert len(set(texts)) == 303
+
+
+def test_sentiraama_split_is_deterministic(tmp_path, write):
+    config = sentiraama(tmp_path, write, 40, 40)
+    assert load_splits(config, "te") == load_splits(config, "te")
+
+
+def test_sentiraama_needs_both_files(tmp_path, write, load_error):
+    write(tmp_path / "te" / "product_pos.txt", "good\n")
+    message = load_error(RunConfig(data=str(tmp_path), task="sa", target="te"), "te")
+    assert "product_neg.txt: missing" in message
+
+
+def test_byte_order_mark_of_spreadsheet_exports_is_ignored(sa):
+    splits = load_splits(sa("\ufefftext,label\ngood,1\nbad,0\n", suffix=".csv"), "fa")
+    assert splits.train == [SaExample("good", 1), SaExample("bad", 0)]
