@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import typer
 
+from .search import search
 from .train import train
 
 app = typer.Typer(
@@ -21,6 +22,7 @@ def root() -> None:
 
 
 app.command(help=train.__doc__)(train)
+app.command(help=search.__doc__)(search)
 
 
 def main() -> None:

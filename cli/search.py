@@ -1,0 +1,98 @@
+"""`metaxl-tune search`: Optuna + Ray Tune + MLflow over a YAML search space."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any, Optional
+
+import typer
+
+from .common import user_errors
+from .options import pop_config_overrides, with_config_options
+
+EXAMPLES = """
+Examples:
+
+  metaxl-tune search --task ner --target tk --preset demo --num-samples 6
+
+  metaxl-tune search --task ner --target qu --space ner --num-samples 40 --address 10.0.0.5:6379 --storage /shared/searches
+
+  metaxl-tune search --name ner-qu-20261124-101500 --resume
+"""
+
+
+@with_config_options
+def search(
+    space: str = typer.Option("ner", "--space", help="Search space: a shipped name (ner, sa, paper-grid, demo) or a YAML path."),
+    preset: Optional[str] = typer.Option(None, "--preset", help="demo = tiny model + synthetic data + demo space (offline, minutes on 2 CPUs)."),
+    name: Optional[str] = typer.Option(None, "--name", help="Search name (default: <task>-<target>-<time>)."),
+    resume: bool = typer.Option(False, "--resume", help="Continue the search --name from its saved state."),
+    num_samples: int = typer.Option(10, "--num-samples", help="Total number of trials."),
+    max_concurrent: Optional[int] = typer.Option(None, "--max-concurrent", help="Most trials at once (default: as many as resources allow)."),
+    time_budget: Optional[float] = typer.Option(None, "--time-budget", help="Stop starting trials after this many seconds."),
+    scheduler: str = typer.Option("asha", "--scheduler", help="asha (prune weak trials by epoch) or fifo."),
+    grace_period: int = typer.Option(1, "--grace-period", help="Epochs every trial gets before ASHA may prune it."),
+    gpus_per_trial: Optional[float] = typer.Option(None, "--gpus-per-trial", help="GPUs per trial (default: 1 if the cluster has GPUs, else 0; 0.5 packs two)."),
+    cpus_per_trial: float = typer.Option(1.0, "--cpus-per-trial", help="CPU cores per trial."),
+    address: Optional[str] = typer.Option(None, "--address", help="Ray cluster: HOST:PORT or auto (default: $RAY_ADDRESS, else a local Ray)."),
+    storage: str = typer.Option("metaxl-searches", "--storage", help="Tune storage path (shared storage for multi-node)."),
+    tracking_uri: Optional[str] = typer.Option(None, "--tracking-uri", help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db)."),
+    search_seed: int = typer.Option(0, "--search-seed", help="Seed of Optuna's TPE sampler."),
+    cache_dir: Optional[Path] = typer.Option(None, "--cache-dir", help="Encoded-data cache shared by the trials."),
+    keep_checkpoints: int = typer.Option(1, "--keep-checkpoints", help="Best checkpoints kept per trial."),
+    **fields: Any,
+) -> None:
+    """Search MetaXL's hyperparameters (beta, r, RTN placement, source) with Optuna on Ray Tune, tracked in MLflow."""
+    from metaxl_tune.search.runner import SearchOptions, run_search
+
+    overrides = pop_config_overrides(fields)
+    with user_errors():
+        if resume:
+            if name is None:
+                raise ValueError("--resume needs --name of the search to continue")
+            options = SearchOptions.load(storage, name)
+            if address is not None or tracking_uri is not None:
+                options.address = address or options.address
+                options.tracking_uri = tracking_uri or options.tracking_uri
+        else:
+            task, target = overrides.get("task", "ner"), overrides.get("target", "tk")
+            options = SearchOptions(
+                name=name or f"{task}-{target}-{time.strftime('%Y%m%d-%H%M%S')}",
+                space=space,
+                base=overrides,
+                preset=preset,
+                num_samples=num_samples,
+                max_concurrent=max_concurrent,
+                time_budget_s=time_budget,
+                scheduler=scheduler,
+                grace_period=grace_period,
+                gpus_per_trial=gpus_per_trial,
+                cpus_per_trial=cpus_per_trial,
+                address=address,
+                storage=storage,
+                tracking_uri=tracking_uri,
+                seed=search_seed,
+                cache_dir=str(cache_dir) if cache_dir else None,
+                keep_checkpoints=keep_checkpoints,
+            )
+        try:
+            outcome = run_search(options, resume=resume, log=typer.echo)
+        except KeyboardInterrupt:
+            typer.echo(f"\ninterrupted; resume with: metaxl-tune search --name {options.name} --resume --storage {options.storage}")
+            raise typer.Exit(code=130) from None
+    counts = outcome.counts
+    typer.echo(
+        f"search {outcome.name}: {counts['completed']} completed, {counts['pruned']} pruned, {counts['failed']} failed"
+    )
+    if outcome.best is not None:
+        shown = ", ".join(f"{key}={value}" for key, value in outcome.best["params"].items())
+        typer.echo(f"best {outcome.best['value']:.2f}: {shown}")
+    typer.echo(f"MLflow parent run {outcome.parent_run_id} at {outcome.tracking_uri}")
+    if outcome.finished:
+        typer.echo(f"export the winner with: metaxl-tune best --name {outcome.name} -o best.yaml")
+    else:
+        typer.echo(f"stopped early; resume with: metaxl-tune search --name {outcome.name} --resume --storage {outcome.experiment_dir.parent}")
+
+
+search.__doc__ = (search.__doc__ or "") + "\n" + EXAMPLES

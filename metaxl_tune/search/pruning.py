@@ -1,0 +1,32 @@
+"""Optuna searcher that tells Optuna which trials the scheduler pruned.
+
+Ray's OptunaSearch reports a trial stopped early by ASHA as COMPLETE (it has a result), so TPE
+would treat a 1-epoch score as a finished one. Trials report ``epoch`` and ``epochs_total``:
+one that ends without error before its last epoch is PRUNED, with its intermediate values
+reported step by step as Optuna's pruning protocol expects.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from optuna.trial import TrialState
+from ray.tune.search.optuna import OptunaSearch
+
+
+def was_pruned(result: dict[str, Any] | None) -> bool:
+    return bool(result) and "epochs_total" in result and result.get("epoch", 0) < result["epochs_total"]
+
+
+class PruningAwareOptunaSearch(OptunaSearch):
+    def on_trial_result(self, trial_id: str, result: dict[str, Any]) -> None:
+        value = result.get(self.metric)
+        if trial_id in self._ot_trials and value is not None and "epoch" in result:
+            self._ot_trials[trial_id].report(value, step=int(result["epoch"]))
+
+    def on_trial_complete(self, trial_id: str, result: dict[str, Any] | None = None, error: bool = False) -> None:
+        if error or not was_pruned(result) or trial_id in self._completed_trials:
+            super().on_trial_complete(trial_id, result=result, error=error)
+            return
+        self._ot_study.tell(self._ot_trials[trial_id], state=TrialState.PRUNED)
+        self._completed_trials.add(trial_id)

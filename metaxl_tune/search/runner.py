@@ -1,0 +1,332 @@
+"""`metaxl-tune search`: Optuna (TPE) proposes, Ray Tune runs one trial per GPU, MLflow records.
+
+Everything that can be wrong with the request (space, config, tracking address, Ray address,
+data) is checked before Ray starts. The search's options are saved next to Tune's experiment
+state, so ``--resume`` needs only the name.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import subprocess
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Literal
+
+import optuna
+
+import metaxl_tune
+from metaxl_tune.config import RunConfig, build_config
+from metaxl_tune.search.space import SearchSpace, load_space
+from metaxl_tune.tracking import Tracker, check_tracking_uri, default_tracking_uri
+
+OPTIONS_FILE = "metaxl-search.json"
+OPTUNA_DB = "optuna.db"
+
+PRESETS: dict[str, dict[str, Any]] = {
+    # Tiny random-init model on synthetic data: runs offline in minutes on 2 CPU cores.
+    "demo": {"space": "demo", "base": {"model": "tiny", "data": "synthetic"}},
+}
+
+
+class SearchError(ValueError):
+    """The search cannot start as asked; the message says what to change."""
+
+
+@dataclass
+class SearchOptions:
+    """Everything a search was started with (saved as JSON so --resume can rebuild it)."""
+
+    name: str
+    space: str = "ner"
+    base: dict[str, Any] = field(default_factory=dict)
+    """RunConfig fields given on the command line; they override the space's fixed values."""
+    preset: str | None = None
+    num_samples: int = 10
+    max_concurrent: int | None = None
+    time_budget_s: float | None = None
+    scheduler: Literal["asha", "fifo"] = "asha"
+    grace_period: int = 1
+    gpus_per_trial: float | None = None
+    """None: 1 where the cluster has GPUs, else CPU trials."""
+    cpus_per_trial: float = 1.0
+    address: str | None = None
+    storage: str = "metaxl-searches"
+    tracking_uri: str | None = None
+    seed: int = 0
+    cache_dir: str | None = None
+    keep_checkpoints: int = 1
+    max_failures: int = 2
+
+    @property
+    def experiment_dir(self) -> Path:
+        return Path(self.storage) / self.name
+
+    def save(self) -> None:
+        self.experiment_dir.mkdir(parents=True, exist_ok=True)
+        (self.experiment_dir / OPTIONS_FILE).write_text(json.dumps(dataclasses.asdict(self), indent=2))
+
+    @classmethod
+    def load(cls, storage: str, name: str) -> "SearchOptions":
+        path = Path(storage) / name / OPTIONS_FILE
+        if not path.is_file():
+            raise SearchError(f"no search named {name} in {storage} (no {path}); check --name and --storage")
+        return cls(**json.loads(path.read_text()))
+
+
+def apply_preset(options: SearchOptions) -> SearchOptions:
+    if options.preset is None:
+        return options
+    if options.preset not in PRESETS:
+        raise SearchError(f"--preset {options.preset}: unknown preset; known: {', '.join(PRESETS)}")
+    preset = PRESETS[options.preset]
+    space = options.space if options.space != SearchOptions.space else preset["space"]
+    return dataclasses.replace(options, space=space, base={**preset["base"], **options.base})
+
+
+@dataclass
+class PreparedSearch:
+    options: SearchOptions
+    space: SearchSpace
+    base: RunConfig
+    tracking_uri: str
+    address: str
+
+
+def prepare(options: SearchOptions, *, resume: bool) -> PreparedSearch:
+    """All checks that need neither Ray nor a GPU; raises a one-line error on the first problem."""
+    from metaxl_tune.search.cluster import check_address, resolve_address
+
+    options = apply_preset(options)
+    storage = Path(options.storage).resolve()
+    options = dataclasses.replace(options, storage=str(storage))
+    exists = (options.experiment_dir / OPTIONS_FILE).is_file()
+    if exists and not resume:
+        raise SearchError(
+            f"a search named {options.name} already exists in {storage}; "
+            "pass --resume to continue it or choose another --name"
+        )
+    if options.num_samples < 1:
+        raise SearchError(f"--num-samples must be >= 1 (got {options.num_samples})")
+    if options.scheduler not in ("asha", "fifo"):
+        raise SearchError(f"--scheduler {options.scheduler}: use asha or fifo")
+
+    space = load_space(options.space)
+    clash = sorted(set(options.base) & set(space.names))
+    if clash:
+        raise SearchError(
+            f"{space.origin}: {', '.join(clash)} is searched by the space; drop "
+            f"{', '.join('--' + name.replace('_', '-') for name in clash)} or remove it from the space"
+        )
+    # Command-line fields beat the space's fixed values: the user typed them for this search.
+    space = dataclasses.replace(space, fixed={k: v for k, v in space.fixed.items() if k not in options.base})
+    base = build_config(options.base, origin="options")
+    space.validate(base)
+
+    tracking_uri = options.tracking_uri or default_tracking_uri()
+    check_tracking_uri(tracking_uri)
+    address = resolve_address(options.address)
+    check_address(address)
+    return PreparedSearch(options, space, base, tracking_uri, address)
+
+
+def warm_data_cache(prepared: PreparedSearch, log: Callable[[str], None]) -> None:
+    """Tokenize once per search (per node): every source language the space can pick."""
+    from metaxl_tune.data.prepare import prepare_data
+    from metaxl_tune.trainer import default_cache_dir
+
+    cache_dir = Path(prepared.options.cache_dir or default_cache_dir())
+    parameter = {p.name: p for p in prepared.space.parameters}.get("source")
+    sources = parameter.values if parameter is not None and parameter.values else [None]
+    for source in sources:
+        config = prepared.space.to_run_config(prepared.base, {} if source is None else {"source": source})
+        prepare_data(config, cache_dir)
+
+
+def _git_commit() -> str | None:
+    try:
+        root = Path(metaxl_tune.__file__).resolve().parent.parent
+        output = subprocess.run(
+            ["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5, check=True
+        )
+        return output.stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def _max_epochs(space: SearchSpace, base: RunConfig) -> int:
+    parameter = {p.name: p for p in space.parameters}.get("epochs")
+    if parameter is not None:
+        return int(max(parameter.values) if parameter.values else parameter.high)
+    return int(space.fixed.get("epochs", base.epochs))
+
+
+@dataclass
+class SearchOutcome:
+    name: str
+    experiment_dir: Path
+    tracking_uri: str
+    parent_run_id: str
+    counts: dict[str, int]
+    best: dict[str, Any] | None
+    finished: bool
+
+
+def run_search(options: SearchOptions, *, resume: bool = False, log: Callable[[str], None] = print) -> SearchOutcome:
+    prepared = prepare(options, resume=resume)
+    options = prepared.options
+    log(f"search {options.name}: space {prepared.space.origin}, {options.num_samples} trials, "
+        f"tracking {prepared.tracking_uri}, storage {options.experiment_dir}")
+    warm_data_cache(prepared, log)
+    options.save()
+
+    # Every epoch checkpoints (to resume trials from their last epoch), which makes Tune warn
+    # about frequent experiment snapshots of tiny trials; the snapshots are wanted.
+    os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
+    # Ray and the search machinery load only now that every check has passed.
+    import ray
+    from ray import tune
+    from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
+
+    from metaxl_tune.search.callbacks import MlflowTrialCallback, ProgressCallback
+    from metaxl_tune.search.cluster import cluster_gpus, connect
+    from metaxl_tune.search.pruning import PruningAwareOptunaSearch
+    from metaxl_tune.search.trainable import TrialConfigs, train_trial
+    from metaxl_tune.trainer import default_cache_dir
+
+    space, base = prepared.space, prepared.base
+    tracker = Tracker(prepared.tracking_uri, options.name)
+    parent_id = tracker.parent_run(
+        {
+            "metaxl.task": base.task,
+            "metaxl.target": base.target,
+            "metaxl.space": space.origin,
+            "metaxl.preset": options.preset or "",
+            "metaxl.version": metaxl_tune.__version__,
+            "metaxl.git_commit": _git_commit() or "unknown",
+        }
+    )
+    connect(prepared.address)
+    gpus = options.gpus_per_trial if options.gpus_per_trial is not None else (1.0 if cluster_gpus() > 0 else 0.0)
+    configs = TrialConfigs(base, space)
+    trainable = tune.with_resources(
+        tune.with_parameters(
+            train_trial,
+            configs=configs,
+            cache_dir=str(Path(options.cache_dir or default_cache_dir()).resolve()),
+            cpus=options.cpus_per_trial,
+        ),
+        {"cpu": options.cpus_per_trial, "gpu": gpus},
+    )
+    callbacks = [
+        MlflowTrialCallback(tracker, parent_id, configs),
+        ProgressCallback(space.metric, space.mode, options.num_samples, space.names),
+    ]
+    storage_url = f"sqlite:///{options.experiment_dir / OPTUNA_DB}"
+    if resume and tune.Tuner.can_restore(str(options.experiment_dir)):
+        # The restored run config brings back its (picklable) callbacks; the tracker finds
+        # the parent and trial runs again by their tags, so nothing is logged twice.
+        tuner = tune.Tuner.restore(
+            str(options.experiment_dir), trainable, resume_unfinished=True, resume_errored=True
+        )
+    else:
+        searcher = PruningAwareOptunaSearch(
+            space=space.sample,
+            metric=space.metric,
+            mode=space.mode,
+            sampler=optuna.samplers.TPESampler(seed=options.seed, constant_liar=True),
+            study_name=options.name,
+            storage=optuna.storages.RDBStorage(storage_url),
+        )
+        scheduler = (
+            ASHAScheduler(
+                metric=space.metric, mode=space.mode, max_t=_max_epochs(space, base),
+                grace_period=options.grace_period, reduction_factor=2,
+            )
+            if options.scheduler == "asha"
+            else FIFOScheduler()
+        )
+        tuner = tune.Tuner(
+            trainable,
+            tune_config=tune.TuneConfig(
+                search_alg=searcher,
+                scheduler=scheduler,
+                num_samples=options.num_samples,
+                max_concurrent_trials=options.max_concurrent,
+                time_budget_s=options.time_budget_s,
+                trial_dirname_creator=lambda trial: f"trial_{trial.trial_id}",
+            ),
+            run_config=tune.RunConfig(
+                name=options.name,
+                storage_path=options.storage,
+                checkpoint_config=tune.CheckpointConfig(
+                    num_to_keep=options.keep_checkpoints,
+                    checkpoint_score_attribute=space.metric,
+                    checkpoint_score_order=space.mode,
+                ),
+                failure_config=tune.FailureConfig(max_failures=options.max_failures),
+                callbacks=callbacks,
+                verbose=0,
+            ),
+        )
+    started = time.monotonic()
+    try:
+        tuner.fit()
+    finally:
+        ray.shutdown()
+    study = optuna.load_study(study_name=options.name, storage=storage_url)
+    counts = study_counts(study)
+    out_of_time = options.time_budget_s is not None and time.monotonic() - started >= options.time_budget_s
+    finished = out_of_time or sum(counts.values()) >= options.num_samples
+    _attach_plots(tracker, parent_id, study, options.experiment_dir / "plots")
+    tracker.end_run(parent_id, "FINISHED" if finished else "KILLED")
+    best = None
+    completed = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+    if completed:
+        pick = max if space.mode == "max" else min
+        best_trial = pick(completed, key=lambda t: t.value)
+        best = {"value": best_trial.value, "params": best_trial.params}
+    return SearchOutcome(options.name, options.experiment_dir, prepared.tracking_uri, parent_id, counts, best, finished)
+
+
+def study_counts(study: optuna.Study) -> dict[str, int]:
+    """Ended trials by outcome, as Optuna recorded them."""
+    states = {"completed": optuna.trial.TrialState.COMPLETE, "pruned": optuna.trial.TrialState.PRUNED,
+              "failed": optuna.trial.TrialState.FAIL}
+    return {name: sum(1 for t in study.trials if t.state == state) for name, state in states.items()}
+
+
+def _attach_plots(tracker: Tracker, parent_id: str, study: optuna.Study, directory: Path) -> None:
+    """Optuna's optimization history, parameter importances and parallel coordinates as PNGs."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import warnings
+
+    import matplotlib.pyplot as plt
+    from optuna.visualization import matplotlib as optuna_plots
+
+    directory.mkdir(parents=True, exist_ok=True)
+    plots = {
+        "optimization_history": optuna_plots.plot_optimization_history,
+        "param_importances": optuna_plots.plot_param_importances,
+        "parallel_coordinate": optuna_plots.plot_parallel_coordinate,
+    }
+    written = []
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # Optuna marks its matplotlib plots experimental
+        for name, plot in plots.items():
+            try:
+                axes = plot(study)
+            except (ValueError, RuntimeError, ZeroDivisionError):
+                continue  # e.g. importances need two finished trials with varying parameters
+            figure = axes.figure if hasattr(axes, "figure") else axes.flat[0].figure
+            path = directory / f"{name}.png"
+            figure.savefig(path, dpi=110, bbox_inches="tight")
+            plt.close(figure)
+            written.append(path)
+    if written:
+        tracker.log_files(parent_id, written, "plots")

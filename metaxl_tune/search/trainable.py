@@ -1,0 +1,65 @@
+"""The core trainer as a Ray Tune function trainable.
+
+Each epoch is reported with its checkpoint; on a retry the trial continues from the last
+reported checkpoint instead of epoch 1. Arguments arrive through ``tune.with_parameters``
+and are small (config dicts and paths): data is read from the on-disk encoding cache.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import ray
+import torch
+from ray import tune
+
+from metaxl_tune.config import RunConfig, build_config
+from metaxl_tune.search.space import SearchSpace
+from metaxl_tune.trainer import Run
+
+
+class TrialConfigs:
+    """Turns a trial's sampled values into its RunConfig (picklable; shipped to every trial)."""
+
+    def __init__(self, base: RunConfig, space: SearchSpace):
+        self.base = base.to_dict()
+        self.space = space
+
+    def __call__(self, sampled: dict[str, Any]) -> RunConfig:
+        return self.space.to_run_config(build_config(self.base), sampled)
+
+
+def placement_info() -> dict[str, Any]:
+    """Where this trial runs: reported once so MLflow can tag the trial's node and GPUs."""
+    context = ray.get_runtime_context()
+    return {
+        "node_id": context.get_node_id(),
+        "hostname": socket.gethostname(),
+        "gpu_ids": ",".join(str(gpu) for gpu in ray.get_gpu_ids()),
+        "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES", ""),
+    }
+
+
+def train_trial(sampled: dict[str, Any], *, configs: TrialConfigs, cache_dir: str, cpus: float) -> None:
+    # Ray sets OMP_NUM_THREADS for workers, but torch's intra-op pool is sized at import:
+    # oversubscribed cores make every trial on a node crawl.
+    torch.set_num_threads(max(1, int(cpus)))
+    config = configs(sampled)
+    trial_dir = Path(tune.get_context().get_trial_dir())
+    run = Run(config, trial_dir / "run", cache_dir=Path(cache_dir), progress=False, save_model=False)
+    where = placement_info()
+
+    def report(entry, checkpoint_dir: Path) -> None:
+        metrics = {**entry.metrics(), "epochs_total": config.epochs, **where}
+        tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(str(checkpoint_dir)))
+
+    checkpoint = tune.get_checkpoint()
+    if checkpoint is None:
+        run.fit(on_epoch=report, checkpoint_dir=trial_dir / "checkpoint-staging")
+        return
+    with checkpoint.as_directory() as restored, tempfile.TemporaryDirectory() as staging:
+        run.fit(on_epoch=report, resume_from=Path(restored), checkpoint_dir=Path(staging))

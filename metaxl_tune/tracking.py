@@ -1,0 +1,152 @@
+"""MLflow tracking for searches: one parent run per search, one nested run per trial.
+
+All MLflow traffic comes from the driver: trials never talk to the tracking server, so a
+trial's time is spent training, and a tracking outage cannot fail a trial. Runs are found
+again by tags (``metaxl.search``, ``metaxl.trial_id``), so a resumed search continues its
+runs instead of duplicating them.
+
+Embedded default: ``sqlite:///mlflow.db`` in the working directory, artifacts in
+``./mlartifacts``; ``--tracking-uri`` or ``MLFLOW_TRACKING_URI`` select a server.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any, Iterable, Mapping
+
+from mlflow.entities import Metric, Param, RunTag
+from mlflow.tracking import MlflowClient
+
+EXPERIMENT = "metaxl-tune"
+SEARCH_TAG = "metaxl.search"
+TRIAL_TAG = "metaxl.trial_id"
+OUTCOME_TAG = "metaxl.outcome"
+PARENT_TAG = "mlflow.parentRunId"
+DEFAULT_DB = "mlflow.db"
+DEFAULT_ARTIFACTS = "mlartifacts"
+
+# MLflow caps one log_batch call at 1000 metrics and 100 params.
+_MAX_PARAMS_PER_CALL = 100
+
+
+class TrackingError(ValueError):
+    """The tracking store cannot be used; the message says what to change."""
+
+
+def default_tracking_uri() -> str:
+    return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{Path(DEFAULT_DB).resolve()}"
+
+
+def check_tracking_uri(uri: str, *, timeout: float = 5.0) -> None:
+    """Fail fast, before Ray starts, when a tracking server does not answer."""
+    if not uri.startswith(("http://", "https://")):
+        return
+    try:
+        with urllib.request.urlopen(uri.rstrip("/") + "/health", timeout=timeout) as response:
+            response.read()
+    except (urllib.error.URLError, OSError) as error:
+        reason = getattr(error, "reason", error)
+        raise TrackingError(
+            f"cannot reach the MLflow tracking server at {uri} ({reason}); start it "
+            "(metaxl-tune ui, or mlflow server) or drop --tracking-uri to use the embedded sqlite store"
+        ) from None
+
+
+class Tracker:
+    """The MLflow side of one search (picklable: the client is rebuilt on demand)."""
+
+    def __init__(self, tracking_uri: str, search_name: str, *, experiment: str = EXPERIMENT):
+        self.tracking_uri = tracking_uri
+        self.search_name = search_name
+        self.experiment = experiment
+        self._client: MlflowClient | None = None
+        self._experiment_id: str | None = None
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {**self.__dict__, "_client": None}
+
+    @property
+    def client(self) -> MlflowClient:
+        if self._client is None:
+            os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")
+            self._client = MlflowClient(tracking_uri=self.tracking_uri)
+        return self._client
+
+    @property
+    def experiment_id(self) -> str:
+        if self._experiment_id is None:
+            found = self.client.get_experiment_by_name(self.experiment)
+            if found is not None:
+                self._experiment_id = found.experiment_id
+            else:
+                location = None
+                if self.tracking_uri.startswith("sqlite:"):
+                    db_path = Path(self.tracking_uri.removeprefix("sqlite:///"))
+                    location = (db_path.parent / DEFAULT_ARTIFACTS).resolve().as_uri()
+                self._experiment_id = self.client.create_experiment(self.experiment, artifact_location=location)
+        return self._experiment_id
+
+    # ---- runs ------------------------------------------------------------------------------
+
+    def _find(self, tags: Mapping[str, str]) -> str | None:
+        query = " and ".join(f"tags.`{key}` = '{value}'" for key, value in tags.items())
+        runs = self.client.search_runs([self.experiment_id], filter_string=query, max_results=1)
+        return runs[0].info.run_id if runs else None
+
+    def parent_run(self, tags: Mapping[str, str]) -> str:
+        """The search's parent run, created on first use and reopened on resume."""
+        existing = self._find({SEARCH_TAG: self.search_name, "metaxl.role": "search"})
+        if existing is not None:
+            self.client.update_run(existing, status="RUNNING")
+            return existing
+        run = self.client.create_run(
+            self.experiment_id,
+            run_name=self.search_name,
+            tags={SEARCH_TAG: self.search_name, "metaxl.role": "search", **tags},
+        )
+        return run.info.run_id
+
+    def trial_run(self, parent_id: str, trial_id: str, params: Mapping[str, Any], config_yaml: str) -> str:
+        """The trial's nested run; a restarted trial gets its existing run back."""
+        existing = self._find({SEARCH_TAG: self.search_name, TRIAL_TAG: trial_id})
+        if existing is not None:
+            self.client.update_run(existing, status="RUNNING")
+            return existing
+        run = self.client.create_run(
+            self.experiment_id,
+            run_name=f"{self.search_name}/{trial_id}",
+            tags={SEARCH_TAG: self.search_name, TRIAL_TAG: trial_id, PARENT_TAG: parent_id, "metaxl.role": "trial"},
+        )
+        run_id = run.info.run_id
+        items = [Param(key, str(value)) for key, value in params.items()]
+        for start in range(0, len(items), _MAX_PARAMS_PER_CALL):
+            self.client.log_batch(run_id, params=items[start : start + _MAX_PARAMS_PER_CALL])
+        self.client.log_text(run_id, config_yaml, "config.yaml")
+        return run_id
+
+    def log_metrics(self, run_id: str, metrics: Mapping[str, float], step: int) -> None:
+        stamp = int(time.time() * 1000)
+        self.client.log_batch(run_id, metrics=[Metric(key, float(value), stamp, step) for key, value in metrics.items()])
+
+    def set_tags(self, run_id: str, tags: Mapping[str, str]) -> None:
+        self.client.log_batch(run_id, tags=[RunTag(key, str(value)) for key, value in tags.items()])
+
+    def log_artifacts(self, run_id: str, directory: Path, artifact_path: str) -> None:
+        self.client.log_artifacts(run_id, str(directory), artifact_path)
+
+    def log_files(self, run_id: str, files: Iterable[Path], artifact_path: str | None = None) -> None:
+        for path in files:
+            self.client.log_artifact(run_id, str(path), artifact_path)
+
+    def end_run(self, run_id: str, status: str) -> None:
+        self.client.set_terminated(run_id, status=status)
+
+    # ---- reading (best, report) ------------------------------------------------------------------
+
+    def trial_runs(self) -> list:
+        query = f"tags.`{SEARCH_TAG}` = '{self.search_name}' and tags.`metaxl.role` = 'trial'"
+        return self.client.search_runs([self.experiment_id], filter_string=query, max_results=50_000)
