@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import os
+
 import typer
 
+from .best import best
 from .search import search
 from .train import train
+from .ui import ui
 
 app = typer.Typer(
     name="metaxl-tune",
@@ -19,10 +23,17 @@ app = typer.Typer(
 @app.callback()
 def root() -> None:
     """Hyperparameter search and ablations for MetaXL cross-lingual meta-learning."""
+    # Library progress bars (dataset saving, model shards, artifact downloads) would bury
+    # the command's own output; the commands show their own progress.
+    for variable in ("HF_DATASETS_DISABLE_PROGRESS_BARS", "HF_HUB_DISABLE_PROGRESS_BARS"):
+        os.environ.setdefault(variable, "1")
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 
 
 app.command(help=train.__doc__)(train)
 app.command(help=search.__doc__)(search)
+app.command(help=best.__doc__)(best)
+app.command(help=ui.__doc__)(ui)
 
 
 def main() -> None:

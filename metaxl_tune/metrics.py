@@ -16,8 +16,9 @@ from metaxl_tune.data import NER_LABELS
 
 def ner_f1(gold: Sequence[Sequence[int]], predicted: Sequence[Sequence[int]]) -> float:
     to_tags = lambda rows: [[NER_LABELS[label] for label in row] for row in rows]  # noqa: E731
-    return 100.0 * entity_f1(to_tags(gold), to_tags(predicted))
+    # Plain floats: numpy scalars would not survive weights_only checkpoint loading.
+    return float(100.0 * entity_f1(to_tags(gold), to_tags(predicted)))
 
 
 def positive_f1(gold: Sequence[int], predicted: Sequence[int]) -> float:
-    return 100.0 * f1_score(list(gold), list(predicted), pos_label=1, zero_division=0)
+    return float(100.0 * f1_score(list(gold), list(predicted), pos_label=1, zero_division=0))

@@ -73,6 +73,7 @@ class Tracker:
     def client(self) -> MlflowClient:
         if self._client is None:
             os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")
+            os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
             self._client = MlflowClient(tracking_uri=self.tracking_uri)
         return self._client
 
@@ -150,3 +151,19 @@ class Tracker:
     def trial_runs(self) -> list:
         query = f"tags.`{SEARCH_TAG}` = '{self.search_name}' and tags.`metaxl.role` = 'trial'"
         return self.client.search_runs([self.experiment_id], filter_string=query, max_results=50_000)
+
+
+def server_command(backend_uri: str, *, host: str, port: int) -> list[str]:
+    """`mlflow server` for the UI, with one worker (the default starts many processes)."""
+    if backend_uri.startswith(("http://", "https://")):
+        raise TrackingError(f"{backend_uri} is already a server: open it in a browser instead of running ui")
+    import shutil
+    import sys
+
+    mlflow = shutil.which("mlflow") or str(Path(sys.executable).with_name("mlflow"))
+    return [mlflow, "server", "--backend-store-uri", backend_uri, "--host", host, "--port", str(port), "--workers", "1"]
+
+
+def server_environment() -> dict[str, str]:
+    # MLflow 3's job runner adds a dozen processes and ~1.5 GB that a UI does not need.
+    return {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}

@@ -20,6 +20,7 @@ import optuna
 
 import metaxl_tune
 from metaxl_tune.config import RunConfig, build_config
+from metaxl_tune.results import SEARCHED_TAG
 from metaxl_tune.search.space import SearchSpace, load_space
 from metaxl_tune.tracking import Tracker, check_tracking_uri, default_tracking_uri
 
@@ -207,6 +208,7 @@ def run_search(options: SearchOptions, *, resume: bool = False, log: Callable[[s
             "metaxl.preset": options.preset or "",
             "metaxl.version": metaxl_tune.__version__,
             "metaxl.git_commit": _git_commit() or "unknown",
+            SEARCHED_TAG: ",".join(space.names),
         }
     )
     connect(prepared.address)

@@ -1,0 +1,100 @@
+"""Reading finished searches back from MLflow: ranking trials and exporting the winner.
+
+Works from the tracking store alone (no Ray experiment folder needed): every trial's resolved
+config is an artifact of its run, so the export is the exact config the trial trained with.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from metaxl_tune.config import RunConfig, load_config
+from metaxl_tune.tracking import OUTCOME_TAG, SEARCH_TAG, TRIAL_TAG, Tracker
+
+SEARCHED_TAG = "metaxl.searched"
+
+
+class ResultsError(ValueError):
+    """The requested search or metric is not in the tracking store."""
+
+
+@dataclass
+class TrialRow:
+    run_id: str
+    trial_id: str
+    outcome: str
+    value: float
+    metrics: dict[str, float]
+    params: dict[str, str]
+
+
+def metric_mode(metric: str) -> str:
+    return "min" if "loss" in metric or metric.endswith("seconds") else "max"
+
+
+def ranked_trials(tracker: Tracker, metric: str) -> list[TrialRow]:
+    """Trials of the search that logged ``metric``, best first."""
+    if tracker.client.get_experiment_by_name(tracker.experiment) is None:
+        raise ResultsError(f"no searches in {tracker.tracking_uri}; check --tracking-uri (or MLFLOW_TRACKING_URI)")
+    runs = tracker.trial_runs()
+    if not runs:
+        raise ResultsError(
+            f"no search named {tracker.search_name} in {tracker.tracking_uri}; check --name and --tracking-uri"
+        )
+    rows = [
+        TrialRow(
+            run_id=run.info.run_id,
+            trial_id=run.data.tags.get(TRIAL_TAG, "?"),
+            outcome=run.data.tags.get(OUTCOME_TAG, run.info.status.lower()),
+            value=run.data.metrics[metric],
+            metrics=dict(run.data.metrics),
+            params=dict(run.data.params),
+        )
+        for run in runs
+        if metric in run.data.metrics
+    ]
+    if not rows:
+        known = sorted({key for run in runs for key in run.data.metrics})
+        raise ResultsError(f"--metric {metric}: no trial of {tracker.search_name} logged it; logged: {', '.join(known)}")
+    return sorted(rows, key=lambda row: row.value, reverse=metric_mode(metric) == "max")
+
+
+def searched_parameters(tracker: Tracker) -> list[str]:
+    query = f"tags.`{SEARCH_TAG}` = '{tracker.search_name}' and tags.`metaxl.role` = 'search'"
+    parents = tracker.client.search_runs([tracker.experiment_id], filter_string=query, max_results=1)
+    if not parents:
+        return []
+    return [name for name in parents[0].data.tags.get(SEARCHED_TAG, "").split(",") if name]
+
+
+def trial_config(tracker: Tracker, run_id: str) -> RunConfig:
+    with tempfile.TemporaryDirectory() as directory:
+        path = tracker.client.download_artifacts(run_id, "config.yaml", directory)
+        return load_config(path)
+
+
+def export_config(config: RunConfig, path: Path | None, fmt: str, *, origin: str = "") -> str:
+    """The config as YAML or JSON text (written to ``path`` when given); `train --config` reads both."""
+    if fmt not in ("yaml", "json"):
+        raise ResultsError(f"--format {fmt}: use yaml or json")
+    if fmt == "json":
+        text = json.dumps(config.to_dict(), indent=2) + "\n"
+    else:
+        where = path or "FILE"
+        text = f"# {origin}\n# reproduce with: metaxl-tune train --config {where}\n" + config.to_yaml()
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text, encoding="utf-8")
+    return text
+
+
+def format_value(value: Any) -> str:
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return str(value)
+    return f"{number:.3g}" if not number.is_integer() else str(int(number))

@@ -1,0 +1,89 @@
+"""Starting and stopping the servers and drivers tests need, by PID only (never `ray stop`)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+CLI = [sys.executable, "-m", "metaxl_tune.cli"]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def session_pids(session_id: int) -> list[int]:
+    """Processes in a session (a driver started with start_new_session and all it spawned)."""
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[3]) == session_id:
+            pids.append(int(entry.name))
+    return pids
+
+
+def kill_session(session_id: int, sig: int = signal.SIGKILL) -> None:
+    for pid in session_pids(session_id):
+        try:
+            os.kill(pid, sig)
+        except ProcessLookupError:
+            pass
+
+
+def cli_env(cache_dir: Path) -> dict[str, str]:
+    env = {**os.environ, "METAXL_TUNE_CACHE": str(cache_dir), "PYTHONUNBUFFERED": "1"}
+    env.pop("MLFLOW_TRACKING_URI", None)
+    env.pop("RAY_ADDRESS", None)
+    return env
+
+
+def run_cli(args: list[str], *, cwd: Path, cache_dir: Path, timeout: float = 600) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [*CLI, *args], cwd=cwd, env=cli_env(cache_dir), capture_output=True, text=True, timeout=timeout
+    )
+
+
+class MlflowServer:
+    """`mlflow server` on 127.0.0.1, started lean and stopped by its session."""
+
+    def __init__(self, directory: Path):
+        self.port = free_port()
+        self.uri = f"http://127.0.0.1:{self.port}"
+        env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
+        self.process = subprocess.Popen(
+            [str(Path(sys.executable).with_name("mlflow")), "server", "--backend-store-uri",
+             f"sqlite:///{directory / 'server.db'}", "--host", "127.0.0.1", "--port", str(self.port),
+             "--workers", "1"],
+            cwd=directory, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+        )
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            try:
+                urllib.request.urlopen(self.uri + "/health", timeout=2).read()
+                return
+            except OSError:
+                time.sleep(0.5)
+        self.stop()
+        raise RuntimeError("mlflow server did not start within 120 s")
+
+    def stop(self) -> None:
+        kill_session(self.process.pid, signal.SIGTERM)
+        try:
+            self.process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            kill_session(self.process.pid)
+            self.process.wait()

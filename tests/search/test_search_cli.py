@@ -1,0 +1,157 @@
+"""`metaxl-tune search` end to end: real local Ray, real MLflow (sqlite store and a server)."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import time
+
+import optuna
+import pytest
+from mlflow.tracking import MlflowClient
+
+from processes import CLI, MlflowServer, cli_env, kill_session, run_cli
+
+DEMO = ["search", "--task", "ner", "--target", "tk", "--preset", "demo"]
+
+
+def trial_runs(client: MlflowClient, search: str):
+    experiment = client.get_experiment_by_name("metaxl-tune")
+    query = f"tags.`metaxl.search` = '{search}'"
+    runs = client.search_runs([experiment.experiment_id], filter_string=query, max_results=1000)
+    parents = [run for run in runs if run.data.tags.get("metaxl.role") == "search"]
+    trials = [run for run in runs if run.data.tags.get("metaxl.role") == "trial"]
+    return parents, trials
+
+
+def study_of(directory, name: str) -> optuna.Study:
+    return optuna.load_study(study_name=name, storage=f"sqlite:///{directory / 'metaxl-searches' / name / 'optuna.db'}")
+
+
+@pytest.fixture(scope="module")
+def demo_search(tmp_path_factory, shared_cache):
+    workdir = tmp_path_factory.mktemp("demo-search")
+    result = run_cli([*DEMO, "--num-samples", "6", "--name", "demo"], cwd=workdir, cache_dir=shared_cache)
+    assert result.returncode == 0, result.stdout + result.stderr
+    return workdir, result
+
+
+def test_demo_search_logs_one_parent_and_six_finished_nested_runs(demo_search):
+    workdir, _ = demo_search
+    client = MlflowClient(f"sqlite:///{workdir / 'mlflow.db'}")
+    parents, trials = trial_runs(client, "demo")
+    assert len(parents) == 1 and len(trials) == 6
+    assert all(run.data.tags["mlflow.parentRunId"] == parents[0].info.run_id for run in trials)
+    assert {run.info.status for run in [*parents, *trials]} <= {"FINISHED", "KILLED"}
+    for run in trials:
+        assert {"meta_lr", "rtn_bottleneck", "rtn_layers", "source"} <= set(run.data.params)
+        assert run.data.tags["metaxl.node_id"]
+        assert "best_dev_f1" in run.data.metrics
+    assert {"plots/optimization_history.png"} <= {
+        artifact.path for artifact in client.list_artifacts(parents[0].info.run_id, "plots")
+    }
+
+
+def test_pruned_trials_are_pruned_in_optuna_and_killed_in_mlflow(demo_search):
+    workdir, result = demo_search
+    study = study_of(workdir, "demo")
+    states = [trial.state for trial in study.trials]
+    assert len(states) == 6
+    pruned = states.count(optuna.trial.TrialState.PRUNED)
+    assert pruned >= 1, result.stdout
+    _, trials = trial_runs(MlflowClient(f"sqlite:///{workdir / 'mlflow.db'}"), "demo")
+    outcomes = [run.data.tags["metaxl.outcome"] for run in trials]
+    assert outcomes.count("pruned") == pruned
+    assert all(run.info.status == "KILLED" for run in trials if run.data.tags["metaxl.outcome"] == "pruned")
+    assert f"{pruned} pruned" in result.stdout
+
+
+def test_best_exports_a_config_that_train_reproduces(demo_search, shared_cache):
+    workdir, _ = demo_search
+    exported = run_cli(["best", "--name", "demo", "--top", "3", "-o", "best.yaml"], cwd=workdir, cache_dir=shared_cache)
+    assert exported.returncode == 0, exported.stderr
+    assert "top 3 of 6 trials by best_dev_f1" in exported.stdout
+    trained = subprocess.run(
+        [*CLI, "train", "--config", "best.yaml", "--output", "repro", "--no-progress"],
+        cwd=workdir, env={**cli_env(shared_cache), "OMP_NUM_THREADS": "1"}, capture_output=True, text=True, timeout=600,
+    )
+    assert trained.returncode == 0, trained.stderr
+    reproduced = json.loads((workdir / "repro" / "results.json").read_text())["best_dev_f1"]
+    _, trials = trial_runs(MlflowClient(f"sqlite:///{workdir / 'mlflow.db'}"), "demo")
+    best = max(run.data.metrics["best_dev_f1"] for run in trials)
+    assert reproduced == pytest.approx(best, abs=1e-9)
+
+
+def test_search_logs_to_a_real_mlflow_server(tmp_path, shared_cache):
+    server = MlflowServer(tmp_path)
+    try:
+        result = run_cli([*DEMO, "--num-samples", "2", "--name", "served", "--tracking-uri", server.uri],
+                         cwd=tmp_path, cache_dir=shared_cache)
+        assert result.returncode == 0, result.stdout + result.stderr
+        parents, trials = trial_runs(MlflowClient(server.uri), "served")
+        assert len(parents) == 1 and len(trials) == 2
+        assert all(run.info.status in {"FINISHED", "KILLED"} for run in [*parents, *trials])
+        assert not (tmp_path / "mlflow.db").exists()
+    finally:
+        server.stop()
+
+
+def test_resume_after_the_driver_is_killed_runs_every_trial_once(tmp_path, shared_cache):
+    args = [*DEMO, "--num-samples", "5", "--name", "killed", "--scheduler", "fifo"]
+    driver = subprocess.Popen([*CLI, *args], cwd=tmp_path, env=cli_env(shared_cache), start_new_session=True,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 400
+        while time.monotonic() < deadline:
+            time.sleep(2)
+            try:
+                study = study_of(tmp_path, "killed")
+            except (KeyError, Exception):  # study not created yet
+                continue
+            if sum(t.state == optuna.trial.TrialState.COMPLETE for t in study.trials) >= 2:
+                break
+        else:
+            pytest.fail("two trials did not finish in time")
+    finally:
+        kill_session(driver.pid, signal.SIGKILL)
+        driver.wait()
+    done_before = {t.number for t in study_of(tmp_path, "killed").trials if t.state.is_finished()}
+
+    resumed = run_cli(["search", "--name", "killed", "--resume"], cwd=tmp_path, cache_dir=shared_cache)
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    study = study_of(tmp_path, "killed")
+    finished = [t for t in study.trials if t.state.is_finished()]
+    assert len(finished) == 5 and done_before <= {t.number for t in finished}
+    _, trials = trial_runs(MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}"), "killed")
+    trial_ids = [run.data.tags["metaxl.trial_id"] for run in trials]
+    assert len(trial_ids) == len(set(trial_ids)) == 5
+    assert all(run.info.status in {"FINISHED", "KILLED"} for run in trials)
+
+
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (["--address", "127.0.0.1:9"], "cannot reach a Ray head at 127.0.0.1:9"),
+        (["--tracking-uri", "http://127.0.0.1:9"], "cannot reach the MLflow tracking server at http://127.0.0.1:9"),
+        (["--space", "nope"], "nope: unknown search space"),
+        (["--meta-lr", "1e-5"], "meta_lr is searched by the space; drop --meta-lr"),
+        (["--preset", "huge"], "--preset huge: unknown preset; known: demo"),
+    ],
+)
+def test_bad_requests_fail_fast_with_one_line(tmp_path, shared_cache, extra, message):
+    started = time.monotonic()
+    result = run_cli([*DEMO, "--num-samples", "2", *extra], cwd=tmp_path, cache_dir=shared_cache, timeout=120)
+    assert result.returncode == 2
+    assert message in result.stderr and result.stderr.strip().count("\n") == 0
+    assert time.monotonic() - started < 60
+    assert not (tmp_path / "metaxl-searches").exists()
+
+
+def test_space_typo_names_file_and_key(tmp_path, shared_cache):
+    space = tmp_path / "my.yaml"
+    space.write_text("parameters:\n  meta_lr: {type: loguniform, low: 1.0e-3, high: 1.0e-5}\n")
+    result = run_cli(["search", "--task", "ner", "--target", "tk", "--model", "tiny", "--data", "synthetic",
+                      "--space", str(space)], cwd=tmp_path, cache_dir=shared_cache, timeout=120)
+    assert result.returncode == 2
+    assert "my.yaml: parameters.meta_lr.low: must be <= high" in result.stderr
