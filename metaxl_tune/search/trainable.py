@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import socket
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
@@ -45,13 +46,15 @@ def placement_info() -> dict[str, Any]:
 
 
 def train_trial(sampled: dict[str, Any], *, configs: TrialConfigs, cache_dir: str, cpus: float) -> None:
+    started_at = time.time()
     # Ray sets OMP_NUM_THREADS for workers, but torch's intra-op pool is sized at import:
     # oversubscribed cores make every trial on a node crawl.
     torch.set_num_threads(max(1, int(cpus)))
     config = configs(sampled)
     trial_dir = Path(tune.get_context().get_trial_dir())
     run = Run(config, trial_dir / "run", cache_dir=Path(cache_dir), progress=False, save_model=False)
-    where = placement_info()
+    # Wall-clock marks for overhead accounting: trial start, and ready to train (data and model built).
+    where = {**placement_info(), "trial_started_at": started_at, "training_started_at": time.time()}
 
     def report(entry, checkpoint_dir: Path) -> None:
         metrics = {**entry.metrics(), "epochs_total": config.epochs, **where}
