@@ -16,10 +16,11 @@ $(VENV)/.installed: pyproject.toml
 
 setup: $(VENV)/.installed
 
+# An offline MetaXL search (tiny model, synthetic data), then the winner exported as a config.
+DEMO_NAME ?= demo-$(shell date +%Y%m%d-%H%M%S)
 demo: setup
-	$(BIN)/metaxl-tune train --model tiny --data synthetic --task ner --target tk --source related \
-		--method metaxl --epochs 3 --lr 1e-3 --meta-lr 1e-3 --rtn-bottleneck 32 --source-size 2000 \
-		--max-length 64 --output runs/demo-train
+	$(BIN)/metaxl-tune search --task ner --target tk --preset demo --num-samples 6 --name $(DEMO_NAME)
+	$(BIN)/metaxl-tune best --name $(DEMO_NAME) --top 6 -o runs/$(DEMO_NAME)-best.yaml
 
 test: setup
 	$(BIN)/python -m pytest -q
