@@ -60,9 +60,12 @@ def train_trial(sampled: dict[str, Any], *, configs: TrialConfigs, cache_dir: st
         metrics = {**entry.metrics(), "epochs_total": config.epochs, **where}
         tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(str(checkpoint_dir)))
 
+    # Epoch checkpoints are written to a scratch folder; tune.report copies each into the
+    # trial's storage, so the storage holds only the checkpoints Tune decides to keep.
     checkpoint = tune.get_checkpoint()
-    if checkpoint is None:
-        run.fit(on_epoch=report, checkpoint_dir=trial_dir / "checkpoint-staging")
-        return
-    with checkpoint.as_directory() as restored, tempfile.TemporaryDirectory() as staging:
-        run.fit(on_epoch=report, resume_from=Path(restored), checkpoint_dir=Path(staging))
+    with tempfile.TemporaryDirectory() as staging:
+        if checkpoint is None:
+            run.fit(on_epoch=report, checkpoint_dir=Path(staging))
+            return
+        with checkpoint.as_directory() as restored:
+            run.fit(on_epoch=report, resume_from=Path(restored), checkpoint_dir=Path(staging))
