@@ -6,6 +6,7 @@ import os
 
 import typer
 
+from .ablate import ablate
 from .best import best
 from .search import search
 from .train import train
@@ -34,6 +35,7 @@ app.command(help=train.__doc__)(train)
 app.command(help=search.__doc__)(search)
 app.command(help=best.__doc__)(best)
 app.command(help=ui.__doc__)(ui)
+app.command(help=ablate.__doc__)(ablate)
 
 
 def main() -> None:

@@ -111,7 +111,9 @@ class Tracker:
         )
         return run.info.run_id
 
-    def trial_run(self, parent_id: str, trial_id: str, params: Mapping[str, Any], config_yaml: str) -> str:
+    def trial_run(
+        self, parent_id: str, trial_id: str, params: Mapping[str, Any], config_yaml: str, tags: Mapping[str, str] | None = None
+    ) -> str:
         """The trial's nested run; a restarted trial gets its existing run back."""
         existing = self._find({SEARCH_TAG: self.search_name, TRIAL_TAG: trial_id})
         if existing is not None:
@@ -120,7 +122,7 @@ class Tracker:
         run = self.client.create_run(
             self.experiment_id,
             run_name=f"{self.search_name}/{trial_id}",
-            tags={SEARCH_TAG: self.search_name, TRIAL_TAG: trial_id, PARENT_TAG: parent_id, "metaxl.role": "trial"},
+            tags={SEARCH_TAG: self.search_name, TRIAL_TAG: trial_id, PARENT_TAG: parent_id, "metaxl.role": "trial", **(tags or {})},
         )
         run_id = run.info.run_id
         items = [Param(key, str(value)) for key, value in params.items()]

@@ -17,8 +17,9 @@ from metaxl_tune.tracking import OUTCOME_TAG, Tracker
 # Keys of a trial's result that are per-epoch metrics (Tune adds many bookkeeping keys).
 EPOCH_METRICS = (
     "dev_f1", "test_f1", "train_loss", "meta_loss", "epoch_seconds", "best_dev_f1", "best_test_f1", "best_epoch",
+    "wall_seconds", "device_seconds",
 )
-PLACEMENT_TAGS = ("node_id", "hostname", "gpu_ids", "cuda_visible_devices")
+PLACEMENT_TAGS = ("node_id", "hostname", "gpu_ids", "cuda_visible_devices", "device_type")
 
 
 def _outcome(result: dict[str, Any] | None, error: bool) -> tuple[str, str]:
@@ -34,10 +35,17 @@ class MlflowTrialCallback(tune.Callback):
     """Nested MLflow run per trial: params, per-epoch metrics, placement tags, config and best
     checkpoint as artifacts, and a final status that is never left RUNNING."""
 
-    def __init__(self, tracker: Tracker, parent_id: str, to_config: Callable[[dict], RunConfig]):
+    def __init__(
+        self,
+        tracker: Tracker,
+        parent_id: str,
+        to_config: Callable[[dict], RunConfig],
+        trial_tags: Callable[[dict], dict[str, str]] | None = None,
+    ):
         self.tracker = tracker
         self.parent_id = parent_id
         self.to_config = to_config
+        self.trial_tags = trial_tags
         self.runs: dict[str, str] = {}
         self.nodes: dict[str, str] = {}
         self._warned = False
@@ -55,8 +63,9 @@ class MlflowTrialCallback(tune.Callback):
     def _run_of(self, trial) -> str | None:
         if trial.trial_id not in self.runs:
             config = self.to_config(trial.config)
+            tags = self.trial_tags(trial.config) if self.trial_tags is not None else {}
             run_id = self._safely(
-                lambda: self.tracker.trial_run(self.parent_id, trial.trial_id, config.to_dict(), config.to_yaml())
+                lambda: self.tracker.trial_run(self.parent_id, trial.trial_id, config.to_dict(), config.to_yaml(), tags)
             )
             if run_id is None:
                 return None

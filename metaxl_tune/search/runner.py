@@ -193,15 +193,15 @@ def run_search(options: SearchOptions, *, resume: bool = False, log: Callable[[s
     from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
 
     from metaxl_tune.search.callbacks import MlflowTrialCallback, ProgressCallback
-    from metaxl_tune.search.cluster import cluster_gpus, connect
+    from metaxl_tune.search.cluster import connect
     from metaxl_tune.search.pruning import PruningAwareOptunaSearch
-    from metaxl_tune.search.trainable import TrialConfigs, train_trial
-    from metaxl_tune.trainer import default_cache_dir
+    from metaxl_tune.search.trainable import TrialConfigs
 
     space, base = prepared.space, prepared.base
     tracker = Tracker(prepared.tracking_uri, options.name)
     parent_id = tracker.parent_run(
         {
+            "metaxl.kind": "search",
             "metaxl.task": base.task,
             "metaxl.target": base.target,
             "metaxl.space": space.origin,
@@ -212,17 +212,9 @@ def run_search(options: SearchOptions, *, resume: bool = False, log: Callable[[s
         }
     )
     connect(prepared.address)
-    gpus = options.gpus_per_trial if options.gpus_per_trial is not None else (1.0 if cluster_gpus() > 0 else 0.0)
+    gpus = resolve_gpus(options)
     configs = TrialConfigs(base, space)
-    trainable = tune.with_resources(
-        tune.with_parameters(
-            train_trial,
-            configs=configs,
-            cache_dir=str(Path(options.cache_dir or default_cache_dir()).resolve()),
-            cpus=options.cpus_per_trial,
-        ),
-        {"cpu": options.cpus_per_trial, "gpu": gpus},
-    )
+    trainable = build_trainable(options, configs, gpus)
     callbacks = [
         MlflowTrialCallback(tracker, parent_id, configs),
         ProgressCallback(space.metric, space.mode, options.num_samples, space.names),
@@ -261,18 +253,7 @@ def run_search(options: SearchOptions, *, resume: bool = False, log: Callable[[s
                 time_budget_s=options.time_budget_s,
                 trial_dirname_creator=lambda trial: f"trial_{trial.trial_id}",
             ),
-            run_config=tune.RunConfig(
-                name=options.name,
-                storage_path=options.storage,
-                checkpoint_config=tune.CheckpointConfig(
-                    num_to_keep=options.keep_checkpoints,
-                    checkpoint_score_attribute=space.metric,
-                    checkpoint_score_order=space.mode,
-                ),
-                failure_config=tune.FailureConfig(max_failures=options.max_failures),
-                callbacks=callbacks,
-                verbose=0,
-            ),
+            run_config=build_run_config(options, callbacks, space.metric, space.mode),
         )
     started = time.monotonic()
     try:
@@ -299,6 +280,47 @@ def study_counts(study: optuna.Study) -> dict[str, int]:
     states = {"completed": optuna.trial.TrialState.COMPLETE, "pruned": optuna.trial.TrialState.PRUNED,
               "failed": optuna.trial.TrialState.FAIL}
     return {name: sum(1 for t in study.trials if t.state == state) for name, state in states.items()}
+
+
+def build_trainable(options: SearchOptions, configs: Callable[[dict], RunConfig], gpus: float):
+    """The trial function with its (small) arguments and per-trial resources."""
+    from ray import tune
+
+    from metaxl_tune.search.trainable import train_trial
+    from metaxl_tune.trainer import default_cache_dir
+
+    return tune.with_resources(
+        tune.with_parameters(
+            train_trial,
+            configs=configs,
+            cache_dir=str(Path(options.cache_dir or default_cache_dir()).resolve()),
+            cpus=options.cpus_per_trial,
+            gpus=gpus,
+        ),
+        {"cpu": options.cpus_per_trial, "gpu": gpus},
+    )
+
+
+def build_run_config(options: SearchOptions, callbacks: list, metric: str, mode: str):
+    """Tune's run config: storage, kept checkpoints (best K by the metric), retries, callbacks."""
+    from ray import tune
+
+    return tune.RunConfig(
+        name=options.name,
+        storage_path=options.storage,
+        checkpoint_config=tune.CheckpointConfig(
+            num_to_keep=options.keep_checkpoints, checkpoint_score_attribute=metric, checkpoint_score_order=mode
+        ),
+        failure_config=tune.FailureConfig(max_failures=options.max_failures),
+        callbacks=callbacks,
+        verbose=0,
+    )
+
+
+def resolve_gpus(options: SearchOptions) -> float:
+    from metaxl_tune.search.cluster import cluster_gpus
+
+    return options.gpus_per_trial if options.gpus_per_trial is not None else (1.0 if cluster_gpus() > 0 else 0.0)
 
 
 def _attach_plots(tracker: Tracker, parent_id: str, study: optuna.Study, directory: Path) -> None:

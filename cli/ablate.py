@@ -1,0 +1,102 @@
+"""`metaxl-tune ablate`: the paper's ablations (or your own study) for your targets and seeds."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from .common import user_errors
+from .options import pop_config_overrides, with_config_options
+
+EXAMPLES = """
+Examples:
+
+  metaxl-tune ablate --study methods --task ner --targets qu,cdo,ilo --seeds 3 --dry-run
+
+  metaxl-tune ablate --study placement --task ner --targets tk --seeds 2 --preset demo
+
+  metaxl-tune ablate --name methods-ner-20261124-101500 --resume
+"""
+
+
+def _print_dry_run(the_plan) -> None:
+    from metaxl_tune.search.study import SECONDS_PER_JT_STEP
+
+    table = Table(title=f"study {the_plan.study.name}: {the_plan.study.description}")
+    for column in ("setting", "fields", "targets", "seeds", "runs", "est. device-hours"):
+        table.add_column(column)
+    hours = the_plan.estimated_hours()
+    options = the_plan.options
+    for label, values in the_plan.study.settings.items():
+        shown = ", ".join(f"{key}={value}" for key, value in values.items())
+        runs = sum(1 for cell in the_plan.cells if cell.setting == label)
+        table.add_row(label, shown, ",".join(options.targets), str(options.seeds), str(runs), f"{hours[label]:.2f}")
+    Console().print(table)
+    per_step = SECONDS_PER_JT_STEP.get(the_plan.base.model, SECONDS_PER_JT_STEP["default"])
+    typer.echo(
+        f"{len(the_plan.cells)} runs, about {sum(hours.values()):.2f} device-hours "
+        f"(estimate: {per_step} s per JT step of {the_plan.base.model}, other methods scaled by bench/step.py ratios)"
+    )
+
+
+@with_config_options
+def ablate(
+    study: str = typer.Option("methods", "--study", help="Study: methods, placement, jt-rtn, source-size, source-language, paper, or a YAML path."),
+    targets: Optional[str] = typer.Option(None, "--targets", help="Comma-separated target languages, e.g. qu,cdo,tk."),
+    seeds: int = typer.Option(1, "--seeds", help="Seeds per setting and target (seed = 1..N)."),
+    preset: Optional[str] = typer.Option(None, "--preset", help="demo = tiny model + synthetic data, small and fast."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Print the grid, the number of runs and estimated device-hours; run nothing."),
+    name: Optional[str] = typer.Option(None, "--name", help="Ablation name (default: <study>-<task>-<time>)."),
+    resume: bool = typer.Option(False, "--resume", help="Continue the ablation --name."),
+    max_concurrent: Optional[int] = typer.Option(None, "--max-concurrent", help="Most runs at once."),
+    gpus_per_trial: Optional[float] = typer.Option(None, "--gpus-per-trial", help="GPUs per run (default: 1 if the cluster has GPUs)."),
+    cpus_per_trial: float = typer.Option(1.0, "--cpus-per-trial", help="CPU cores per run."),
+    address: Optional[str] = typer.Option(None, "--address", help="Ray cluster HOST:PORT or auto (default: a local Ray)."),
+    storage: str = typer.Option("metaxl-searches", "--storage", help="Tune storage path."),
+    tracking_uri: Optional[str] = typer.Option(None, "--tracking-uri", help="MLflow tracking URI."),
+    cache_dir: Optional[Path] = typer.Option(None, "--cache-dir", help="Encoded-data cache."),
+    **fields: Any,
+) -> None:
+    """Run a study's grid (settings x targets x seeds) on Ray, tracked in MLflow; then `metaxl-tune report`."""
+    import time
+
+    from metaxl_tune.search.ablate import AblationOptions, plan, run_ablation
+
+    overrides = pop_config_overrides(fields)
+    with user_errors():
+        if resume:
+            if name is None:
+                raise ValueError("--resume needs --name of the ablation to continue")
+            options = AblationOptions.load(storage, name)
+        else:
+            options = AblationOptions(
+                name=name or f"{Path(study).stem}-{overrides.get('task', 'ner')}-{time.strftime('%Y%m%d-%H%M%S')}",
+                study=study,
+                targets=[t.strip() for t in (targets or overrides.get("target", "")).split(",") if t.strip()],
+                seeds=seeds,
+                base={key: value for key, value in overrides.items() if key != "target"},
+                preset=preset,
+                max_concurrent=max_concurrent,
+                gpus_per_trial=gpus_per_trial,
+                cpus_per_trial=cpus_per_trial,
+                address=address,
+                storage=storage,
+                tracking_uri=tracking_uri,
+                cache_dir=str(cache_dir) if cache_dir else None,
+            )
+        if dry_run:
+            _print_dry_run(plan(options))
+            return
+        outcome = run_ablation(options, resume=resume, log=typer.echo)
+    typer.echo(f"ablation {outcome['name']}: {outcome['completed']} of {outcome['runs']} runs completed, {outcome['failed']} failed")
+    if outcome["finished"]:
+        typer.echo(f"tables: metaxl-tune report --name {outcome['name']} --format md")
+    else:
+        typer.echo(f"stopped early; resume with: metaxl-tune ablate --name {outcome['name']} --resume --storage {options.storage}")
+
+
+ablate.__doc__ = (ablate.__doc__ or "") + "\n" + EXAMPLES

@@ -1,0 +1,161 @@
+"""`metaxl-tune ablate`: a study's grid (settings x targets x seeds) on the search's Ray
+executor and MLflow store, one nested run per cell tagged with its setting."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from metaxl_tune.config import RunConfig, build_config
+from metaxl_tune.search.runner import (
+    OPTIONS_FILE,
+    SearchError,
+    SearchOptions,
+    build_run_config,
+    build_trainable,
+    resolve_gpus,
+)
+from metaxl_tune.search.study import Cell, Study, estimated_seconds, grid, load_study
+from metaxl_tune.tracking import Tracker, check_tracking_uri, default_tracking_uri
+
+SETTING_TAG = "metaxl.setting"
+METRIC, MODE = "best_dev_f1", "max"
+
+# Tiny random-init model on synthetic data, sized to run a small grid in minutes on 2 CPUs.
+ABLATION_PRESETS: dict[str, dict[str, Any]] = {
+    "demo": {"model": "tiny", "data": "synthetic", "epochs": 2, "lr": 3e-3, "meta_lr": 1e-3,
+             "rtn_bottleneck": 16, "source_size": 300, "max_length": 64},
+}
+
+
+@dataclass
+class AblationOptions(SearchOptions):
+    study: str = "methods"
+    targets: list[str] = field(default_factory=list)
+    seeds: int = 1
+
+
+class CellConfigs:
+    """A trial's config is its grid cell; this turns it into the RunConfig (picklable)."""
+
+    def __init__(self, base: RunConfig):
+        self.base = base.to_dict()
+
+    def __call__(self, trial_config: dict[str, Any]) -> RunConfig:
+        return build_config(self.base).replace(**trial_config["cell"]["values"])
+
+    @staticmethod
+    def tags(trial_config: dict[str, Any]) -> dict[str, str]:
+        return {SETTING_TAG: trial_config["cell"]["setting"]}
+
+
+@dataclass
+class Plan:
+    options: AblationOptions
+    study: Study
+    base: RunConfig
+    cells: list[Cell]
+
+    def configs(self) -> list[RunConfig]:
+        return [self.base.replace(**cell.values) for cell in self.cells]
+
+    def estimated_hours(self) -> dict[str, float]:
+        hours: dict[str, float] = {}
+        for cell, config in zip(self.cells, self.configs()):
+            hours[cell.setting] = hours.get(cell.setting, 0.0) + estimated_seconds(config) / 3600
+        return hours
+
+
+def plan(options: AblationOptions) -> Plan:
+    """Validate everything that needs no Ray: preset, study, flags, every cell's config."""
+    preset = {}
+    if options.preset is not None:
+        if options.preset not in ABLATION_PRESETS:
+            raise SearchError(f"--preset {options.preset}: unknown preset; known: {', '.join(ABLATION_PRESETS)}")
+        preset = ABLATION_PRESETS[options.preset]
+    base = build_config({**preset, **options.base}, origin="options")
+    study = load_study(options.study, base.task)
+    cells = grid(study, base, targets=options.targets, seeds=options.seeds, flags=options.base)
+    return Plan(options, study, base, cells)
+
+
+def run_ablation(options: AblationOptions, *, resume: bool = False, log: Callable[[str], None] = print) -> dict:
+    options = dataclasses.replace(options, storage=str(Path(options.storage).resolve()))
+    if (options.experiment_dir / OPTIONS_FILE).is_file() and not resume:
+        raise SearchError(f"an ablation named {options.name} already exists in {options.storage}; "
+                          "pass --resume to continue it or choose another --name")
+    the_plan = plan(options)
+    tracking_uri = options.tracking_uri or default_tracking_uri()
+    check_tracking_uri(tracking_uri)
+    from metaxl_tune.search.cluster import check_address, connect, resolve_address
+
+    address = resolve_address(options.address)
+    check_address(address)
+    log(f"ablation {options.name}: study {the_plan.study.name}, {len(the_plan.cells)} runs, tracking {tracking_uri}")
+    _warm_cache(the_plan)
+    options.save()
+
+    os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
+    import ray
+    from ray import tune
+    from ray.tune.schedulers import FIFOScheduler
+
+    from metaxl_tune.search.callbacks import MlflowTrialCallback, ProgressCallback
+
+    tracker = Tracker(tracking_uri, options.name)
+    parent_id = tracker.parent_run({
+        "metaxl.kind": "ablation",
+        "metaxl.study": the_plan.study.name,
+        "metaxl.task": the_plan.base.task,
+        "metaxl.targets": ",".join(options.targets),
+        "metaxl.seeds": str(options.seeds),
+        "metaxl.preset": options.preset or "",
+        "metaxl.settings_order": ",".join(the_plan.study.settings),
+    })
+    connect(address)
+    configs = CellConfigs(the_plan.base)
+    trainable = build_trainable(options, configs, resolve_gpus(options))
+    callbacks = [
+        MlflowTrialCallback(tracker, parent_id, configs, CellConfigs.tags),
+        ProgressCallback(METRIC, MODE, len(the_plan.cells), ()),
+    ]
+    if resume and tune.Tuner.can_restore(str(options.experiment_dir)):
+        tuner = tune.Tuner.restore(str(options.experiment_dir), trainable, resume_unfinished=True, resume_errored=True)
+    else:
+        tuner = tune.Tuner(
+            trainable,
+            param_space={"cell": tune.grid_search([dataclasses.asdict(cell) for cell in the_plan.cells])},
+            tune_config=tune.TuneConfig(
+                scheduler=FIFOScheduler(),
+                max_concurrent_trials=options.max_concurrent,
+                trial_dirname_creator=lambda trial: f"trial_{trial.trial_id}",
+            ),
+            run_config=build_run_config(options, callbacks, METRIC, MODE),
+        )
+    try:
+        results = tuner.fit()
+    finally:
+        ray.shutdown()
+    failed = sum(1 for result in results if result.error is not None)
+    done = sum(1 for result in results if result.error is None and result.metrics.get("epoch") == result.metrics.get("epochs_total"))
+    finished = done + failed == len(the_plan.cells)
+    tracker.end_run(parent_id, "FINISHED" if finished else "KILLED")
+    return {"name": options.name, "runs": len(the_plan.cells), "completed": done, "failed": failed,
+            "finished": finished, "parent_run_id": parent_id, "tracking_uri": tracking_uri}
+
+
+def _warm_cache(the_plan: Plan) -> None:
+    """Tokenize each distinct dataset once, in the driver, before trials start."""
+    from metaxl_tune.data.prepare import prepare_data
+    from metaxl_tune.trainer import default_cache_dir
+
+    cache_dir = Path(the_plan.options.cache_dir or default_cache_dir())
+    seen = set()
+    for config in the_plan.configs():
+        key = (config.target, config.source, config.task, config.data, config.model, config.max_length)
+        if key not in seen:
+            seen.add(key)
+            prepare_data(config, cache_dir)
