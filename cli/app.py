@@ -8,6 +8,7 @@ import typer
 
 from .ablate import ablate
 from .best import best
+from .report import report
 from .search import search
 from .train import train
 from .ui import ui
@@ -36,6 +37,7 @@ app.command(help=search.__doc__)(search)
 app.command(help=best.__doc__)(best)
 app.command(help=ui.__doc__)(ui)
 app.command(help=ablate.__doc__)(ablate)
+app.command(help=report.__doc__)(report)
 
 
 def main() -> None:

@@ -11,7 +11,7 @@ exists, the difference to it in points (paper Tables 2, 4, 5, 6).
     plot(data, Path("methods-tk.png"))
 
 Order: rows follow the parent run's ``metaxl.settings_order`` tag (comma-separated) when set,
-else sorted; columns follow ``metaxl.targets_order`` likewise. Pruned and failed trials are
+else sorted; columns follow ``metaxl.targets_order`` (or ``metaxl.targets``) likewise. Pruned and failed trials are
 left out of the table but counted in the cost, which they also spent.
 """
 
@@ -31,6 +31,7 @@ from metaxl_tune.tracking import OUTCOME_TAG, PARENT_TAG, SEARCH_TAG, TRIAL_TAG,
 SETTING_TAG = "metaxl.setting"
 SETTINGS_ORDER_TAG = "metaxl.settings_order"
 TARGETS_ORDER_TAG = "metaxl.targets_order"
+TARGETS_TAG = "metaxl.targets"
 STUDY_TAG = "metaxl.study"
 KIND_TAG = "metaxl.kind"
 DEVICE_TAG = "metaxl.device_type"
@@ -197,7 +198,10 @@ def collect(tracker: Tracker, *, metric: str = "best_test_f1") -> ReportData:
         name=name,
         metric=metric,
         settings=_ordered((setting for setting, _ in cells), parent_tags.get(SETTINGS_ORDER_TAG, "")),
-        targets=_ordered((target for _, target in cells), parent_tags.get(TARGETS_ORDER_TAG, "")),
+        targets=_ordered(
+            (target for _, target in cells),
+            parent_tags.get(TARGETS_ORDER_TAG) or parent_tags.get(TARGETS_TAG, ""),  # ablate's --targets order
+        ),
         cells=cells,
         cost=cost,
         parent_run_id=parent_id,
@@ -295,7 +299,10 @@ def _delta(value: float) -> str:
 
 
 def _legend(table: Table, *, delta_word: str) -> str:
-    parts = [f"mean ± std of {table.metric} over seeds ({table.seeds_text()})", "avg = mean over targets"]
+    spread = f"mean ± std of {table.metric} over seeds ({table.seeds_text()})"
+    if table.seeds == (1, 1):
+        spread = f"{table.metric}, one seed per cell"
+    parts = [spread, "avg = mean over targets"]
     if table.reference:
         parts.append(f"{delta_word} vs {table.reference} in parentheses")
     parts.append("best per column in bold")
@@ -448,13 +455,13 @@ def plot(source: Table | ReportData, path: Path) -> Path:
             cell = row.cells[column] if column < len(row.cells) else None
             xs.append(index + (column - (len(columns) - 1) / 2) * width)
             heights.append(mean)
-            errors.append(cell.std if cell is not None and cell.std is not None else 0.0)
+            errors.append(cell.std if cell is not None and cell.std is not None else float("nan"))  # nan: no bar
         axes.bar(xs, heights, width, yerr=errors, capsize=2, label=label,
                  hatch="//" if label == "avg" else None, edgecolor="black", linewidth=0.4)
     axes.set_xticks(range(len(table.rows)), [row.setting for row in table.rows])
     axes.set_ylabel(table.metric)
     axes.set_title(table.title)
-    axes.legend(fontsize="small", ncols=min(len(columns), 5))
+    axes.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.0, 1.0))
     axes.grid(axis="y", alpha=0.3)
     figure.tight_layout()
     path = Path(path)
