@@ -27,8 +27,15 @@ def best(
     fmt: str = typer.Option("yaml", "--format", help="Export format: yaml or json."),
     output: Optional[Path] = typer.Option(None, "--output", "-o", help="Write the best trial's config here."),
     tracking_uri: Optional[str] = typer.Option(None, "--tracking-uri", help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db)."),
+    rerun: bool = typer.Option(False, "--rerun", help="Re-run the top K configs with --seeds seeds and report mean ± std."),
+    seeds: int = typer.Option(3, "--seeds", help="Seeds per config for --rerun (seed = 1..N)."),
+    address: Optional[str] = typer.Option(None, "--address", help="Ray cluster for --rerun (default: a local Ray)."),
+    storage: str = typer.Option("metaxl-searches", "--storage", help="Tune storage path for --rerun."),
+    gpus_per_trial: Optional[float] = typer.Option(None, "--gpus-per-trial", help="GPUs per re-run (default: 1 if the cluster has GPUs)."),
+    cpus_per_trial: float = typer.Option(1.0, "--cpus-per-trial", help="CPU cores per re-run."),
 ) -> None:
     """List a search's best trials and export the winner as a config that `train --config` reproduces."""
+    from metaxl_tune.report import collect
     from metaxl_tune.results import export_config, format_value, ranked_trials, searched_parameters, trial_config
     from metaxl_tune.tracking import Tracker, check_tracking_uri, default_tracking_uri
 
@@ -48,6 +55,7 @@ def best(
                 *(format_value(row.params.get(key, "")) for key in searched),
             )
         Console().print(table)
+        typer.echo(collect(tracker, metric=metric).cost.line())
         winner = rows[0]
         config = trial_config(tracker, winner.run_id)
         origin = f"best trial {winner.trial_id} of search {name} ({metric} = {winner.value:.2f}, MLflow run {winner.run_id})"
@@ -56,6 +64,34 @@ def best(
         typer.echo(text, nl=False)
     else:
         typer.echo(f"wrote {output}; reproduce with: metaxl-tune train --config {output}")
+    if rerun:
+        with user_errors():
+            _rerun(tracker, rows[:top], seeds, uri, address, storage, gpus_per_trial, cpus_per_trial)
+
+
+def _rerun(tracker, rows, seeds, uri, address, storage, gpus_per_trial, cpus_per_trial) -> None:
+    """The top configs as rows of an ablation over seeds; prints mean ± std per config."""
+    import time
+
+    from metaxl_tune.report import collect, to_markdown
+    from metaxl_tune.results import trial_config
+    from metaxl_tune.search.ablate import AblationOptions, rerun_study, run_ablation
+    from metaxl_tune.tracking import Tracker
+
+    configs = {row.trial_id: trial_config(tracker, row.run_id) for row in rows}
+    first = next(iter(configs.values()))
+    name = f"{tracker.search_name}-rerun-{time.strftime('%Y%m%d-%H%M%S')}"
+    study = rerun_study(configs, Path(storage) / f"{name}.study.yaml",
+                        origin=f"top {len(configs)} trials of search {tracker.search_name}")
+    options = AblationOptions(
+        name=name, study=str(study), targets=[first.target], seeds=seeds, base={"task": first.task},
+        address=address, storage=storage, tracking_uri=uri, gpus_per_trial=gpus_per_trial, cpus_per_trial=cpus_per_trial,
+    )
+    outcome = run_ablation(options, log=typer.echo)
+    rerun_tracker = Tracker(uri, name)
+    for metric in ("best_dev_f1", "best_test_f1"):
+        typer.echo(to_markdown(collect(rerun_tracker, metric=metric)))
+    typer.echo(f"re-run {name}: {outcome['completed']} of {outcome['runs']} runs completed")
 
 
 best.__doc__ = (best.__doc__ or "") + "\n" + EXAMPLES

@@ -132,6 +132,8 @@ def run_ablation(options: AblationOptions, *, resume: bool = False, log: Callabl
                 scheduler=FIFOScheduler(),
                 max_concurrent_trials=options.max_concurrent,
                 trial_dirname_creator=lambda trial: f"trial_{trial.trial_id}",
+                # A new worker per trial would re-import torch and transformers (seconds each).
+                reuse_actors=True,
             ),
             run_config=build_run_config(options, callbacks, METRIC, MODE),
         )
@@ -159,3 +161,17 @@ def _warm_cache(the_plan: Plan) -> None:
         if key not in seen:
             seen.add(key)
             prepare_data(config, cache_dir)
+
+
+def rerun_study(configs: dict[str, RunConfig], path: Path, *, origin: str) -> Path:
+    """A study whose rows are finished trials' configs (seed left to the grid), saved as YAML so
+    the re-run is an ordinary ablation: resumable, tracked, and reportable."""
+    import yaml
+
+    settings = {
+        label: {key: value for key, value in config.to_dict().items() if key not in ("seed", "target", "task")}
+        for label, config in configs.items()
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(f"# {origin}\n" + yaml.safe_dump({"description": origin, "settings": settings}, sort_keys=False))
+    return path

@@ -252,6 +252,8 @@ def run_search(options: SearchOptions, *, resume: bool = False, log: Callable[[s
                 max_concurrent_trials=options.max_concurrent,
                 time_budget_s=options.time_budget_s,
                 trial_dirname_creator=lambda trial: f"trial_{trial.trial_id}",
+                # A new worker per trial would re-import torch and transformers (seconds each).
+                reuse_actors=True,
             ),
             run_config=build_run_config(options, callbacks, space.metric, space.mode),
         )

@@ -155,3 +155,20 @@ def test_space_typo_names_file_and_key(tmp_path, shared_cache):
                       "--space", str(space)], cwd=tmp_path, cache_dir=shared_cache, timeout=120)
     assert result.returncode == 2
     assert "my.yaml: parameters.meta_lr.low: must be <= high" in result.stderr
+
+
+def test_best_rerun_checks_the_winner_against_seed_noise(demo_search, shared_cache):
+    workdir, _ = demo_search
+    result = run_cli(["best", "--name", "demo", "--top", "1", "--rerun", "--seeds", "2"], cwd=workdir,
+                     cache_dir=shared_cache)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "Cost: " in result.stdout and "CPU-hours" in result.stdout
+    assert "Mean ± std of best_dev_f1 over seeds (n = 2)" in result.stdout
+    assert "2 of 2 runs completed" in result.stdout
+    client = MlflowClient(f"sqlite:///{workdir / 'mlflow.db'}")
+    experiment = client.get_experiment_by_name("metaxl-tune")
+    reruns = client.search_runs([experiment.experiment_id], "tags.`metaxl.search` LIKE 'demo-rerun-%' and tags.`metaxl.role` = 'trial'")
+    assert sorted(run.data.params["seed"] for run in reruns) == ["1", "2"]
+    _, trials = trial_runs(client, "demo")
+    winner = max(trials, key=lambda run: run.data.metrics["best_dev_f1"])
+    assert {run.data.tags["metaxl.setting"] for run in reruns} == {winner.data.tags["metaxl.trial_id"]}
