@@ -28,8 +28,7 @@ def analyze(
     cache_dir: Optional[Path] = typer.Option(None, "--cache-dir", help="Encoded-data cache (default: $METAXL_TUNE_CACHE or ~/.cache/metaxl-tune)."),
     device: str = typer.Option("auto", "--device", help="Device for the forwards: auto, cpu, cuda or cuda:N (overrides the trial's)."),
 ) -> None:
-    """Hausdorff distances between target and source representations, without and with the RTN,
-    and a PCA plot; the results are logged to the trial's MLflow run (metrics and analysis/)."""
+    """Hausdorff distances of a trial's target and source representations, without and with the RTN, a PCA plot, all logged to its MLflow run."""
     from rich.console import Console
     from rich.table import Table
 
@@ -47,10 +46,10 @@ def analyze(
     )
     for column in ("source set", "Hausdorff", "h(source, target)", "h(target, source)"):
         table.add_column(column, justify="left" if column == "source set" else "right")
-    table.add_row("without RTN", f"{result.hausdorff_source_target:.4f}",
-                  f"{result.directed_source_to_target:.4f}", f"{result.directed_target_to_source:.4f}")
-    table.add_row("with RTN", f"{result.hausdorff_rtn_source_target:.4f}",
-                  f"{result.directed_rtn_source_to_target:.4f}", f"{result.directed_target_to_rtn_source:.4f}")
+    table.add_row("without RTN", *(f"{value:.4g}" for value in (
+        result.hausdorff_source_target, result.directed_source_to_target, result.directed_target_to_source)))
+    table.add_row("with RTN", *(f"{value:.4g}" for value in (
+        result.hausdorff_rtn_source_target, result.directed_rtn_source_to_target, result.directed_target_to_rtn_source)))
     Console().print(table)
     typer.echo(f"PCA plot: {result.plot}")
     typer.echo(f"logged metrics and {ARTIFACT_DIR}/{PLOT_FILE} to MLflow run {run} at {uri}")

@@ -7,6 +7,7 @@ import os
 import typer
 
 from .ablate import ablate
+from .analyze import analyze
 from .best import best
 from .report import report
 from .search import search
@@ -38,6 +39,7 @@ app.command(help=best.__doc__)(best)
 app.command(help=ui.__doc__)(ui)
 app.command(help=ablate.__doc__)(ablate)
 app.command(help=report.__doc__)(report)
+app.command(help=analyze.__doc__)(analyze)
 
 
 def main() -> None:

@@ -260,8 +260,8 @@ def plot_pca(target: torch.Tensor, source: torch.Tensor, rtn_source: torch.Tenso
     unit = "tokens" if result.task == "ner" else "sentences"
     axes.set_title(
         f"{result.task} {result.source_language}->{result.target} ({result.method}, {len(target)}/{len(source)} {unit})\n"
-        f"Hausdorff(source, target) = {result.hausdorff_source_target:.4f}   "
-        f"Hausdorff(source+RTN, target) = {result.hausdorff_rtn_source_target:.4f}",
+        f"Hausdorff(source, target) = {result.hausdorff_source_target:.4g}   "
+        f"Hausdorff(source+RTN, target) = {result.hausdorff_rtn_source_target:.4g}",
         fontsize=10,
     )
     figure.tight_layout()
@@ -298,6 +298,11 @@ def analyze_mlflow_run(
     from metaxl_tune.tracking import check_tracking_uri
 
     check_tracking_uri(tracking_uri)
+    if tracking_uri.startswith("sqlite:///"):
+        # MlflowClient would silently create an empty store here, then not find the run.
+        database = Path(tracking_uri.removeprefix("sqlite:///"))
+        if not database.is_file():
+            raise ValueError(f"no MLflow store at {database}; pass the search's --tracking-uri (or set MLFLOW_TRACKING_URI)")
     client = _client(tracking_uri)
     try:
         client.get_run(run_id)
