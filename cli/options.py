@@ -7,7 +7,6 @@ and the rest keep the config file's values or the defaults.
 from __future__ import annotations
 
 import inspect
-import types
 import typing
 from typing import Any, Callable
 

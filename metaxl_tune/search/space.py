@@ -60,7 +60,6 @@ With Ray Tune (no ``param_space``; metric and mode go to the searcher)::
 from __future__ import annotations
 
 import difflib
-import itertools
 import math
 import re
 import types
