@@ -16,6 +16,7 @@ from metaxl_tune.search.runner import (
     SearchOptions,
     build_run_config,
     build_trainable,
+    concurrency,
     resolve_gpus,
 )
 from metaxl_tune.search.study import Cell, Study, estimated_seconds, grid, load_study
@@ -117,7 +118,8 @@ def run_ablation(options: AblationOptions, *, resume: bool = False, log: Callabl
     })
     connect(address)
     configs = CellConfigs(the_plan.base)
-    trainable = build_trainable(options, configs, resolve_gpus(options))
+    gpus = resolve_gpus(options)
+    trainable = build_trainable(options, configs, gpus)
     callbacks = [
         MlflowTrialCallback(tracker, parent_id, configs, CellConfigs.tags),
         ProgressCallback(METRIC, MODE, len(the_plan.cells), ()),
@@ -130,7 +132,7 @@ def run_ablation(options: AblationOptions, *, resume: bool = False, log: Callabl
             param_space={"cell": tune.grid_search([dataclasses.asdict(cell) for cell in the_plan.cells])},
             tune_config=tune.TuneConfig(
                 scheduler=FIFOScheduler(),
-                max_concurrent_trials=options.max_concurrent,
+                max_concurrent_trials=concurrency(options, gpus),
                 trial_dirname_creator=lambda trial: f"trial_{trial.trial_id}",
                 # A new worker per trial would re-import torch and transformers (seconds each).
                 reuse_actors=True,

@@ -58,3 +58,11 @@ def connect(address: str) -> None:
 
 def cluster_gpus() -> float:
     return float(ray.cluster_resources().get("GPU", 0))
+
+
+def cluster_slots(*, cpus_per_trial: float, gpus_per_trial: float) -> int:
+    """How many trials of this size the cluster holds at once (at least one)."""
+    resources = ray.cluster_resources()
+    by_cpu = int(resources.get("CPU", 0) // cpus_per_trial) if cpus_per_trial > 0 else None
+    by_gpu = int(resources.get("GPU", 0) // gpus_per_trial) if gpus_per_trial > 0 else None
+    return max(1, min(limit for limit in (by_cpu, by_gpu) if limit is not None))

@@ -249,7 +249,7 @@ def run_search(options: SearchOptions, *, resume: bool = False, log: Callable[[s
                 search_alg=searcher,
                 scheduler=scheduler,
                 num_samples=options.num_samples,
-                max_concurrent_trials=options.max_concurrent,
+                max_concurrent_trials=concurrency(options, gpus),
                 time_budget_s=options.time_budget_s,
                 trial_dirname_creator=lambda trial: f"trial_{trial.trial_id}",
                 # A new worker per trial would re-import torch and transformers (seconds each).
@@ -323,6 +323,16 @@ def resolve_gpus(options: SearchOptions) -> float:
     from metaxl_tune.search.cluster import cluster_gpus
 
     return options.gpus_per_trial if options.gpus_per_trial is not None else (1.0 if cluster_gpus() > 0 else 0.0)
+
+
+def concurrency(options: SearchOptions, gpus: float) -> int:
+    """Trials at once: --max-concurrent, else every slot of the cluster. Without a limit, Tune
+    keeps a single trial pending for a custom searcher, which runs a search one trial at a time."""
+    if options.max_concurrent is not None:
+        return options.max_concurrent
+    from metaxl_tune.search.cluster import cluster_slots
+
+    return cluster_slots(cpus_per_trial=options.cpus_per_trial, gpus_per_trial=gpus)
 
 
 def _attach_plots(tracker: Tracker, parent_id: str, study: optuna.Study, directory: Path) -> None:

@@ -48,6 +48,9 @@ def test_demo_search_logs_one_parent_and_six_finished_nested_runs(demo_search):
         assert {"meta_lr", "rtn_bottleneck", "rtn_layers", "source"} <= set(run.data.params)
         assert run.data.tags["metaxl.node_id"]
         assert "best_dev_f1" in run.data.metrics
+    # Trials share the machine's two CPU slots: some of them ran at the same time.
+    spans = sorted((run.info.start_time, run.info.end_time) for run in trials)
+    assert any(later_start < earlier_end for (_, earlier_end), (later_start, _) in zip(spans, spans[1:]))
     assert {"plots/optimization_history.png"} <= {
         artifact.path for artifact in client.list_artifacts(parents[0].info.run_id, "plots")
     }
