@@ -148,6 +148,15 @@ class Tracker:
     def end_run(self, run_id: str, status: str) -> None:
         self.client.set_terminated(run_id, status=status)
 
+    def close_interrupted(self) -> int:
+        """End the trial runs still RUNNING once a search is over: trials proposed just before
+        a driver died, which the restored search never ran. Returns how many were closed."""
+        stale = [run for run in self.trial_runs() if run.info.status == "RUNNING"]
+        for run in stale:
+            self.set_tags(run.info.run_id, {OUTCOME_TAG: "interrupted"})
+            self.end_run(run.info.run_id, "KILLED")
+        return len(stale)
+
     # ---- reading (best, report) ------------------------------------------------------------------
 
     def trial_runs(self) -> list:

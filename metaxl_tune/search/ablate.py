@@ -146,6 +146,7 @@ def run_ablation(options: AblationOptions, *, resume: bool = False, log: Callabl
     failed = sum(1 for result in results if result.error is not None)
     done = sum(1 for result in results if result.error is None and result.metrics.get("epoch") == result.metrics.get("epochs_total"))
     finished = done + failed == len(the_plan.cells)
+    tracker.close_interrupted()
     tracker.end_run(parent_id, "FINISHED" if finished else "KILLED")
     return {"name": options.name, "runs": len(the_plan.cells), "completed": done, "failed": failed,
             "finished": finished, "parent_run_id": parent_id, "tracking_uri": tracking_uri}

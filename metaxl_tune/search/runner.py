@@ -263,6 +263,12 @@ def run_search(options: SearchOptions, *, resume: bool = False, log: Callable[[s
     finally:
         ray.shutdown()
     study = optuna.load_study(study_name=options.name, storage=storage_url)
+    # Nothing stays RUNNING after the search: a trial proposed just before a killed driver's
+    # last snapshot was replaced on resume; its Optuna trial fails and its run is closed.
+    for trial in study.trials:
+        if trial.state == optuna.trial.TrialState.RUNNING:
+            study.tell(trial.number, state=optuna.trial.TrialState.FAIL)
+    tracker.close_interrupted()
     counts = study_counts(study)
     out_of_time = options.time_budget_s is not None and time.monotonic() - started >= options.time_budget_s
     finished = out_of_time or sum(counts.values()) >= options.num_samples
