@@ -307,7 +307,7 @@ def main() -> None:
     search_started = time.time()
     try:
         # run_search's connect() keeps a Ray that is already up: this one declares the GPUs.
-        ray.init(num_cpus=args.cpus, num_gpus=args.gpus, include_dashboard=False,
+        ray.init(address="local", num_cpus=args.cpus, num_gpus=args.gpus, include_dashboard=False,
                  configure_logging=False, log_to_driver=False)
         outcome = run_search(options, log=log)
     finally:

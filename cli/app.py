@@ -11,6 +11,7 @@ from .analyze import analyze
 from .best import best
 from .report import report
 from .search import search
+from .sync import sync
 from .train import train
 from .ui import ui
 
@@ -40,6 +41,7 @@ app.command(help=ui.__doc__)(ui)
 app.command(help=ablate.__doc__)(ablate)
 app.command(help=report.__doc__)(report)
 app.command(help=analyze.__doc__)(analyze)
+app.command(help=sync.__doc__)(sync)
 
 
 def main() -> None:

@@ -74,8 +74,27 @@ class Tracker:
         if self._client is None:
             os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")
             os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+            # A search holds and retries its own calls while a server is down (tracking_queue);
+            # MLflow's default of 7 retries with exponential backoff would stall each call minutes.
+            os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "1")
+            os.environ.setdefault("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "1")
+            os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "30")
             self._client = MlflowClient(tracking_uri=self.tracking_uri)
         return self._client
+
+    def reachable(self) -> bool:
+        """Whether the tracking store answers now (a server's health endpoint, or a query)."""
+        if self.tracking_uri.startswith(("http://", "https://")):
+            try:
+                check_tracking_uri(self.tracking_uri, timeout=3.0)
+            except TrackingError:
+                return False
+            return True
+        try:
+            self.client.search_experiments(max_results=1)
+        except Exception:  # noqa: BLE001 - any failure means "not usable now"
+            return False
+        return True
 
     @property
     def experiment_id(self) -> str:
@@ -98,11 +117,12 @@ class Tracker:
         runs = self.client.search_runs([self.experiment_id], filter_string=query, max_results=1)
         return runs[0].info.run_id if runs else None
 
-    def parent_run(self, tags: Mapping[str, str]) -> str:
-        """The search's parent run, created on first use and reopened on resume."""
+    def parent_run(self, tags: Mapping[str, str], *, reopen: bool = True) -> str:
+        """The search's parent run, created on first use and reopened (RUNNING) on resume."""
         existing = self._find({SEARCH_TAG: self.search_name, "metaxl.role": "search"})
         if existing is not None:
-            self.client.update_run(existing, status="RUNNING")
+            if reopen:
+                self.client.update_run(existing, status="RUNNING")
             return existing
         run = self.client.create_run(
             self.experiment_id,
@@ -112,12 +132,20 @@ class Tracker:
         return run.info.run_id
 
     def trial_run(
-        self, parent_id: str, trial_id: str, params: Mapping[str, Any], config_yaml: str, tags: Mapping[str, str] | None = None
+        self,
+        parent_id: str,
+        trial_id: str,
+        params: Mapping[str, Any],
+        config_yaml: str,
+        tags: Mapping[str, str] | None = None,
+        *,
+        reopen: bool = True,
     ) -> str:
-        """The trial's nested run; a restarted trial gets its existing run back."""
+        """The trial's nested run; a restarted trial gets its existing run back (RUNNING again)."""
         existing = self._find({SEARCH_TAG: self.search_name, TRIAL_TAG: trial_id})
         if existing is not None:
-            self.client.update_run(existing, status="RUNNING")
+            if reopen:
+                self.client.update_run(existing, status="RUNNING")
             return existing
         run = self.client.create_run(
             self.experiment_id,
@@ -131,9 +159,16 @@ class Tracker:
         self.client.log_text(run_id, config_yaml, "config.yaml")
         return run_id
 
-    def log_metrics(self, run_id: str, metrics: Mapping[str, float], step: int) -> None:
+    def log_metrics(
+        self, run_id: str, metrics: Mapping[str, float], step: int, tags: Mapping[str, str] | None = None
+    ) -> None:
+        """One epoch's metrics (and any tags) in a single call."""
         stamp = int(time.time() * 1000)
-        self.client.log_batch(run_id, metrics=[Metric(key, float(value), stamp, step) for key, value in metrics.items()])
+        self.client.log_batch(
+            run_id,
+            metrics=[Metric(key, float(value), stamp, step) for key, value in metrics.items()],
+            tags=[RunTag(key, str(value)) for key, value in (tags or {}).items()],
+        )
 
     def set_tags(self, run_id: str, tags: Mapping[str, str]) -> None:
         self.client.log_batch(run_id, tags=[RunTag(key, str(value)) for key, value in tags.items()])

@@ -33,6 +33,22 @@ class DivergedError(RuntimeError):
     """The training loss became NaN or infinite."""
 
 
+DIVERGED = "diverged"
+OUT_OF_MEMORY = "out_of_memory"
+
+
+def stop_reason(error: BaseException) -> str | None:
+    """Why a run cannot go on with this config, for errors that a retry would only repeat:
+    a NaN/inf loss, or memory exhausted (CUDA OOM, or the CPU allocator refusing a tensor)."""
+    if isinstance(error, DivergedError):
+        return DIVERGED
+    if isinstance(error, (torch.OutOfMemoryError, MemoryError)):
+        return OUT_OF_MEMORY
+    if isinstance(error, RuntimeError) and ("can't allocate memory" in str(error) or "out of memory" in str(error)):
+        return OUT_OF_MEMORY
+    return None
+
+
 @dataclass
 class EpochResult:
     epoch: int

@@ -58,10 +58,13 @@ def run_cli(args: list[str], *, cwd: Path, cache_dir: Path, timeout: float = 600
 
 
 class MlflowServer:
-    """`mlflow server` on 127.0.0.1, started lean and stopped by its session."""
+    """`mlflow server` on 127.0.0.1, started lean and stopped by its session. Its store is
+    ``directory/server.db``: a server started again on the same directory and port is the
+    same tracking server back from an outage."""
 
-    def __init__(self, directory: Path):
-        self.port = free_port()
+    def __init__(self, directory: Path, port: int | None = None):
+        self.directory = directory
+        self.port = port or free_port()
         self.uri = f"http://127.0.0.1:{self.port}"
         env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
         self.process = subprocess.Popen(
@@ -87,3 +90,26 @@ class MlflowServer:
         except subprocess.TimeoutExpired:
             kill_session(self.process.pid)
             self.process.wait()
+
+
+def tune_results(experiment_dir: Path) -> dict[str, list[dict]]:
+    """Each trial's reported results, as Tune recorded them (trial id -> rows in order)."""
+    import json
+
+    results = {}
+    for trial_dir in sorted(experiment_dir.glob("trial_*")):
+        path = trial_dir / "result.json"
+        rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.is_file() else []
+        results[trial_dir.name.removeprefix("trial_")] = rows
+    return results
+
+
+def wait_for(condition, *, timeout: float, what: str, interval: float = 0.2):
+    """Poll until ``condition()`` returns something truthy, and return it."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")

@@ -4,7 +4,6 @@ executor and MLflow store, one nested run per cell tagged with its setting."""
 from __future__ import annotations
 
 import dataclasses
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -16,8 +15,11 @@ from metaxl_tune.search.runner import (
     SearchOptions,
     build_run_config,
     build_trainable,
+    close_tracking,
     concurrency,
     resolve_gpus,
+    sync_hint,
+    tune_environment,
 )
 from metaxl_tune.search.study import Cell, Study, estimated_seconds, grid, load_study
 from metaxl_tune.tracking import Tracker, check_tracking_uri, default_tracking_uri
@@ -83,6 +85,19 @@ def plan(options: AblationOptions) -> Plan:
     return Plan(options, study, base, cells)
 
 
+def ablation_parent_tags(the_plan: Plan) -> dict[str, str]:
+    options = the_plan.options
+    return {
+        "metaxl.kind": "ablation",
+        "metaxl.study": the_plan.study.name,
+        "metaxl.task": the_plan.base.task,
+        "metaxl.targets": ",".join(options.targets),
+        "metaxl.seeds": str(options.seeds),
+        "metaxl.preset": options.preset or "",
+        "metaxl.settings_order": ",".join(the_plan.study.settings),
+    }
+
+
 def run_ablation(options: AblationOptions, *, resume: bool = False, log: Callable[[str], None] = print) -> dict:
     options = dataclasses.replace(options, storage=str(Path(options.storage).resolve()))
     if (options.experiment_dir / OPTIONS_FILE).is_file() and not resume:
@@ -96,58 +111,56 @@ def run_ablation(options: AblationOptions, *, resume: bool = False, log: Callabl
     address = resolve_address(options.address)
     check_address(address)
     log(f"ablation {options.name}: study {the_plan.study.name}, {len(the_plan.cells)} runs, tracking {tracking_uri}")
-    _warm_cache(the_plan)
-    options.save()
-
-    os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
+    tune_environment()
     import ray
     from ray import tune
     from ray.tune.schedulers import FIFOScheduler
 
     from metaxl_tune.search.callbacks import MlflowTrialCallback, ProgressCallback
+    from metaxl_tune.search.cluster import check_shared_storage, describe
 
-    tracker = Tracker(tracking_uri, options.name)
-    parent_id = tracker.parent_run({
-        "metaxl.kind": "ablation",
-        "metaxl.study": the_plan.study.name,
-        "metaxl.task": the_plan.base.task,
-        "metaxl.targets": ",".join(options.targets),
-        "metaxl.seeds": str(options.seeds),
-        "metaxl.preset": options.preset or "",
-        "metaxl.settings_order": ",".join(the_plan.study.settings),
-    })
     connect(address)
-    configs = CellConfigs(the_plan.base)
-    gpus = resolve_gpus(options)
-    trainable = build_trainable(options, configs, gpus)
-    callbacks = [
-        MlflowTrialCallback(tracker, parent_id, configs, CellConfigs.tags),
-        ProgressCallback(METRIC, MODE, len(the_plan.cells), ()),
-    ]
-    if resume and tune.Tuner.can_restore(str(options.experiment_dir)):
-        tuner = tune.Tuner.restore(str(options.experiment_dir), trainable, resume_unfinished=True, resume_errored=True)
-    else:
-        tuner = tune.Tuner(
-            trainable,
-            param_space={"cell": tune.grid_search([dataclasses.asdict(cell) for cell in the_plan.cells])},
-            tune_config=tune.TuneConfig(
-                scheduler=FIFOScheduler(),
-                max_concurrent_trials=concurrency(options, gpus),
-                trial_dirname_creator=lambda trial: f"trial_{trial.trial_id}",
-                # A new worker per trial would re-import torch and transformers (seconds each).
-                reuse_actors=True,
-            ),
-            run_config=build_run_config(options, callbacks, METRIC, MODE),
-        )
     try:
+        log(describe(address))
+        check_shared_storage(options.storage)
+        _warm_cache(the_plan)
+        options.save()
+        tracker = Tracker(tracking_uri, options.name)
+        parent_id = tracker.parent_run(ablation_parent_tags(the_plan))
+        configs = CellConfigs(the_plan.base)
+        gpus = resolve_gpus(options)
+        trainable = build_trainable(options, configs, gpus)
+        callbacks = [
+            MlflowTrialCallback(tracker, parent_id, configs, CellConfigs.tags, sync_hint=sync_hint(options)),
+            ProgressCallback(METRIC, MODE, len(the_plan.cells), ()),
+        ]
+        if resume and tune.Tuner.can_restore(str(options.experiment_dir)):
+            tuner = tune.Tuner.restore(str(options.experiment_dir), trainable, resume_unfinished=True, resume_errored=True)
+        else:
+            tuner = tune.Tuner(
+                trainable,
+                param_space={"cell": tune.grid_search([dataclasses.asdict(cell) for cell in the_plan.cells])},
+                tune_config=tune.TuneConfig(
+                    scheduler=FIFOScheduler(),
+                    max_concurrent_trials=concurrency(options, gpus),
+                    trial_dirname_creator=lambda trial: f"trial_{trial.trial_id}",
+                    # A new worker per trial would re-import torch and transformers (seconds each).
+                    reuse_actors=True,
+                ),
+                run_config=build_run_config(options, callbacks, METRIC, MODE),
+            )
         results = tuner.fit()
     finally:
         ray.shutdown()
-    failed = sum(1 for result in results if result.error is not None)
+    failed = sum(1 for result in results if result.error is not None or result.metrics.get("stop_reason"))
     done = sum(1 for result in results if result.error is None and result.metrics.get("epoch") == result.metrics.get("epochs_total"))
     finished = done + failed == len(the_plan.cells)
-    tracker.close_interrupted()
-    tracker.end_run(parent_id, "FINISHED" if finished else "KILLED")
+
+    def finish_tracking() -> None:
+        tracker.close_interrupted()
+        tracker.end_run(parent_id, "FINISHED" if finished else "KILLED")
+
+    close_tracking(tracker, options, finish_tracking, log)
     return {"name": options.name, "runs": len(the_plan.cells), "completed": done, "failed": failed,
             "finished": finished, "parent_run_id": parent_id, "tracking_uri": tracking_uri}
 

@@ -6,8 +6,14 @@ retry loop; the local instance binds its dashboard to 127.0.0.1.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
+import sys
+import tempfile
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
 
 import ray
 
@@ -46,14 +52,55 @@ def connect(address: str) -> None:
     if ray.is_initialized():
         return
     if address == LOCAL:
-        # RAY_ADDRESS would make ray.init join a cluster; "local" means start our own.
-        os.environ.pop("RAY_ADDRESS", None)
-        ray.init(include_dashboard=False, configure_logging=False, log_to_driver=False)
+        # Without address="local", ray.init joins the cluster that a `ray start --head` on this
+        # machine last recorded in /tmp/ray, even one that has since been killed.
+        ray.init(address=LOCAL, include_dashboard=False, configure_logging=False, log_to_driver=False)
         return
-    try:
-        ray.init(address=address, log_to_driver=False)
-    except ConnectionError as error:
-        raise ClusterError(f"cannot join the Ray cluster at {address}: {error}".splitlines()[0]) from None
+    with _stderr_captured() as captured:
+        try:
+            ray.init(address=address, log_to_driver=False)
+            return
+        except ConnectionError as error:
+            failure = str(error).splitlines()[0]
+        refused = any(sign in captured.read_text(errors="replace") for sign in AUTH_FAILURE_SIGNS)
+    if refused:
+        raise ClusterError(
+            f"the Ray cluster at {address} refused this driver's token; set RAY_AUTH_MODE=token and "
+            f"RAY_AUTH_TOKEN (or RAY_AUTH_TOKEN_PATH, or ~/.ray/auth_token) to the cluster's token "
+            f"(`ray get-auth-token` on the head prints it)"
+        )
+    raise ClusterError(f"cannot join the Ray cluster at {address}: {failure}")
+
+
+# What Ray's C++ client logs while a head with token auth turns a driver away.
+AUTH_FAILURE_SIGNS = ("InvalidAuthToken", "Unauthenticated")
+
+
+@contextlib.contextmanager
+def _stderr_captured() -> Iterator[Path]:
+    """Send file descriptor 2 to a temporary file while joining a cluster: Ray's C++ client
+    logs a warning per second while it retries, and a refused token shows only there."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryDirectory(prefix="metaxl-ray-connect-") as folder:
+        log = Path(folder) / "stderr.log"
+        with log.open("wb") as sink:
+            os.dup2(sink.fileno(), 2)
+            try:
+                yield log
+            finally:
+                sys.stderr.flush()
+                os.dup2(saved, 2)
+                os.close(saved)
+
+
+def describe(address: str) -> str:
+    """One line on what the search runs on, printed once Ray is up."""
+    nodes = sum(1 for node in ray.nodes() if node["Alive"])
+    resources = ray.cluster_resources()
+    where = "a local Ray" if address == LOCAL else f"the Ray cluster at {address}"
+    return (f"running on {where}: {nodes} node{'s' * (nodes != 1)}, "
+            f"{resources.get('CPU', 0):g} CPUs, {resources.get('GPU', 0):g} GPUs")
 
 
 def cluster_gpus() -> float:
@@ -66,3 +113,48 @@ def cluster_slots(*, cpus_per_trial: float, gpus_per_trial: float) -> int:
     by_cpu = int(resources.get("CPU", 0) // cpus_per_trial) if cpus_per_trial > 0 else None
     by_gpu = int(resources.get("GPU", 0) // gpus_per_trial) if gpus_per_trial > 0 else None
     return max(1, min(limit for limit in (by_cpu, by_gpu) if limit is not None))
+
+
+SHARED_STORAGE_HELP = (
+    "every node must read and write the same --storage: use a path mounted on all nodes "
+    "(NFS, EFS, a ReadWriteMany volume, or an S3/GCS bucket mounted with s3fs/gcsfuse)"
+)
+
+
+@ray.remote(num_cpus=0)
+def _sees(path: str) -> tuple[str, bool]:
+    return socket.gethostname(), os.path.exists(path)
+
+
+def check_shared_storage(storage: str, *, timeout: float = 120.0) -> None:
+    """On a multi-node cluster, every node must see the driver's storage folder: trials write
+    checkpoints there and a retried trial reads them back on whichever node it lands on.
+    A marker file written here must be visible from a task pinned to each alive node."""
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    nodes = [node for node in ray.nodes() if node["Alive"]]
+    if len(nodes) < 2:
+        return
+    marker = Path(storage) / f".metaxl-shared-{uuid.uuid4().hex}"
+    marker.parent.mkdir(parents=True, exist_ok=True)
+    marker.write_text("written by the metaxl-tune driver to check that storage is shared\n")
+    try:
+        checks = {
+            node["NodeID"]: _sees.options(
+                scheduling_strategy=NodeAffinitySchedulingStrategy(node["NodeID"], soft=False)
+            ).remote(str(marker))
+            for node in nodes
+        }
+        ready, _ = ray.wait(list(checks.values()), num_returns=len(checks), timeout=timeout)
+        if len(ready) < len(checks):
+            raise ClusterError(f"could not check --storage {storage} on every node within {timeout:.0f} s; {SHARED_STORAGE_HELP}")
+        blind = [(node_id, *ray.get(ref)) for node_id, ref in checks.items()]
+        blind = [(node_id, host) for node_id, host, sees in blind if not sees]
+    finally:
+        marker.unlink(missing_ok=True)
+    if blind:
+        node_id, host = blind[0]
+        raise ClusterError(
+            f"--storage {storage} is not shared: node {host} ({node_id[:12]}) does not see it "
+            f"({len(blind)} of {len(nodes)} nodes); {SHARED_STORAGE_HELP}"
+        )

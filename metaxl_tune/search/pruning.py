@@ -3,7 +3,9 @@
 Ray's OptunaSearch reports a trial stopped early by ASHA as COMPLETE (it has a result), so TPE
 would treat a 1-epoch score as a finished one. Trials report ``epoch`` and ``epochs_total``:
 one that ends without error before its last epoch is PRUNED, with its intermediate values
-reported step by step as Optuna's pruning protocol expects.
+reported step by step as Optuna's pruning protocol expects. A trial that ended with a
+``stop_reason`` (its loss diverged, or it ran out of memory) is FAIL, the reason kept as the
+Optuna trial's ``stop_reason`` user attribute.
 """
 
 from __future__ import annotations
@@ -14,8 +16,19 @@ from optuna.trial import TrialState
 from ray.tune.search.optuna import OptunaSearch
 
 
+STOP_REASON = "stop_reason"
+
+
+def stopped_because(result: dict[str, Any] | None) -> str | None:
+    """The reason a trial stopped itself (``diverged``, ``out_of_memory``), if it did."""
+    return (result or {}).get(STOP_REASON)
+
+
 def was_pruned(result: dict[str, Any] | None) -> bool:
-    return bool(result) and "epochs_total" in result and result.get("epoch", 0) < result["epochs_total"]
+    return (
+        bool(result) and stopped_because(result) is None and "epochs_total" in result
+        and result.get("epoch", 0) < result["epochs_total"]
+    )
 
 
 class PruningAwareOptunaSearch(OptunaSearch):
@@ -25,6 +38,12 @@ class PruningAwareOptunaSearch(OptunaSearch):
             self._ot_trials[trial_id].report(value, step=int(result["epoch"]))
 
     def on_trial_complete(self, trial_id: str, result: dict[str, Any] | None = None, error: bool = False) -> None:
+        reason = stopped_because(result)
+        if reason is not None and not error and trial_id not in self._completed_trials:
+            self._ot_trials[trial_id].set_user_attr(STOP_REASON, reason)
+            self._ot_study.tell(self._ot_trials[trial_id], state=TrialState.FAIL)
+            self._completed_trials.add(trial_id)
+            return
         if error or not was_pruned(result) or trial_id in self._completed_trials:
             super().on_trial_complete(trial_id, result=result, error=error)
             return

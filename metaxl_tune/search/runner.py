@@ -25,7 +25,7 @@ from metaxl_tune.search.space import SearchSpace, load_space
 from metaxl_tune.tracking import Tracker, check_tracking_uri, default_tracking_uri
 
 OPTIONS_FILE = "metaxl-search.json"
-OPTUNA_DB = "optuna.db"
+OPTUNA_JOURNAL = "optuna.journal"
 
 PRESETS: dict[str, dict[str, Any]] = {
     # Tiny random-init model on synthetic data: runs offline in minutes on 2 CPU cores.
@@ -97,11 +97,32 @@ class PreparedSearch:
     address: str
 
 
+def resolve_space(options: SearchOptions) -> tuple[SearchSpace, RunConfig]:
+    """The search space with the command line's fields applied, and the base config."""
+    space = load_space(options.space)
+    clash = sorted(set(options.base) & set(space.names))
+    if clash:
+        raise SearchError(
+            f"{space.origin}: {', '.join(clash)} is searched by the space; drop "
+            f"{', '.join('--' + name.replace('_', '-') for name in clash)} or remove it from the space"
+        )
+    # Command-line fields beat the space's fixed values: the user typed them for this search.
+    space = dataclasses.replace(space, fixed={k: v for k, v in space.fixed.items() if k not in options.base})
+    base = build_config(options.base, origin="options")
+    space.validate(base)
+    return space, base
+
+
 def prepare(options: SearchOptions, *, resume: bool) -> PreparedSearch:
     """All checks that need neither Ray nor a GPU; raises a one-line error on the first problem."""
     from metaxl_tune.search.cluster import check_address, resolve_address
 
     options = apply_preset(options)
+    if "://" in options.storage:
+        raise SearchError(
+            f"--storage {options.storage}: bucket URIs are not supported (the driver keeps the Optuna "
+            "journal there); mount the bucket on every node (s3fs, gcsfuse) or use an NFS path"
+        )
     storage = Path(options.storage).resolve()
     options = dataclasses.replace(options, storage=str(storage))
     exists = (options.experiment_dir / OPTIONS_FILE).is_file()
@@ -115,23 +136,63 @@ def prepare(options: SearchOptions, *, resume: bool) -> PreparedSearch:
     if options.scheduler not in ("asha", "fifo"):
         raise SearchError(f"--scheduler {options.scheduler}: use asha or fifo")
 
-    space = load_space(options.space)
-    clash = sorted(set(options.base) & set(space.names))
-    if clash:
-        raise SearchError(
-            f"{space.origin}: {', '.join(clash)} is searched by the space; drop "
-            f"{', '.join('--' + name.replace('_', '-') for name in clash)} or remove it from the space"
-        )
-    # Command-line fields beat the space's fixed values: the user typed them for this search.
-    space = dataclasses.replace(space, fixed={k: v for k, v in space.fixed.items() if k not in options.base})
-    base = build_config(options.base, origin="options")
-    space.validate(base)
+    space, base = resolve_space(options)
 
     tracking_uri = options.tracking_uri or default_tracking_uri()
     check_tracking_uri(tracking_uri)
     address = resolve_address(options.address)
     check_address(address)
     return PreparedSearch(options, space, base, tracking_uri, address)
+
+
+def optuna_storage(experiment_dir: Path) -> optuna.storages.BaseStorage:
+    """The study's storage: an append-only journal file next to Tune's state. Only the driver
+    writes it, and a journal costs a fraction of sqlite per ask/tell (bench/scale.py)."""
+    from optuna.storages.journal import JournalFileBackend
+
+    return optuna.storages.JournalStorage(JournalFileBackend(str(experiment_dir / OPTUNA_JOURNAL)))
+
+
+def load_search_study(options: SearchOptions) -> optuna.Study:
+    return optuna.load_study(study_name=options.name, storage=optuna_storage(options.experiment_dir))
+
+
+def search_parent_tags(space: SearchSpace, base: RunConfig, options: SearchOptions) -> dict[str, str]:
+    return {
+        "metaxl.kind": "search",
+        "metaxl.task": base.task,
+        "metaxl.target": base.target,
+        "metaxl.space": space.origin,
+        "metaxl.preset": options.preset or "",
+        "metaxl.version": metaxl_tune.__version__,
+        "metaxl.git_commit": _git_commit() or "unknown",
+        SEARCHED_TAG: ",".join(space.names),
+    }
+
+
+def sync_hint(options: SearchOptions) -> str:
+    return f"metaxl-tune sync --name {options.name} --storage {options.storage}"
+
+
+def tune_environment() -> None:
+    """Environment the Tune driver needs, set before Ray loads."""
+    # Every epoch checkpoints (to resume trials from their last epoch), which makes Tune warn
+    # about frequent experiment snapshots of tiny trials; the snapshots are wanted.
+    os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
+    # A trial that diverged or ran out of memory ends with a result that carries its stop
+    # reason and no score; Tune's strict check would turn that into an error and a retry.
+    os.environ.setdefault("TUNE_DISABLE_STRICT_METRIC_CHECKING", "1")
+
+
+def close_tracking(tracker: Tracker, options: SearchOptions, finish: Callable[[], None], log: Callable[[str], None]) -> bool:
+    """The tracking steps after Tune is done; an unreachable store loses nothing (sync redoes them)."""
+    try:
+        finish()
+    except Exception as error:  # noqa: BLE001 - MLflow raises many unrelated types
+        log(f"warning: could not finish tracking at {tracker.tracking_uri} ({str(error).splitlines()[0][:200]}); "
+            f"results are kept in {options.experiment_dir}: run `{sync_hint(options)}` once it is back")
+        return False
+    return True
 
 
 def warm_data_cache(prepared: PreparedSearch, log: Callable[[str], None]) -> None:
@@ -181,99 +242,92 @@ def run_search(options: SearchOptions, *, resume: bool = False, log: Callable[[s
     options = prepared.options
     log(f"search {options.name}: space {prepared.space.origin}, {options.num_samples} trials, "
         f"tracking {prepared.tracking_uri}, storage {options.experiment_dir}")
-    warm_data_cache(prepared, log)
-    options.save()
-
-    # Every epoch checkpoints (to resume trials from their last epoch), which makes Tune warn
-    # about frequent experiment snapshots of tiny trials; the snapshots are wanted.
-    os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
-    # Ray and the search machinery load only now that every check has passed.
+    tune_environment()
+    # Ray and the search machinery load only now that every offline check has passed; the
+    # cluster checks come before any data work.
     import ray
     from ray import tune
     from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
 
     from metaxl_tune.search.callbacks import MlflowTrialCallback, ProgressCallback
-    from metaxl_tune.search.cluster import connect
+    from metaxl_tune.search.cluster import check_shared_storage, connect, describe
     from metaxl_tune.search.pruning import PruningAwareOptunaSearch
     from metaxl_tune.search.trainable import TrialConfigs
 
-    space, base = prepared.space, prepared.base
-    tracker = Tracker(prepared.tracking_uri, options.name)
-    parent_id = tracker.parent_run(
-        {
-            "metaxl.kind": "search",
-            "metaxl.task": base.task,
-            "metaxl.target": base.target,
-            "metaxl.space": space.origin,
-            "metaxl.preset": options.preset or "",
-            "metaxl.version": metaxl_tune.__version__,
-            "metaxl.git_commit": _git_commit() or "unknown",
-            SEARCHED_TAG: ",".join(space.names),
-        }
-    )
     connect(prepared.address)
-    gpus = resolve_gpus(options)
-    configs = TrialConfigs(base, space)
-    trainable = build_trainable(options, configs, gpus)
-    callbacks = [
-        MlflowTrialCallback(tracker, parent_id, configs),
-        ProgressCallback(space.metric, space.mode, options.num_samples, space.names),
-    ]
-    storage_url = f"sqlite:///{options.experiment_dir / OPTUNA_DB}"
-    if resume and tune.Tuner.can_restore(str(options.experiment_dir)):
-        # The restored run config brings back its (picklable) callbacks; the tracker finds
-        # the parent and trial runs again by their tags, so nothing is logged twice.
-        tuner = tune.Tuner.restore(
-            str(options.experiment_dir), trainable, resume_unfinished=True, resume_errored=True
-        )
-    else:
-        searcher = PruningAwareOptunaSearch(
-            space=space.sample,
-            metric=space.metric,
-            mode=space.mode,
-            sampler=optuna.samplers.TPESampler(seed=options.seed, constant_liar=True),
-            study_name=options.name,
-            storage=optuna.storages.RDBStorage(storage_url),
-        )
-        scheduler = (
-            ASHAScheduler(
-                metric=space.metric, mode=space.mode, max_t=_max_epochs(space, base),
-                grace_period=options.grace_period, reduction_factor=2,
-            )
-            if options.scheduler == "asha"
-            else FIFOScheduler()
-        )
-        tuner = tune.Tuner(
-            trainable,
-            tune_config=tune.TuneConfig(
-                search_alg=searcher,
-                scheduler=scheduler,
-                num_samples=options.num_samples,
-                max_concurrent_trials=concurrency(options, gpus),
-                time_budget_s=options.time_budget_s,
-                trial_dirname_creator=lambda trial: f"trial_{trial.trial_id}",
-                # A new worker per trial would re-import torch and transformers (seconds each).
-                reuse_actors=True,
-            ),
-            run_config=build_run_config(options, callbacks, space.metric, space.mode),
-        )
-    started = time.monotonic()
     try:
+        log(describe(prepared.address))
+        check_shared_storage(options.storage)
+        warm_data_cache(prepared, log)
+        options.save()
+
+        space, base = prepared.space, prepared.base
+        tracker = Tracker(prepared.tracking_uri, options.name)
+        parent_id = tracker.parent_run(search_parent_tags(space, base, options))
+        gpus = resolve_gpus(options)
+        configs = TrialConfigs(base, space)
+        trainable = build_trainable(options, configs, gpus)
+        callbacks = [
+            MlflowTrialCallback(tracker, parent_id, configs, sync_hint=sync_hint(options)),
+            ProgressCallback(space.metric, space.mode, options.num_samples, space.names),
+        ]
+        if resume and tune.Tuner.can_restore(str(options.experiment_dir)):
+            # The restored run config brings back its (picklable) callbacks; the tracker finds
+            # the parent and trial runs again by their tags, so nothing is logged twice.
+            tuner = tune.Tuner.restore(
+                str(options.experiment_dir), trainable, resume_unfinished=True, resume_errored=True
+            )
+        else:
+            searcher = PruningAwareOptunaSearch(
+                space=space.sample,
+                metric=space.metric,
+                mode=space.mode,
+                sampler=optuna.samplers.TPESampler(seed=options.seed, constant_liar=True),
+                study_name=options.name,
+                storage=optuna_storage(options.experiment_dir),
+            )
+            scheduler = (
+                ASHAScheduler(
+                    metric=space.metric, mode=space.mode, max_t=_max_epochs(space, base),
+                    grace_period=options.grace_period, reduction_factor=2,
+                )
+                if options.scheduler == "asha"
+                else FIFOScheduler()
+            )
+            tuner = tune.Tuner(
+                trainable,
+                tune_config=tune.TuneConfig(
+                    search_alg=searcher,
+                    scheduler=scheduler,
+                    num_samples=options.num_samples,
+                    max_concurrent_trials=concurrency(options, gpus),
+                    time_budget_s=options.time_budget_s,
+                    trial_dirname_creator=lambda trial: f"trial_{trial.trial_id}",
+                    # A new worker per trial would re-import torch and transformers (seconds each).
+                    reuse_actors=True,
+                ),
+                run_config=build_run_config(options, callbacks, space.metric, space.mode),
+            )
+        started = time.monotonic()
         tuner.fit()
     finally:
         ray.shutdown()
-    study = optuna.load_study(study_name=options.name, storage=storage_url)
+    study = load_search_study(options)
     # Nothing stays RUNNING after the search: a trial proposed just before a killed driver's
     # last snapshot was replaced on resume; its Optuna trial fails and its run is closed.
     for trial in study.trials:
         if trial.state == optuna.trial.TrialState.RUNNING:
             study.tell(trial.number, state=optuna.trial.TrialState.FAIL)
-    tracker.close_interrupted()
     counts = study_counts(study)
     out_of_time = options.time_budget_s is not None and time.monotonic() - started >= options.time_budget_s
     finished = out_of_time or sum(counts.values()) >= options.num_samples
-    _attach_plots(tracker, parent_id, study, options.experiment_dir / "plots")
-    tracker.end_run(parent_id, "FINISHED" if finished else "KILLED")
+
+    def finish_tracking() -> None:
+        tracker.close_interrupted()
+        attach_plots(tracker, parent_id, study, options.experiment_dir / "plots")
+        tracker.end_run(parent_id, "FINISHED" if finished else "KILLED")
+
+    close_tracking(tracker, options, finish_tracking, log)
     best = None
     completed = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
     if completed:
@@ -341,7 +395,7 @@ def concurrency(options: SearchOptions, gpus: float) -> int:
     return cluster_slots(cpus_per_trial=options.cpus_per_trial, gpus_per_trial=gpus)
 
 
-def _attach_plots(tracker: Tracker, parent_id: str, study: optuna.Study, directory: Path) -> None:
+def attach_plots(tracker: Tracker, parent_id: str, study: optuna.Study, directory: Path) -> None:
     """Optuna's optimization history, parameter importances and parallel coordinates as PNGs."""
     import matplotlib
 

@@ -1,12 +1,17 @@
 """The core trainer as a Ray Tune function trainable.
 
-Each epoch is reported with its checkpoint; on a retry the trial continues from the last
-reported checkpoint instead of epoch 1. Arguments arrive through ``tune.with_parameters``
-and are small (config dicts and paths): data is read from the on-disk encoding cache.
+Each epoch is reported with its checkpoint; on a retry (a lost node, a crashed worker) the
+trial continues from the last reported checkpoint instead of epoch 1. A trial whose loss
+diverges or that runs out of memory ends with a ``stop_reason`` result instead of an error:
+retrying the same config would fail the same way. Arguments arrive through
+``tune.with_parameters`` and are small (config dicts and paths): data is read from the
+on-disk encoding cache.
 """
 
 from __future__ import annotations
 
+import gc
+import json
 import os
 import socket
 import tempfile
@@ -19,11 +24,13 @@ import torch
 from ray import tune
 
 from metaxl_tune.config import RunConfig, build_config
+from metaxl_tune.search.pruning import STOP_REASON
 from metaxl_tune.search.space import SearchSpace
-from metaxl_tune.trainer import Run
+from metaxl_tune.trainer import Run, stop_reason
 
 
-WALL_FILE = "wall_seconds.txt"
+PROGRESS_FILE = "trial_progress.json"
+STOP_MESSAGE = "stop_message"
 
 
 class TrialConfigs:
@@ -54,11 +61,29 @@ def train_trial(sampled: dict[str, Any], *, configs: TrialConfigs, cache_dir: st
     # oversubscribed cores make every trial on a node crawl.
     torch.set_num_threads(max(1, int(cpus)))
     config = configs(sampled)
-    trial_dir = Path(tune.get_context().get_trial_dir())
-    run = Run(config, trial_dir / "run", cache_dir=Path(cache_dir), progress=False, save_model=False)
-    # Wall-clock marks for overhead accounting: trial start, and ready to train (data and model built).
-    where = {**placement_info(), "trial_started_at": started_at, "training_started_at": time.time()}
+    where = {**placement_info(), "trial_started_at": started_at}
+    try:
+        _train(config, where, started_at, cache_dir=cache_dir, cpus=cpus, gpus=gpus)
+        return
+    except Exception as error:  # noqa: BLE001 - classified just below, anything else re-raised
+        reason = stop_reason(error)
+        if reason is None:
+            raise
+        message = f"{type(error).__name__}: {error}".splitlines()[0][:300]
+    # Outside the except block: the traceback no longer pins the failed attempt's tensors, so
+    # a reused worker starts its next trial with the memory freed.
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+    tune.report({STOP_REASON: reason, STOP_MESSAGE: message, "epochs_total": config.epochs, **where})
 
+
+def _train(config: RunConfig, where: dict[str, Any], started_at: float, *, cache_dir: str, cpus: float, gpus: float) -> None:
+    trial_dir = Path(tune.get_context().get_trial_dir())
+    checkpoint = tune.get_checkpoint()
+    run = Run(config, trial_dir / "run", cache_dir=Path(cache_dir), progress=False, save_model=False)
+    # Wall-clock mark for overhead accounting: ready to train (data and model built).
+    where = {**where, "training_started_at": time.time()}
     device_type = run.device.type
     # Cost: the devices this trial holds, for as long as it has held them (restarts included).
     held = gpus if device_type == "cuda" else cpus
@@ -67,25 +92,25 @@ def train_trial(sampled: dict[str, Any], *, configs: TrialConfigs, cache_dir: st
         wall = time.time() - started_at + previous_wall
         metrics = {
             **entry.metrics(), "epochs_total": config.epochs, **where, "device_type": device_type,
-            "wall_seconds": wall, "device_seconds": wall * held,
+            "wall_seconds": wall, "device_seconds": wall * held, "resumed_from_epoch": resumed_from,
         }
-        (checkpoint_dir / WALL_FILE).write_text(str(wall))
+        (checkpoint_dir / PROGRESS_FILE).write_text(json.dumps({"wall_seconds": wall, "epoch": entry.epoch}))
         tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(str(checkpoint_dir)))
 
     # Epoch checkpoints are written to a scratch folder; tune.report copies each into the
     # trial's storage, so the storage holds only the checkpoints Tune decides to keep.
-    checkpoint = tune.get_checkpoint()
-    previous_wall = 0.0
+    previous_wall, resumed_from = 0.0, 0
     with tempfile.TemporaryDirectory() as staging:
         if checkpoint is None:
             run.fit(on_epoch=report, checkpoint_dir=Path(staging))
             return
         with checkpoint.as_directory() as restored:
-            previous_wall = _previous_wall_seconds(Path(restored))
+            progress = _progress(Path(restored))
+            previous_wall, resumed_from = progress["wall_seconds"], progress["epoch"]
             run.fit(on_epoch=report, resume_from=Path(restored), checkpoint_dir=Path(staging))
 
 
-def _previous_wall_seconds(checkpoint_dir: Path) -> float:
-    """Wall time the trial spent before its restart, kept next to the checkpoint."""
-    marker = checkpoint_dir / WALL_FILE
-    return float(marker.read_text()) if marker.is_file() else 0.0
+def _progress(checkpoint_dir: Path) -> dict[str, float]:
+    """Wall time spent and the epoch reached before a restart, kept next to the checkpoint."""
+    marker = checkpoint_dir / PROGRESS_FILE
+    return json.loads(marker.read_text()) if marker.is_file() else {"wall_seconds": 0.0, "epoch": 0}

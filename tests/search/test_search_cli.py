@@ -11,6 +11,7 @@ import optuna
 import pytest
 from mlflow.tracking import MlflowClient
 
+from metaxl_tune.search.runner import optuna_storage
 from processes import CLI, MlflowServer, cli_env, kill_session, run_cli
 
 DEMO = ["search", "--task", "ner", "--target", "tk", "--preset", "demo"]
@@ -26,7 +27,7 @@ def trial_runs(client: MlflowClient, search: str):
 
 
 def study_of(directory, name: str) -> optuna.Study:
-    return optuna.load_study(study_name=name, storage=f"sqlite:///{directory / 'metaxl-searches' / name / 'optuna.db'}")
+    return optuna.load_study(study_name=name, storage=optuna_storage(directory / 'metaxl-searches' / name))
 
 
 @pytest.fixture(scope="module")

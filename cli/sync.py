@@ -1,0 +1,34 @@
+"""`metaxl-tune sync`: backfill MLflow from a search's or ablation's Tune results."""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import typer
+
+from .common import user_errors
+
+EXAMPLES = """
+Examples:
+
+  metaxl-tune sync --name ner-tk-20261124-101500
+
+  metaxl-tune sync --name ner-tk-20261124-101500 --storage /shared/searches --tracking-uri http://10.0.0.5:5000
+"""
+
+
+def sync(
+    name: str = typer.Option(..., "--name", help="The search or ablation to write to MLflow."),
+    storage: str = typer.Option("metaxl-searches", "--storage", help="Tune storage path it ran with."),
+    tracking_uri: Optional[str] = typer.Option(None, "--tracking-uri", help="MLflow tracking URI (default: the one it ran with)."),
+) -> None:
+    """Write every trial's epoch results, tags and final status from Tune's records to MLflow (after an outage; idempotent)."""
+    from metaxl_tune.search.sync import sync as sync_experiment
+
+    with user_errors():
+        report = sync_experiment(storage, name, tracking_uri=tracking_uri, log=typer.echo)
+    if report.parent_status is None:
+        typer.echo("some trials have not ended yet: run sync again once the search is done (or resume it)")
+
+
+sync.__doc__ = (sync.__doc__ or "") + "\n" + EXAMPLES

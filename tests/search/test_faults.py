@@ -1,0 +1,163 @@
+"""Faults a search survives without losing results: the tracking server going away (held
+updates, `metaxl-tune sync`), and trials that diverge or run out of memory."""
+
+from __future__ import annotations
+
+import subprocess
+
+import optuna
+import pytest
+from mlflow.tracking import MlflowClient
+
+from metaxl_tune.search.runner import optuna_storage
+from processes import CLI, MlflowServer, cli_env, kill_session, run_cli, tune_results, wait_for
+
+EPOCHS = 3
+
+
+def trial_runs(uri: str, search: str) -> tuple[list, list]:
+    client = MlflowClient(uri)
+    experiment = client.get_experiment_by_name("metaxl-tune")
+    if experiment is None:
+        return [], []
+    runs = client.search_runs([experiment.experiment_id], filter_string=f"tags.`metaxl.search` = '{search}'")
+    return ([run for run in runs if run.data.tags["metaxl.role"] == "search"],
+            [run for run in runs if run.data.tags["metaxl.role"] == "trial"])
+
+
+def epoch_steps(uri: str, run_id: str) -> list[int]:
+    return sorted(metric.step for metric in MlflowClient(uri).get_metric_history(run_id, "dev_f1"))
+
+
+@pytest.fixture(scope="module")
+def outage_search(tmp_path_factory, shared_cache):
+    """Three trials one after another; the MLflow server is stopped after the first trial's
+    first epoch and started again (same store, same port) once the second trial reported."""
+    workdir = tmp_path_factory.mktemp("outage")
+    server = MlflowServer(workdir)
+    driver = subprocess.Popen(
+        [*CLI, "search", "--task", "ner", "--target", "tk", "--preset", "demo", "--name", "outage",
+         "--num-samples", "3", "--max-concurrent", "1", "--scheduler", "fifo", "--tracking-uri", server.uri],
+        cwd=workdir, env=cli_env(shared_cache), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        start_new_session=True,
+    )
+    experiment_dir = workdir / "metaxl-searches" / "outage"
+    try:
+        wait_for(lambda: any(len(rows) >= 1 for rows in tune_results(experiment_dir).values()),
+                 timeout=300, what="the first epoch")
+        server.stop()
+        wait_for(lambda: len([rows for rows in tune_results(experiment_dir).values() if rows]) >= 2,
+                 timeout=300, what="a second trial training while MLflow is down")
+        server = MlflowServer(workdir, port=server.port)
+        output, _ = driver.communicate(timeout=600)
+    finally:
+        kill_session(driver.pid)
+        driver.wait()
+    yield workdir, server, driver.returncode, output
+    server.stop()
+
+
+def test_training_goes_on_while_mlflow_is_down_with_a_warning(outage_search):
+    workdir, _, returncode, output = outage_search
+    assert returncode == 0, output
+    assert "MLflow at http://127.0.0.1" in output and "unreachable" in output and "training continues" in output
+    rows = tune_results(workdir / "metaxl-searches" / "outage")
+    assert len(rows) == 3 and all([row["epoch"] for row in trial] == [1, 2, 3] for trial in rows.values())
+
+
+def test_held_updates_are_written_once_mlflow_is_back(outage_search):
+    workdir, server, _, output = outage_search
+    assert "reachable again" in output
+    parents, trials = trial_runs(server.uri, "outage")
+    assert len(parents) == 1 and parents[0].info.status == "FINISHED"
+    assert len(trials) == 3
+    for run in trials:
+        assert run.info.status == "FINISHED" and run.data.tags["metaxl.outcome"] == "completed"
+        assert epoch_steps(server.uri, run.info.run_id) == [1, 2, 3]
+
+
+def test_sync_backfills_a_tracking_store_from_tune_results_once(outage_search, tmp_path, shared_cache):
+    workdir, _, _, _ = outage_search
+    empty = MlflowServer(tmp_path)
+    try:
+        first = run_cli(["sync", "--name", "outage", "--tracking-uri", empty.uri], cwd=workdir, cache_dir=shared_cache)
+        assert first.returncode == 0, first.stderr
+        assert "9 epoch results and 3 final statuses" in first.stdout
+        again = run_cli(["sync", "--name", "outage", "--tracking-uri", empty.uri], cwd=workdir, cache_dir=shared_cache)
+        assert "0 epoch results and 0 final statuses" in again.stdout
+        parents, trials = trial_runs(empty.uri, "outage")
+        assert len(parents) == 1 and parents[0].info.status == "FINISHED"
+        assert len(trials) == 3
+        for run in trials:
+            assert run.info.status == "FINISHED"
+            assert epoch_steps(empty.uri, run.info.run_id) == [1, 2, 3]
+            assert {"meta_lr", "rtn_layers", "source"} <= set(run.data.params)
+            assert run.data.tags["metaxl.node_id"]
+    finally:
+        empty.stop()
+
+
+def test_sync_of_an_unknown_search_is_a_one_line_error(tmp_path, shared_cache):
+    result = run_cli(["sync", "--name", "nope"], cwd=tmp_path, cache_dir=shared_cache)
+    assert result.returncode == 2
+    assert result.stderr.strip().startswith("error: no search or ablation named nope")
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+# A learning rate of 1e5 makes the loss NaN within the first epoch; a bottleneck of 2e9 asks
+# the allocator for a 512 GB RTN weight, which it refuses at once (CUDA raises OutOfMemoryError).
+UNSTABLE_SPACE = """
+metric: best_dev_f1
+mode: max
+fixed: {method: metaxl, epochs: 2, source_size: 300, target_size: 100, batch_size: 16, max_length: 64, meta_lr: 1.0e-3}
+parameters:
+  lr: {type: categorical, values: [3.0e-3, 1.0e+5]}
+  rtn_bottleneck: {type: categorical, values: [8, 2000000000]}
+"""
+
+
+@pytest.fixture(scope="module")
+def unstable_search(tmp_path_factory, shared_cache):
+    workdir = tmp_path_factory.mktemp("unstable")
+    (workdir / "unstable.yaml").write_text(UNSTABLE_SPACE)
+    result = run_cli(
+        ["search", "--task", "ner", "--target", "tk", "--model", "tiny", "--data", "synthetic", "--space",
+         "unstable.yaml", "--name", "unstable", "--num-samples", "5", "--scheduler", "fifo", "--search-seed", "5"],
+        cwd=workdir, cache_dir=shared_cache,
+    )
+    return workdir, result
+
+
+def outcomes(workdir) -> dict[tuple, str]:
+    _, trials = trial_runs(f"sqlite:///{workdir / 'mlflow.db'}", "unstable")
+    return {(float(run.data.params["lr"]), int(run.data.params["rtn_bottleneck"])): run for run in trials}
+
+
+def test_diverged_and_out_of_memory_trials_stop_with_their_reason_in_mlflow(unstable_search):
+    workdir, result = unstable_search
+    assert result.returncode == 0, result.stdout + result.stderr
+    runs = outcomes(workdir)
+    assert runs[(1e5, 8)].data.tags["metaxl.outcome"] == "diverged"
+    assert runs[(1e5, 8)].data.tags["metaxl.stop_message"].startswith("DivergedError: training loss became nan")
+    assert runs[(3e-3, 2000000000)].data.tags["metaxl.outcome"] == "out_of_memory"
+    for key in [(1e5, 8), (3e-3, 2000000000)]:
+        assert runs[key].info.status == "FAILED"
+    assert runs[(3e-3, 8)].info.status == "FINISHED"
+    assert "stopped: diverged" in result.stdout and "the search goes on" in result.stdout
+
+
+def test_diverged_and_out_of_memory_trials_fail_in_optuna_with_their_reason_and_are_not_retried(unstable_search):
+    workdir, result = unstable_search
+    study = optuna.load_study(study_name="unstable", storage=optuna_storage(workdir / "metaxl-searches" / "unstable"))
+    assert len(study.trials) == 5
+    reasons = {}
+    for trial in study.trials:
+        key = (trial.params["lr"], trial.params["rtn_bottleneck"])
+        reasons[key] = (trial.state, trial.user_attrs.get("stop_reason"))
+    assert reasons[(1e5, 8)] == (optuna.trial.TrialState.FAIL, "diverged")
+    assert reasons[(3e-3, 2000000000)] == (optuna.trial.TrialState.FAIL, "out_of_memory")
+    assert reasons[(3e-3, 8)][0] == optuna.trial.TrialState.COMPLETE
+    # Tune retries errors (max_failures); a stop reason is a result, so each trial ran once.
+    rows = tune_results(workdir / "metaxl-searches" / "unstable")
+    assert all(sum("stop_reason" in row for row in trial) <= 1 for trial in rows.values())
+    assert all(row.get("iterations_since_restore") == row.get("training_iteration") for trial in rows.values() for row in trial)
