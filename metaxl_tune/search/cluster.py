@@ -60,16 +60,18 @@ def connect(address: str) -> None:
         try:
             ray.init(address=address, log_to_driver=False)
             return
+        except ray.exceptions.AuthenticationError:
+            # RAY_AUTH_MODE=token is set here, but no token was found to send.
+            refusal = "this driver has no token"
         except ConnectionError as error:
-            failure = str(error).splitlines()[0]
-        refused = any(sign in captured.read_text(errors="replace") for sign in AUTH_FAILURE_SIGNS)
-    if refused:
-        raise ClusterError(
-            f"the Ray cluster at {address} refused this driver's token; set RAY_AUTH_MODE=token and "
-            f"RAY_AUTH_TOKEN (or RAY_AUTH_TOKEN_PATH, or ~/.ray/auth_token) to the cluster's token "
-            f"(`ray get-auth-token` on the head prints it)"
-        )
-    raise ClusterError(f"cannot join the Ray cluster at {address}: {failure}")
+            if not any(sign in captured.read_text(errors="replace") for sign in AUTH_FAILURE_SIGNS):
+                raise ClusterError(f"cannot join the Ray cluster at {address}: {str(error).splitlines()[0]}") from None
+            refusal = "its token auth refused this driver"
+    raise ClusterError(
+        f"the Ray cluster at {address}: {refusal}; set RAY_AUTH_MODE=token and RAY_AUTH_TOKEN "
+        f"(or RAY_AUTH_TOKEN_PATH, or ~/.ray/auth_token) to the cluster's token "
+        f"(`ray get-auth-token` on the head prints it)"
+    )
 
 
 # What Ray's C++ client logs while a head with token auth turns a driver away.

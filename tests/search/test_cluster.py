@@ -180,13 +180,18 @@ def test_a_cluster_that_requires_a_token_is_refused_with_a_one_line_error(tmp_pa
         driver_env = {**cli_env(shared_cache), "HOME": str(driver_home)}
         for variable in ("RAY_AUTH_MODE", "RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH"):
             driver_env.pop(variable, None)
-        result = subprocess.run(
-            [*CLI, *DEMO, "--num-samples", "1", "--name", "refused", "--address", f"127.0.0.1:{port}"],
-            cwd=tmp_path, env=driver_env, capture_output=True, text=True, timeout=300,
-        )
+        # A driver that knows nothing of tokens, and one in token mode that has none to send.
+        results = [
+            subprocess.run(
+                [*CLI, *DEMO, "--num-samples", "1", "--name", "refused", "--address", f"127.0.0.1:{port}"],
+                cwd=tmp_path, env={**driver_env, **extra}, capture_output=True, text=True, timeout=300,
+            )
+            for extra in ({}, {"RAY_AUTH_MODE": "token"})
+        ]
     finally:
         kill_session(head.pid)
         head.wait()
-    assert result.returncode == 2, result.stdout + result.stderr
-    message = result.stderr.strip()
-    assert len(message.splitlines()) == 1 and "RAY_AUTH_TOKEN" in message
+    for result in results:
+        assert result.returncode == 2, result.stdout + result.stderr
+        message = result.stderr.strip()
+        assert len(message.splitlines()) == 1 and "RAY_AUTH_TOKEN" in message
