@@ -33,7 +33,7 @@ def _default_output(values: dict[str, Any]) -> Path:
 def _print_epoch(entry, epochs: int) -> None:
     meta = f"  meta loss {entry.meta_loss:.4f}" if entry.meta_loss is not None else ""
     typer.echo(
-        f"epoch {entry.epoch:>3}/{epochs}  dev F1 {entry.dev_f1:6.2f}  test F1 {entry.test_f1:6.2f}  "
+        f"epoch {entry.epoch:>3}/{epochs}{'  fine-tune' if entry.stage == 'finetune' else ''}  dev F1 {entry.dev_f1:6.2f}  test F1 {entry.test_f1:6.2f}  "
         f"train loss {entry.train_loss:.4f}{meta}  ({entry.epoch_seconds:.1f} s)"
     )
 
@@ -73,7 +73,7 @@ def train(
         typer.echo(f"training {run_config.method} on {run_config.task}/{run_config.target}; output in {output}")
         run = Run(run_config, output, cache_dir=cache_dir, progress=progress, log=typer.echo)
         result = run.fit(
-            on_epoch=lambda entry, _checkpoint: _print_epoch(entry, run_config.epochs), resume_from=resume_from
+            on_epoch=lambda entry, _checkpoint: _print_epoch(entry, run_config.total_epochs), resume_from=resume_from
         )
     best = result.best
     typer.echo(

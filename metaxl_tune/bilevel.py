@@ -188,3 +188,36 @@ class Learner:
         if self.meta_opt is not None:
             self.meta_opt.load_state_dict(state["meta_opt"])
             self.meta_schedule.load_state_dict(state["meta_schedule"])
+
+
+class BackoffFinetuner:
+    """Back-off fine-tuning after the MetaXL (or JT w/ RTN) epochs (paper section 4.6; reference
+    ``mtrain.py --do_finetune`` with ``mlt.py: step_metaxl_finetune``).
+
+    theta keeps training on L(x_s; theta, phi) + L(x_t; theta) with the learned RTN applied and
+    phi frozen. As the reference's fine-tuning stage: a fresh Adam on theta at the main learning
+    rate with no schedule (``mtrain.py`` builds its schedulers only for ``--do_train``), the whole
+    target batch in the loss (no ``portion`` split), the two losses summed, no gradient clipping.
+    """
+
+    def __init__(self, learner: Learner):
+        self.learner = learner
+        # Same Adam settings as the main optimizer (eps, weight decay), undecayed learning rate.
+        defaults = {key: learner.main_opt.defaults[key] for key in ("betas", "eps", "weight_decay")}
+        self.optimizer = torch.optim.Adam(learner.theta.values(), lr=learner.config.lr, **defaults)
+
+    def step(self, source: Batch, target: Batch) -> StepLosses:
+        learner = self.learner
+        learner.model.train()
+        self.optimizer.zero_grad(set_to_none=True)
+        loss = learner.source_loss(source) + task_loss(learner.model, target)
+        # Gradients for theta only: phi stays as the MetaXL stage left it.
+        loss.backward(inputs=list(learner.theta.values()))
+        self.optimizer.step()
+        return StepLosses(train_loss=loss.item())
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"optimizer": self.optimizer.state_dict()}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        self.optimizer.load_state_dict(state["optimizer"])

@@ -86,6 +86,9 @@ class RunConfig(BaseModel):
     """Clip the theta gradient to this norm before the main step (reference code: 10); null = off."""
     epochs: int = 20
     """Training epochs; the epoch with the best dev F1 is reported."""
+    finetune_epochs: int = 0
+    """Back-off fine-tuning (paper 4.6; reference --do_finetune): epochs run after the MetaXL/JT-RTN
+    epochs on source + target with the RTN applied and frozen; best dev epoch picked over both stages."""
     batch_size: int | None = None
     """Examples per source and per target batch (default: 16 for NER, 12 for SA)."""
     max_length: int | None = None
@@ -180,6 +183,11 @@ class RunConfig(BaseModel):
             )
         if self.source == self.target:
             raise _field_error("source", f"must differ from target ({self.target})")
+        if self.finetune_epochs < 0 or (self.finetune_epochs and not self.uses_rtn):
+            raise _field_error(
+                "finetune_epochs",
+                f"must be 0, or >= 1 with an RTN method (jt-rtn, metaxl); got {self.finetune_epochs} with {self.method}",
+            )
         return self
 
     # ---- convenience ---------------------------------------------------------------------
@@ -187,6 +195,11 @@ class RunConfig(BaseModel):
     @property
     def uses_rtn(self) -> bool:
         return self.method in RTN_METHODS
+
+    @property
+    def total_epochs(self) -> int:
+        """Epochs of the whole run: the training stage, then the back-off fine-tuning stage."""
+        return self.epochs + self.finetune_epochs
 
     @property
     def uses_source(self) -> bool:

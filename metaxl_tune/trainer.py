@@ -17,7 +17,7 @@ from typing import Callable, Iterator
 import torch
 from tqdm.auto import tqdm
 
-from metaxl_tune.bilevel import IGNORE_INDEX, Learner
+from metaxl_tune.bilevel import IGNORE_INDEX, BackoffFinetuner, Learner
 from metaxl_tune.checkpoint import load_checkpoint, restore_rng_state, rng_state, save_checkpoint
 from metaxl_tune.config import RunConfig
 from metaxl_tune.data.encoding import Batcher
@@ -61,9 +61,12 @@ class EpochResult:
     best_dev_f1: float
     best_test_f1: float
     """Test F1 at the best-dev epoch: the number the paper reports."""
+    stage: str = "train"
+    """'train' (the configured method) or 'finetune' (back-off fine-tuning, RTN frozen)."""
 
     def metrics(self) -> dict[str, float]:
-        return {key: value for key, value in asdict(self).items() if value is not None}
+        # Numbers only (Tune and MLflow metrics): the stage shows as epochs past config.epochs.
+        return {key: value for key, value in asdict(self).items() if isinstance(value, (int, float))}
 
 
 @dataclass
@@ -80,6 +83,7 @@ class RunResult:
         return {
             "config": self.config.to_dict(),
             "best_epoch": best.best_epoch,
+            "best_stage": self.history[best.best_epoch - 1].stage,
             "best_dev_f1": best.best_dev_f1,
             "test_f1": best.best_test_f1,
             "history": [asdict(entry) for entry in self.history],
@@ -145,6 +149,7 @@ class Run:
             ).to(self.device)
             self.rtn.attach(*encoder_modules(self.model))
         self.learner = Learner(self.model, self.rtn, config, total_steps=config.epochs * self.steps_per_epoch)
+        self.finetuner: BackoffFinetuner | None = None
 
     # ---- batching ------------------------------------------------------------------------
 
@@ -195,19 +200,30 @@ class Run:
 
     # ---- the loop ----------------------------------------------------------------------------
 
+    def _stage(self, epoch: int) -> str:
+        return "finetune" if epoch > self.config.epochs else "train"
+
+    def _step_function(self, epoch: int) -> Callable:
+        if self._stage(epoch) == "train":
+            return self.learner.step
+        if self.finetuner is None:
+            self.finetuner = BackoffFinetuner(self.learner)
+        return self.finetuner.step
+
     def _train_epoch(self, epoch: int) -> tuple[float, float | None]:
         train_losses, meta_losses = [], []
         data = self.data
+        step = self._step_function(epoch)
         plan = tqdm(
             self._epoch_plan(epoch),
             total=self.steps_per_epoch,
-            desc=f"epoch {epoch}/{self.config.epochs}",
+            desc=f"epoch {epoch}/{self.config.total_epochs}",
             disable=not self.progress,
             leave=False,
         )
         for source_indices, target_indices in plan:
             source = data.source_train.batch(source_indices, self.device) if source_indices is not None else None
-            losses = self.learner.step(source, data.target_train.batch(target_indices, self.device))
+            losses = step(source, data.target_train.batch(target_indices, self.device))
             if not math.isfinite(losses.train_loss):
                 raise DivergedError(f"training loss became {losses.train_loss} at epoch {epoch}")
             train_losses.append(losses.train_loss)
@@ -223,6 +239,7 @@ class Run:
             "theta": self.model.state_dict(),
             "phi": self.rtn.state_dict() if self.rtn is not None else {},
             "learner": self.learner.state_dict(),
+            "finetune": self.finetuner.state_dict() if self.finetuner is not None else None,
             "rng": rng_state(),
             "history": [asdict(entry) for entry in history],
         }
@@ -233,6 +250,9 @@ class Run:
         if self.rtn is not None:
             self.rtn.load_state_dict(state["phi"])
         self.learner.load_state_dict(state["learner"])
+        if state.get("finetune") is not None:
+            self.finetuner = BackoffFinetuner(self.learner)
+            self.finetuner.load_state_dict(state["finetune"])
         restore_rng_state(state["rng"])
         return [EpochResult(**entry) for entry in state["history"]]
 
@@ -256,7 +276,7 @@ class Run:
         history = self._restore(Path(resume_from)) if resume_from is not None else []
         result = RunResult(self.config, history)
 
-        for epoch in range(len(history) + 1, self.config.epochs + 1):
+        for epoch in range(len(history) + 1, self.config.total_epochs + 1):
             started = time.perf_counter()
             train_loss, meta_loss = self._train_epoch(epoch)
             dev_f1, test_f1 = self.evaluate(self.data.target_dev), self.evaluate(self.data.target_test)
@@ -272,6 +292,7 @@ class Run:
                 best_epoch=epoch if improved else previous.best_epoch,
                 best_dev_f1=dev_f1 if improved else previous.best_dev_f1,
                 best_test_f1=test_f1 if improved else previous.best_test_f1,
+                stage=self._stage(epoch),
             )
             history.append(entry)
             if improved and self.save_model:

@@ -7,7 +7,7 @@ import torch
 from torch.func import functional_call
 
 from helpers import attach_bank, make_batch, tiny_model
-from metaxl_tune.bilevel import Learner, split_target, task_loss
+from metaxl_tune.bilevel import BackoffFinetuner, Learner, split_target, task_loss
 from metaxl_tune.config import RunConfig
 
 ALPHA = 0.05
@@ -187,3 +187,22 @@ def test_meta_forward_runs_without_the_rtn():
         transformed = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])
     assert not torch.allclose(plain.logits, transformed.logits)
     torch.testing.assert_close(task_loss(model, batch, params=params), task_loss(model, batch))
+
+
+def test_backoff_finetune_step_trains_theta_on_source_plus_target_with_phi_frozen():
+    # Reference step_metaxl_finetune: L_s (RTN applied) + L_t over the whole target batch, theta only.
+    model = tiny_model()
+    bank = attach_bank(model, [4])
+    source, target = make_batch(4, seed=1), make_batch(4, seed=2)
+    learner = Learner(model, bank, metaxl_config(lr=1e-2), total_steps=10)
+    with bank.applied():
+        source_loss = task_loss(model, source)
+    expected = (source_loss + task_loss(model, target)).item()  # the target passes untransformed
+    phi0 = [p.detach().clone() for p in bank.parameters()]
+    theta0 = [p.detach().clone() for p in model.parameters()]
+
+    losses = BackoffFinetuner(learner).step(source, target)
+
+    assert losses.train_loss == pytest.approx(expected, rel=1e-12) and losses.meta_loss is None
+    assert all(torch.equal(p, p0) and p.grad is None for p, p0 in zip(bank.parameters(), phi0))
+    assert any(not torch.equal(p, p0) for p, p0 in zip(model.parameters(), theta0))

@@ -44,6 +44,8 @@ def test_overrides_replace_file_fields(tmp_path):
         ({"device": "gpu"}, "device: must be auto, cpu, cuda or cuda:N"),
         ({"meta_lrr": 1e-6}, "meta_lrr: unknown field (known: task, target"),
         ({"source": "tk", "target": "tk"}, "source: must differ from target"),
+        ({"method": "jt", "finetune_epochs": 2}, "finetune_epochs: must be 0, or >= 1 with an RTN method"),
+        ({"finetune_epochs": -1}, "finetune_epochs: must be 0, or >= 1 with an RTN method"),
     ],
 )
 def test_invalid_values_fail_with_one_line_naming_the_field(values, message):

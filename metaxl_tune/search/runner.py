@@ -220,10 +220,16 @@ def _git_commit() -> str | None:
 
 
 def _max_epochs(space: SearchSpace, base: RunConfig) -> int:
-    parameter = {p.name: p for p in space.parameters}.get("epochs")
-    if parameter is not None:
-        return int(max(parameter.values) if parameter.values else parameter.high)
-    return int(space.fixed.get("epochs", base.epochs))
+    # A trial reports once per epoch of both stages (training, then back-off fine-tuning).
+    parameters = {p.name: p for p in space.parameters}
+
+    def largest(name: str) -> int:
+        parameter = parameters.get(name)
+        if parameter is not None:
+            return int(max(parameter.values) if parameter.values else parameter.high)
+        return int(space.fixed.get(name, getattr(base, name)))
+
+    return largest("epochs") + largest("finetune_epochs")
 
 
 @dataclass

@@ -147,7 +147,9 @@ def grid(study: Study, base: RunConfig, *, targets: list[str], seeds: int, flags
 def estimated_seconds(config: RunConfig) -> float:
     """Training time of one run, for --dry-run: steps x seconds per step of its method."""
     driver = config.target_size if config.method == "target-only" else config.source_size
-    steps = config.epochs * math.ceil(driver / config.batch_size)
+    per_epoch = math.ceil(driver / config.batch_size)
     method = "metaxl-recompute" if config.method == "metaxl" and config.theta_update == "recompute" else config.method
     per_step = SECONDS_PER_JT_STEP.get(config.model, SECONDS_PER_JT_STEP["default"])
-    return steps * per_step * STEP_COST[method]
+    # Back-off fine-tuning steps are single-level, like a JT w/ RTN step.
+    cost = config.epochs * STEP_COST[method] + config.finetune_epochs * STEP_COST["jt-rtn"]
+    return per_epoch * per_step * cost

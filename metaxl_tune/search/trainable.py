@@ -75,7 +75,7 @@ def train_trial(sampled: dict[str, Any], *, configs: TrialConfigs, cache_dir: st
     gc.collect()
     if torch.cuda.is_available():
         torch.cuda.empty_cache()
-    tune.report({STOP_REASON: reason, STOP_MESSAGE: message, "epochs_total": config.epochs, **where})
+    tune.report({STOP_REASON: reason, STOP_MESSAGE: message, "epochs_total": config.total_epochs, **where})
 
 
 def _train(config: RunConfig, where: dict[str, Any], started_at: float, *, cache_dir: str, cpus: float, gpus: float) -> None:
@@ -91,7 +91,7 @@ def _train(config: RunConfig, where: dict[str, Any], started_at: float, *, cache
     def report(entry, checkpoint_dir: Path) -> None:
         wall = time.time() - started_at + previous_wall
         metrics = {
-            **entry.metrics(), "epochs_total": config.epochs, **where, "device_type": device_type,
+            **entry.metrics(), "epochs_total": config.total_epochs, **where, "device_type": device_type,
             "wall_seconds": wall, "device_seconds": wall * held, "resumed_from_epoch": resumed_from,
         }
         (checkpoint_dir / PROGRESS_FILE).write_text(json.dumps({"wall_seconds": wall, "epoch": entry.epoch}))
