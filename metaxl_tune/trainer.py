@@ -22,7 +22,7 @@ from metaxl_tune.checkpoint import load_checkpoint, restore_rng_state, rng_state
 from metaxl_tune.config import RunConfig
 from metaxl_tune.data.encoding import Batcher
 from metaxl_tune.data.prepare import PreparedData, prepare_data
-from metaxl_tune.metrics import ner_f1, positive_f1
+from metaxl_tune.metrics import ner_f1, positive_f1, sentence_predictions
 from metaxl_tune.model.backbone import encoder_modules, hidden_size, load_backbone, load_model_config, model_depth
 from metaxl_tune.model.rtn import RTNBank, resolve_placements
 
@@ -184,7 +184,8 @@ class Run:
         self.model.eval()
         gold, predicted = [], []
         for start in range(0, len(batcher), EVAL_BATCH_SIZE):
-            batch = batcher.batch(range(start, min(start + EVAL_BATCH_SIZE, len(batcher))), self.device)
+            rows = range(start, min(start + EVAL_BATCH_SIZE, len(batcher)))
+            batch = batcher.batch(rows, self.device)
             logits = self.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
             predictions = logits.argmax(-1).cpu()
             labels = batch["labels"].cpu()
@@ -192,10 +193,12 @@ class Run:
                 gold += labels.tolist()
                 predicted += predictions.tolist()
                 continue
-            for row_labels, row_predictions in zip(labels, predictions):
+            # Whole sentences: gold from the original words, words cut by max_length predicted O.
+            for row, row_labels, row_predictions in zip(rows, labels, predictions):
                 keep = row_labels != IGNORE_INDEX
-                gold.append(row_labels[keep].tolist())
-                predicted.append(row_predictions[keep].tolist())
+                words = batcher.word_labels[row]
+                gold.append(words)
+                predicted.append(sentence_predictions(len(words), batcher.word_ids[row], row_predictions[keep].tolist()))
         return ner_f1(gold, predicted) if self.config.task == "ner" else positive_f1(gold, predicted)
 
     # ---- the loop ----------------------------------------------------------------------------

@@ -1,7 +1,9 @@
 """Sub-word encoding with an on-disk cache, and batching with dynamic padding.
 
 NER labels go on the first sub-token of each word and -100 on the rest (and on special tokens),
-so the loss and the evaluation see one prediction per word. Encoded splits are stored with
+so the loss and the evaluation see one prediction per word. NER rows also keep every word's gold
+tag and the word index of each labelled sub-token, so evaluation scores whole sentences even when
+``max_length`` cut words off. Encoded splits are stored with
 `datasets` under a key made of the raw data's fingerprint, the tokenizer's content and the
 max length: the second run, and every trial of a search, loads them memory-mapped.
 """
@@ -23,6 +25,9 @@ from transformers import DataCollatorForTokenClassification, DataCollatorWithPad
 from metaxl_tune.data import NER_LABELS, NerExample, SaExample
 
 IGNORE_INDEX = -100
+# Part of every cache key: bumped whenever the encoded columns change, so a cache written in an
+# older layout is never read (2: NER rows gained word_labels and word_ids).
+ENCODING_VERSION = 2
 _NER_LABEL_IDS = {tag: index for index, tag in enumerate(NER_LABELS)}
 
 
@@ -42,15 +47,24 @@ def encode_ner(examples: Sequence[NerExample], tokenizer: PreTrainedTokenizerFas
         truncation=True,
         max_length=max_length,
     )
-    all_labels = []
+    all_labels, all_word_ids = [], []
     for index, example in enumerate(examples):
-        labels, previous_word = [], None
+        labels, word_ids, previous_word = [], [], None
         for word in encoded.word_ids(index):
             first_piece = word is not None and word != previous_word
             labels.append(_NER_LABEL_IDS[example.tags[word]] if first_piece else IGNORE_INDEX)
+            if first_piece:
+                word_ids.append(word)
             previous_word = word
         all_labels.append(labels)
-    return {"input_ids": encoded["input_ids"], "labels": all_labels}
+        all_word_ids.append(word_ids)
+    return {
+        "input_ids": encoded["input_ids"],
+        "labels": all_labels,
+        # Whole-sentence gold, and the word each labelled position (in order) predicts.
+        "word_labels": [[_NER_LABEL_IDS[tag] for tag in example.tags] for example in examples],
+        "word_ids": all_word_ids,
+    }
 
 
 def encode_sa(examples: Sequence[SaExample], tokenizer: PreTrainedTokenizerFast, max_length: int) -> dict:
@@ -85,6 +99,11 @@ class Batcher:
         # Materialised once: per-step row access on the memory-mapped table costs more than the rows.
         self.input_ids: list[list[int]] = dataset["input_ids"]
         self.labels: list = dataset["labels"]
+        # NER only: each sentence's gold tag per original word, and the word index of each
+        # labelled sub-token (for scoring whole sentences; see metrics.sentence_predictions).
+        names = dataset.column_names
+        self.word_labels: list[list[int]] | None = dataset["word_labels"] if "word_labels" in names else None
+        self.word_ids: list[list[int]] | None = dataset["word_ids"] if "word_ids" in names else None
         self.collate = (
             DataCollatorForTokenClassification(tokenizer, label_pad_token_id=IGNORE_INDEX, return_tensors="pt")
             if task == "ner"

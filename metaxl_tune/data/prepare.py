@@ -19,6 +19,7 @@ from transformers import PreTrainedTokenizerFast
 
 from metaxl_tune.config import RunConfig
 from metaxl_tune.data import NER_LABELS, SA_LABELS, Splits, data_fingerprint, load_splits, sample
+from metaxl_tune.data.encoding import ENCODING_VERSION
 from metaxl_tune.data.encoding import Batcher, cache_key, cached_encoding, encode_ner, encode_sa, tokenizer_fingerprint
 from metaxl_tune.languages import resolve_source
 from metaxl_tune.model.backbone import TINY
@@ -64,6 +65,7 @@ def prepare_data(
             tokenizer=token_key,
             max_length=config.max_length,
             task=config.task,
+            encoding=ENCODING_VERSION,
             labels=(config.label_format, config.text_column, config.label_column),
         )
         build = lambda: encode(getattr(raw(language), split), tokenizer, config.max_length)  # noqa: E731

@@ -58,3 +58,22 @@ def test_unknown_language_directory_fails_before_tokenizing(tmp_path):
     (tmp_path / "data" / "tk").mkdir(parents=True)
     with pytest.raises(ValueError, match="tk"):
         prepare_data(config(data=str(tmp_path / "data")), tmp_path / "cache")
+
+
+def test_ner_rows_keep_every_word_and_the_word_of_each_labelled_sub_token(tmp_path):
+    data = prepare_data(config(max_length=12), tmp_path)
+    dev = data.target_dev
+    for labels, word_labels, word_ids in zip(dev.labels, dev.word_labels, dev.word_ids):
+        scored = [label for label in labels if label != -100]
+        assert word_ids == sorted(set(word_ids)) and len(word_ids) == len(scored)
+        assert scored == [word_labels[word] for word in word_ids]
+    assert any(len(words) > len(ids) for words, ids in zip(dev.word_labels, dev.word_ids))  # some cut
+
+
+def test_a_cache_in_an_older_encoding_layout_is_not_read(tmp_path, monkeypatch):
+    monkeypatch.setattr(prepare_module, "ENCODING_VERSION", 1)
+    prepare_data(config(), tmp_path)
+    monkeypatch.undo()
+    messages: list[str] = []
+    prepare_data(config(), tmp_path, progress=messages.append)
+    assert sum("tokenizing" in message for message in messages) == 4
