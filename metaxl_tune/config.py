@@ -56,6 +56,9 @@ class RunConfig(BaseModel):
     """Data: 'hub' (WikiAnn from the Hugging Face hub), 'synthetic', or a local directory."""
     label_format: LabelFormat = "auto"
     """SA label format: auto (detect), binary (positive/negative or 0/1), stars (MARC 1-5), polarity (-2..2)."""
+    source_label_format: LabelFormat | None = None
+    """SA label format of the source language(s) (default: label_format), e.g. stars for a MARC
+    source under a SentiPers (polarity) target; auto detects it per language."""
     text_column: str | None = None
     """SA text column name (default: detect text, review_body, sentence, review)."""
     label_column: str | None = None
@@ -195,6 +198,16 @@ class RunConfig(BaseModel):
     @property
     def uses_rtn(self) -> bool:
         return self.method in RTN_METHODS
+
+    def label_format_of(self, language: str) -> str:
+        """The SA label format ``language``'s files are read with: the target's, or the sources'."""
+        if language == self.target or self.source_label_format is None:
+            return self.label_format
+        return self.source_label_format
+
+    def label_format_flag(self, language: str) -> str:
+        """The flag that sets ``language``'s label format, for error messages."""
+        return "--label-format" if language == self.target else "--source-label-format"
 
     @property
     def total_epochs(self) -> int:

@@ -35,7 +35,7 @@ def load_splits(config: RunConfig, language: str) -> Splits:
         return load_wikiann(language)
     folder = language_dir(Path(config.data), language)
     if config.task == "sa":
-        return read_sa_splits(folder, config)
+        return read_sa_splits(folder, config, language)
     if is_saved_dataset_dict(folder):
         return read_saved_splits(folder)
     if any(find_parquet_files(folder).values()):
@@ -61,7 +61,9 @@ def data_fingerprint(config: RunConfig, language: str) -> str:
         parts.update(source=str(folder), files=stats, version=READER_VERSION)
         if config.task == "sa":
             parts.update(
-                label_format=config.label_format, text_column=config.text_column, label_column=config.label_column
+                label_format=config.label_format_of(language),
+                text_column=config.text_column,
+                label_column=config.label_column,
             )
     return hashlib.sha256(json.dumps(parts, sort_keys=True).encode("utf-8")).hexdigest()[:16]
 

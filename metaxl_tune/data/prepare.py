@@ -66,7 +66,7 @@ def prepare_data(
             max_length=config.max_length,
             task=config.task,
             encoding=ENCODING_VERSION,
-            labels=(config.label_format, config.text_column, config.label_column),
+            labels=(config.label_format_of(language), config.text_column, config.label_column),
         )
         build = lambda: encode(getattr(raw(language), split), tokenizer, config.max_length)  # noqa: E731
         return cached_encoding(cache_dir / "encoded" / key, build, progress=progress)

@@ -4,8 +4,10 @@ Table layout: ``<dir>/<lang>/{train,dev,test}.{jsonl,tsv,csv}`` (dev may be ``va
 one review per JSON line or per row under a header row (TSV rows are unquoted, one per line).
 The text column is the first of text, review_body, sentence, review that exists, the label
 column the first of label, stars, polarity, sentiment, unless ``--text-column`` /
-``--label-column`` name them. Labels are read as described in ``sa_labels``; the format
-detected on train applies to dev and test.
+``--label-column`` name them. Labels are read as described in ``sa_labels``; each language
+has its own format (``--label-format`` for the target, ``--source-label-format`` for the
+sources, defaulting to the target's), and the format detected on a language's train split
+applies to its dev and test.
 
 Sentiraama layout: ``<dir>/<lang>/product_pos.txt`` and ``product_neg.txt``, one review per
 line and no splits. Each class is shuffled with a fixed seed and dealt out so that every split
@@ -52,18 +54,18 @@ def locate_sa_files(folder: Path) -> dict[str, Path]:
     return require_split_files(folder, files, SA_SUFFIXES, layout)
 
 
-def read_sa_splits(folder: Path, config: RunConfig) -> Splits:
+def read_sa_splits(folder: Path, config: RunConfig, language: str) -> Splits:
     files = locate_sa_files(folder)
     if "positive" in files:
         return _sentiraama_splits(files)
     records = {split: _read_records(files[split], config) for split in SPLITS}
-    label_format = config.label_format
+    label_format, flag = config.label_format_of(language), config.label_format_flag(language)
     if label_format == "auto":
-        label_format = detect_format((label for _, _, label in records["train"]), str(files["train"]))
-    return Splits(**{split: _examples(files[split], records[split], label_format) for split in SPLITS})
+        label_format = detect_format((label for _, _, label in records["train"]), str(files["train"]), flag=flag)
+    return Splits(**{split: _examples(files[split], records[split], label_format, flag) for split in SPLITS})
 
 
-def _examples(path: Path, records: list[Record], label_format: str) -> list[SaExample]:
+def _examples(path: Path, records: list[Record], label_format: str, flag: str) -> list[SaExample]:
     examples = []
     for line, text, raw in records:
         try:
@@ -71,7 +73,7 @@ def _examples(path: Path, records: list[Record], label_format: str) -> list[SaEx
         except ValueError:
             raise DataError(
                 f"{path}:{line}: label {raw!r} is not a {label_format} label ({EXPECTED[label_format]}); "
-                "fix the value or pass another --label-format"
+                f"fix the value or pass another {flag}"
             ) from None
         if label is not None:
             examples.append(SaExample(text, label))

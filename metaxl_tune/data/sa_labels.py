@@ -41,7 +41,7 @@ def normalize(value: object) -> RawLabel:
     return text.lower()
 
 
-def detect_format(values: Iterable[RawLabel], where: str) -> str:
+def detect_format(values: Iterable[RawLabel], where: str, *, flag: str = "--label-format") -> str:
     seen = set(values)
     numbers = {value for value in seen if isinstance(value, int)}
     if all(value in _BINARY_WORDS or value in (0, 1) for value in seen):
@@ -54,7 +54,7 @@ def detect_format(values: Iterable[RawLabel], where: str) -> str:
     more = f" and {len(seen) - 10} more" if len(seen) > 10 else ""
     raise DataError(
         f"{where}: cannot tell the label format from the values seen ({shown}{more}); "
-        "pass --label-format binary, stars or polarity"
+        f"pass {flag} binary, stars or polarity"
     )
 
 

@@ -42,7 +42,8 @@ def test_flags_override_the_config_file(tmp_path):
 
 
 def test_every_config_field_has_a_flag():
-    help_text = runner.invoke(app, ["train", "--help"], terminal_width=200).output
+    # Rich sizes the help from COLUMNS (terminal_width alone leaves long flag names cut at 80).
+    help_text = runner.invoke(app, ["train", "--help"], env={"COLUMNS": "200"}).output
     for field in RunConfig.model_fields:
         assert "--" + field.replace("_", "-") in help_text
 
@@ -68,3 +69,26 @@ def test_bad_input_is_one_line_with_exit_status_2(tmp_path, args, message):
 def test_resume_without_checkpoint_says_how_to_start(tmp_path):
     result = runner.invoke(app, ["train", "--model", "tiny", "--data", "synthetic", "--output", str(tmp_path), "--resume"])
     assert result.exit_code == 2 and "run without --resume to start fresh" in result.output
+
+
+def test_sentipers_polarity_target_with_a_marc_stars_source(tmp_path):
+    # The paper's SA pair: each language's files are read in their own label format.
+    data = tmp_path / "data"
+    words = ["alpha", "beta", "gamma", "delta", "epsilon", "zeta"]
+    for split, count in (("train", 24), ("dev", 12), ("test", 12)):
+        rows = [f"{words[i % 6]} {words[(i * 5) % 6]} {i}\t{(-2, -1, 0, 1, 2)[i % 5]}" for i in range(count)]
+        (data / "fa").mkdir(parents=True, exist_ok=True)
+        (data / "fa" / f"{split}.tsv").write_text("sentence\tpolarity\n" + "\n".join(rows) + "\n", encoding="utf-8")
+        reviews = [{"review_body": f"{words[(i * 7) % 6]} review {i}", "stars": 1 + i % 5} for i in range(2 * count)]
+        (data / "en").mkdir(exist_ok=True)
+        (data / "en" / f"{split}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in reviews), encoding="utf-8")
+    base = ["train", "--model", "tiny", "--task", "sa", "--data", str(data), "--target", "fa", "--source", "en",
+            "--method", "jt", "--epochs", "1", "--max-length", "32", "--no-progress", "--label-format", "polarity"]
+
+    one_format = runner.invoke(app, [*base, "--output", str(tmp_path / "one")])
+    assert one_format.exit_code == 2 and "--source-label-format" in one_format.output.strip().splitlines()[-1]
+
+    result = runner.invoke(app, [*base, "--source-label-format", "stars", "--output", str(tmp_path / "run")])
+    assert result.exit_code == 0, result.output
+    config = json.loads((tmp_path / "run" / "results.json").read_text())["config"]
+    assert (config["label_format"], config["source_label_format"]) == ("polarity", "stars")

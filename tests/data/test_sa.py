@@ -7,7 +7,7 @@ import json
 import pytest
 
 from metaxl_tune.config import RunConfig
-from metaxl_tune.data import SaExample, load_splits
+from metaxl_tune.data import DataError, SaExample, load_splits
 
 
 def jsonl(*rows):
@@ -150,3 +150,29 @@ def test_sentiraama_needs_both_files(tmp_path, write, load_error):
 def test_byte_order_mark_of_spreadsheet_exports_is_ignored(sa):
     splits = load_splits(sa("\ufefftext,label\ngood,1\nbad,0\n", suffix=".csv"), "fa")
     assert splits.train == [SaExample("good", 1), SaExample("bad", 0)]
+
+
+@pytest.fixture
+def sentipers_target_marc_source(tmp_path, write):
+    """fa: SentiPers-style polarity TSV; en: MARC-style stars JSON lines (the paper's SA pair)."""
+    polarity = "sentence\tpolarity\nbad\t-2\nmeh\t-1\nok\t0\ngood\t1\ngreat\t2\n"
+    stars = jsonl(*({"review_body": f"r{value}", "stars": value} for value in range(1, 6)))
+    for split in ("train", "dev", "test"):
+        write(tmp_path / "fa" / f"{split}.tsv", polarity)
+        write(tmp_path / "en" / f"{split}.jsonl", stars)
+    return lambda **fields: RunConfig(data=str(tmp_path), task="sa", target="fa", source="en", **fields)
+
+
+@pytest.mark.parametrize("formats", [{"label_format": "polarity", "source_label_format": "stars"}, {}],
+                         ids=["explicit", "auto-per-language"])
+def test_target_and_source_read_their_own_label_formats(sentipers_target_marc_source, formats):
+    config = sentipers_target_marc_source(**formats)
+    assert [example.label for example in load_splits(config, "fa").train] == [0, 0, 1, 1]  # 0 dropped
+    assert load_splits(config, "en").train == [SaExample("r1", 0), SaExample("r2", 0), SaExample("r4", 1),
+                                               SaExample("r5", 1)]  # 3 dropped
+
+
+def test_a_source_label_outside_its_format_names_the_source_flag(sentipers_target_marc_source):
+    # One format for both languages: MARC stars 3, 4 and 5 are no polarity labels.
+    with pytest.raises(DataError, match=r"en/train\.jsonl:3: label 3 is not a polarity label .*--source-label-format$"):
+        load_splits(sentipers_target_marc_source(label_format="polarity"), "en")
