@@ -1,0 +1,15 @@
+"""Ablation study helpers: the --dry-run cost of a row with back-off fine-tuning."""
+
+from __future__ import annotations
+
+import pytest
+
+from metaxl_tune.config import RunConfig
+from metaxl_tune.search.study import estimated_seconds
+
+
+def test_finetune_epochs_cost_single_level_steps_on_top_of_the_method():
+    config = RunConfig(model="tiny", method="metaxl", epochs=2, source_size=160, batch_size=16)
+    # 10 steps an epoch at 0.08 s per JT step: 2 MetaXL epochs (x1.55), 3 fine-tuning epochs (x1.0).
+    assert estimated_seconds(config) == pytest.approx(10 * 0.08 * 2 * 1.55)
+    assert estimated_seconds(config.replace(finetune_epochs=3)) == pytest.approx(10 * 0.08 * (2 * 1.55 + 3 * 1.0))
