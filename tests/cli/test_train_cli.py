@@ -56,6 +56,7 @@ def test_every_config_field_has_a_flag():
         (["--source", "related", "--target", "fa"], "error: --source: 'related' is defined for"),
         (["--data", "/nonexistent/data"], "error: "),
         (["--model", "no-such-model-xyz"], "error: cannot load model 'no-such-model-xyz'"),
+        (["--method", "jt", "--finetune-epochs", "2"], "error: --finetune-epochs: must be 0, or >= 1 with an RTN method"),
     ],
 )
 def test_bad_input_is_one_line_with_exit_status_2(tmp_path, args, message):
@@ -92,3 +93,13 @@ def test_sentipers_polarity_target_with_a_marc_stars_source(tmp_path):
     assert result.exit_code == 0, result.output
     config = json.loads((tmp_path / "run" / "results.json").read_text())["config"]
     assert (config["label_format"], config["source_label_format"]) == ("polarity", "stars")
+
+
+def test_finetune_epochs_follow_the_training_epochs(tmp_path):
+    result = runner.invoke(app, ["train", "--model", "tiny", "--data", "synthetic", "--task", "ner", "--target", "tk",
+                                 "--method", "metaxl", "--epochs", "1", "--finetune-epochs", "1", *FAST,
+                                 "--output", str(tmp_path), "--no-progress"])
+    assert result.exit_code == 0, result.output
+    assert "epoch   1/2  dev F1" in result.output and "epoch   2/2  fine-tune  dev F1" in result.output
+    results = json.loads((tmp_path / "results.json").read_text())
+    assert [entry["stage"] for entry in results["history"]] == ["train", "finetune"]
