@@ -32,8 +32,9 @@ def _default_output(values: dict[str, Any]) -> Path:
 
 def _print_epoch(entry, epochs: int) -> None:
     meta = f"  meta loss {entry.meta_loss:.4f}" if entry.meta_loss is not None else ""
+    stage = "  fine-tune" if entry.stage == "finetune" else ""
     typer.echo(
-        f"epoch {entry.epoch:>3}/{epochs}{'  fine-tune' if entry.stage == 'finetune' else ''}  dev F1 {entry.dev_f1:6.2f}  test F1 {entry.test_f1:6.2f}  "
+        f"epoch {entry.epoch:>3}/{epochs}{stage}  dev F1 {entry.dev_f1:6.2f}  test F1 {entry.test_f1:6.2f}  "
         f"train loss {entry.train_loss:.4f}{meta}  ({entry.epoch_seconds:.1f} s)"
     )
 
