@@ -92,7 +92,7 @@ def test_two_source_metaxl_with_rtn_per_source_records_what_it_used(tmp_path):
     assert results["source_steps"] == {"en": 4, "tr": 3}
     assert results["config"]["source"] == "en,related" and results["config"]["rtn_per_source"] is True
     state = __import__("torch").load(tmp_path / "run" / "rtn.pt", weights_only=True)["state"]
-    assert {key.split(".")[1] for key in state} == {"s0_4", "s1_4"}
+    assert sum(key.endswith("down.weight") for key in state) == 2  # one RTN per source language
 
 
 def test_target_only_trains_without_the_source_folder(tmp_path):
