@@ -121,7 +121,7 @@ class RunConfig(BaseModel):
     def _source_is_code(cls, value: str) -> str:
         for part in value.split(","):
             if part != "related" and not is_language_code(part):
-                raise ValueError(f"must be language codes or 'related', comma-separated, e.g. en or en,tr (got {value!r})")
+                raise ValueError(f"must be language codes or 'related', comma-separated, e.g. en,tr (got {value!r})")
         return value
 
     @field_validator("rtn_layers")

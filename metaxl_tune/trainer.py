@@ -101,9 +101,10 @@ def source_summary(history: list[EpochResult]) -> dict:
     for entry in history:
         for key, value in entry.sources.items():
             if key.startswith("source_steps/"):
-                steps[key.removeprefix("source_steps/")] = steps.get(key.removeprefix("source_steps/"), 0) + value
+                language = key.removeprefix("source_steps/")
+                steps[language] = steps.get(language, 0) + value
     last = history[-1].sources if history else {}
-    weights = {key.removeprefix("source_weight/"): value for key, value in last.items() if key.startswith("source_weight/")}
+    weights = {key.removeprefix("source_weight/"): p for key, p in last.items() if key.startswith("source_weight/")}
     return {"source_steps": {language: int(count) for language, count in steps.items()}, "source_weights": weights}
 
 

@@ -80,7 +80,7 @@ def test_source_list_resolves_related_in_order():
 @pytest.mark.parametrize(
     "source, message",
     [
-        ("en,Turkish", "source: must be language codes or 'related', comma-separated"),
+        ("en,Turkish", "source: must be language codes or 'related', comma-separated, e.g. en,tr"),
         ("tr,related", "source: names a language twice once 'related' is resolved (tr,tr)"),
         ("en,tk", "source: must differ from target (tk)"),
         ("en,", "source: must be language codes or 'related'"),
