@@ -99,7 +99,7 @@ class RunConfig(BaseModel):
     max_length: int | None = None
     """Maximum sub-word sequence length (default: 200 for NER, 256 for SA)."""
     source_size: int | None = None
-    """Source training examples sampled (default: 5000 for NER, 1000 for SA)."""
+    """Source training examples sampled per source language (default: 5000 for NER, 1000 for SA)."""
     target_size: int = 100
     """Target training examples sampled."""
     seed: int = 42
