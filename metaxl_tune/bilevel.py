@@ -68,6 +68,7 @@ class Learner:
             raise ValueError(f"method {config.method} needs an RTN")
         self.model = model
         self.rtn = rtn if config.uses_rtn else None
+        self._source_index = 0
         self.config = config
         self.theta = {name: p for name, p in model.named_parameters() if p.requires_grad}
         # Adam with linear warm-up for both levels, as in the reference code.
@@ -85,10 +86,10 @@ class Learner:
         return self.main_opt.param_groups[0]["lr"]
 
     def source_loss(self, source: Batch) -> torch.Tensor:
-        """L(x_s; theta, phi): the source forward with every RTN applied."""
+        """L(x_s; theta, phi): the source forward with every RTN (of this step's source set) applied."""
         if self.rtn is None:
             return task_loss(self.model, source)
-        with self.rtn.applied():
+        with self.rtn.applied(self._source_index if self.rtn.num_sources > 1 else 0):
             return task_loss(self.model, source)
 
     def _main_step(self) -> None:
@@ -108,7 +109,10 @@ class Learner:
 
     # ---- the methods -----------------------------------------------------------------------
 
-    def step(self, source: Batch | None, target: Batch) -> StepLosses:
+    def step(self, source: Batch | None, target: Batch, *, source_index: int = 0) -> StepLosses:
+        # multi-source (sources branch, minimal): which source language the batch is from; it
+        # selects that language's RTN set when the bank has one per source (rtn_per_source).
+        self._source_index = source_index
         self.model.train()
         self._zero_grad()
         method = self.config.method
@@ -154,7 +158,8 @@ class Learner:
         # Hessian-vector product that autograd takes through the create_graph gradient above.
         meta_loss = task_loss(self.model, target_meta, params=lookahead)
         phi = list(self.rtn.parameters())
-        for param, grad in zip(phi, torch.autograd.grad(meta_loss, phi)):
+        # allow_unused: with one RTN set per source language, the other languages' sets get no gradient.
+        for param, grad in zip(phi, torch.autograd.grad(meta_loss, phi, allow_unused=True)):
             param.grad = grad
         self._meta_step()
 
@@ -206,9 +211,10 @@ class BackoffFinetuner:
         defaults = {key: learner.main_opt.defaults[key] for key in ("betas", "eps", "weight_decay")}
         self.optimizer = torch.optim.Adam(learner.theta.values(), lr=learner.config.lr, **defaults)
 
-    def step(self, source: Batch, target: Batch) -> StepLosses:
+    def step(self, source: Batch, target: Batch, *, source_index: int = 0) -> StepLosses:
         learner = self.learner
         learner.model.train()
+        learner._source_index = source_index
         self.optimizer.zero_grad(set_to_none=True)
         loss = learner.source_loss(source) + task_loss(learner.model, target)
         # Gradients for theta only: phi stays as the MetaXL stage left it.

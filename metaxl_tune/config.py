@@ -19,6 +19,7 @@ Task = Literal["ner", "sa"]
 Method = Literal["target-only", "jt", "jt-rtn", "metaxl"]
 ThetaUpdate = Literal["algorithm1", "recompute"]
 LabelFormat = Literal["auto", "binary", "stars", "polarity"]
+SourceStrategy = Literal["sequential", "round-robin", "uniform", "bandit"]
 # An RTN placement: a layer index (0 = after the embeddings, k = after encoder layer k) or a
 # depth-relative name, resolved against the model when it is built ("middle" = depth // 2).
 Placement = Union[int, Literal["middle", "last"]]
@@ -47,7 +48,14 @@ class RunConfig(BaseModel):
     target: str = "tk"
     """Target (low-resource) language code, e.g. tk, qu, fa."""
     source: str = "en"
-    """Source language: a language code, 'en', or 'related' (paper Table 1: tk->tr, qu->es, ...)."""
+    """Source language(s): a code, 'related' (paper Table 1: tk->tr, qu->es, ...) or a comma list
+    such as 'en,tr' or 'en,related'; each source language is sampled to source_size."""
+    source_strategy: SourceStrategy = "sequential"
+    """With several source languages, which one each step trains on: sequential (the reference's
+    loop: one language's batches after another each epoch), round-robin, uniform (seeded draw)
+    or bandit (EXP3 rewarded by the meta-loss decrease)."""
+    rtn_per_source: bool = False
+    """One RTN per source language (the reference's --meta_per_lang) instead of one shared RTN."""
     method: Method = "metaxl"
     """Training method: target-only, jt (joint training), jt-rtn (JT with RTN, plain SGD) or metaxl."""
     model: str = "xlm-roberta-base"
@@ -97,7 +105,7 @@ class RunConfig(BaseModel):
     max_length: int | None = None
     """Maximum sub-word sequence length (default: 200 for NER, 256 for SA)."""
     source_size: int | None = None
-    """Source training examples sampled (default: 5000 for NER, 1000 for SA)."""
+    """Source training examples sampled per source language (default: 5000 for NER, 1000 for SA)."""
     target_size: int = 100
     """Target training examples sampled."""
     seed: int = 42
@@ -117,8 +125,9 @@ class RunConfig(BaseModel):
     @field_validator("source")
     @classmethod
     def _source_is_code(cls, value: str) -> str:
-        if value != "related" and not is_language_code(value):
-            raise ValueError(f"must be a language code, 'en' or 'related' (got {value!r})")
+        for part in value.split(","):
+            if part != "related" and not is_language_code(part):
+                raise ValueError(f"must be language codes or 'related', comma-separated, e.g. en,tr (got {value!r})")
         return value
 
     @field_validator("rtn_layers")
@@ -179,12 +188,15 @@ class RunConfig(BaseModel):
             raise _field_error(
                 "portion", f"must be <= batch_size ({self.batch_size}) so the meta batch is not empty"
             )
-        if self.source == "related" and self.target not in RELATED_SOURCE:
+        if "related" in self.source.split(",") and self.target not in RELATED_SOURCE:
             known = ", ".join(f"{t}->{s}" for t, s in RELATED_SOURCE.items())
             raise _field_error(
                 "source", f"'related' is defined for {known}; pass a language code for {self.target}"
             )
-        if self.source == self.target:
+        languages = self.source_languages
+        if len(set(languages)) != len(languages):
+            raise _field_error("source", f"names a language twice once 'related' is resolved ({','.join(languages)})")
+        if self.target in languages:
             raise _field_error("source", f"must differ from target ({self.target})")
         if self.finetune_epochs < 0 or (self.finetune_epochs and not self.uses_rtn):
             raise _field_error(
@@ -217,6 +229,11 @@ class RunConfig(BaseModel):
     @property
     def uses_source(self) -> bool:
         return self.method != "target-only"
+
+    @property
+    def source_languages(self) -> list[str]:
+        """The source language codes, in the order given, with 'related' resolved (Table 1)."""
+        return [RELATED_SOURCE[self.target] if part == "related" else part for part in self.source.split(",")]
 
     def to_dict(self) -> dict[str, Any]:
         return self.model_dump(mode="json")

@@ -170,6 +170,12 @@ class Tracker:
             tags=[RunTag(key, str(value)) for key, value in (tags or {}).items()],
         )
 
+    def log_params(self, run_id: str, params: Mapping[str, Any]) -> None:
+        """Params known only once a trial runs (the data sizes it actually used)."""
+        items = [Param(key, str(value)) for key, value in params.items()]
+        for start in range(0, len(items), _MAX_PARAMS_PER_CALL):
+            self.client.log_batch(run_id, params=items[start : start + _MAX_PARAMS_PER_CALL])
+
     def set_tags(self, run_id: str, tags: Mapping[str, str]) -> None:
         self.client.log_batch(run_id, tags=[RunTag(key, str(value)) for key, value in tags.items()])
 

@@ -21,10 +21,11 @@ from metaxl_tune.bilevel import IGNORE_INDEX, BackoffFinetuner, Learner
 from metaxl_tune.checkpoint import load_checkpoint, restore_rng_state, rng_state, save_checkpoint
 from metaxl_tune.config import RunConfig
 from metaxl_tune.data.encoding import Batcher
-from metaxl_tune.data.prepare import PreparedData, prepare_data
+from metaxl_tune.data.prepare import PreparedData, describe_sizes, prepare_data
 from metaxl_tune.metrics import ner_f1, positive_f1, sentence_predictions
 from metaxl_tune.model.backbone import encoder_modules, hidden_size, load_backbone, load_model_config, model_depth
 from metaxl_tune.model.rtn import RTNBank, resolve_placements
+from metaxl_tune.source_sampler import SourceSchedule
 
 EVAL_BATCH_SIZE = 64
 
@@ -63,16 +64,22 @@ class EpochResult:
     """Test F1 at the best-dev epoch: the number the paper reports."""
     stage: str = "train"
     """'train' (the configured method) or 'finetune' (back-off fine-tuning, RTN frozen)."""
+    sources: dict[str, float] = field(default_factory=dict)
+    """Multi-source bookkeeping, flat metric names: ``source_steps/<lang>`` (steps this epoch)
+    and, for the bandit, ``source_weight/<lang>`` (sampling probability at the epoch's end)."""
 
     def metrics(self) -> dict[str, float]:
         # Numbers only (Tune and MLflow metrics): the stage shows as epochs past config.epochs.
-        return {key: value for key, value in asdict(self).items() if isinstance(value, (int, float))}
+        values = {key: value for key, value in asdict(self).items() if isinstance(value, (int, float))}
+        return {**values, **self.sources}
 
 
 @dataclass
 class RunResult:
     config: RunConfig
     history: list[EpochResult] = field(default_factory=list)
+    data_sizes: dict = field(default_factory=dict)
+    """Examples actually used (PreparedData.sizes): source per language, target train/dev/test."""
 
     @property
     def best(self) -> EpochResult:
@@ -87,7 +94,22 @@ class RunResult:
             "best_dev_f1": best.best_dev_f1,
             "test_f1": best.best_test_f1,
             "history": [asdict(entry) for entry in self.history],
+            "data_sizes": self.data_sizes,
+            **source_summary(self.history),
         }
+
+
+def source_summary(history: list[EpochResult]) -> dict:
+    """Steps per source language over all epochs and, for the bandit, its final sampling weights."""
+    steps: dict[str, float] = {}
+    for entry in history:
+        for key, value in entry.sources.items():
+            if key.startswith("source_steps/"):
+                language = key.removeprefix("source_steps/")
+                steps[language] = steps.get(language, 0) + value
+    last = history[-1].sources if history else {}
+    weights = {key.removeprefix("source_weight/"): p for key, p in last.items() if key.startswith("source_weight/")}
+    return {"source_steps": {language: int(count) for language, count in steps.items()}, "source_weights": weights}
 
 
 def resolve_device(name: str) -> torch.device:
@@ -129,6 +151,15 @@ class Run:
         self.placements = resolve_placements(config.rtn_layers, depth, config.model) if config.uses_rtn else []
 
         self.data: PreparedData = prepare_data(config, Path(cache_dir or default_cache_dir()), progress=log)
+        if log is not None:
+            log(describe_sizes(self.data.sizes()))
+        # Which source language each step uses (source_sampler); a language's batch count is its
+        # sample over the batch size, so an epoch passes once over every source sample.
+        self.sources = SourceSchedule(
+            config.source_strategy,
+            [math.ceil(len(batcher) / config.batch_size) for batcher in self.data.source_trains] or [1],
+            seed=config.seed,
+        )
         if config.model == "tiny":
             model_config = load_model_config(
                 config.model, max_length=config.max_length, vocab_size=len(self.data.tokenizer)
@@ -146,6 +177,7 @@ class Run:
                 config.rtn_bottleneck,
                 gate=config.rtn_gate,
                 detach_input=config.rtn_detach_input,
+                num_sources=len(config.source_languages) if config.rtn_per_source else 1,
             ).to(self.device)
             self.rtn.attach(*encoder_modules(self.model))
         self.learner = Learner(self.model, self.rtn, config, total_steps=config.epochs * self.steps_per_epoch)
@@ -155,13 +187,18 @@ class Run:
 
     @property
     def steps_per_epoch(self) -> int:
-        # An epoch is one pass over the source sample (the target batches cycle), or over the
-        # target sample for target-only training.
-        driver = self.data.target_train if not self.config.uses_source else self.data.source_train
-        return math.ceil(len(driver) / self.config.batch_size)
+        # An epoch is one pass over every source language's sample (the target batches cycle),
+        # or over the target sample for target-only training.
+        if not self.config.uses_source:
+            return math.ceil(len(self.data.target_train) / self.config.batch_size)
+        return self.sources.steps_per_epoch
 
-    def _epoch_plan(self, epoch: int) -> Iterator[tuple[list[int] | None, list[int]]]:
-        # Batch order is a pure function of (seed, epoch): resuming needs no sampler state.
+    def _epoch_plan(self, epoch: int) -> Iterator[tuple[int | None, list[int] | None, list[int]]]:
+        """(source language index, source indices, target indices) per step.
+
+        Batch order is a pure function of (seed, epoch) and, for the bandit, of the sampler
+        state at the epoch's start (saved in the checkpoint), so a resumed run is identical.
+        """
         generator = torch.Generator().manual_seed(self.config.seed * 100_003 + epoch)
         size, steps = self.config.batch_size, self.steps_per_epoch
         n_target = len(self.data.target_train)
@@ -171,11 +208,20 @@ class Run:
         if not self.config.uses_source:
             order = target_stream[:n_target]
             for start in range(0, n_target, size):
-                yield None, order[start : start + size]
+                yield None, None, order[start : start + size]
             return
-        source_order = torch.randperm(len(self.data.source_train), generator=generator).tolist()
-        for step in range(steps):
-            yield source_order[step * size : (step + 1) * size], target_stream[step * size : (step + 1) * size]
+        # One shuffled pass per language, drawn in language order (a single source draws exactly
+        # what the single-source loop always drew). Sampled strategies may ask a language for
+        # more batches than it has: it then starts another shuffled pass.
+        orders = [torch.randperm(len(b), generator=generator).tolist() for b in self.data.source_trains]
+        cursors = [0] * len(orders)
+        for step, language in enumerate(self.sources.languages(epoch)):
+            if cursors[language] >= len(orders[language]):
+                orders[language] = torch.randperm(len(orders[language]), generator=generator).tolist()
+                cursors[language] = 0
+            source = orders[language][cursors[language] : cursors[language] + size]
+            cursors[language] += size
+            yield language, source, target_stream[step * size : (step + 1) * size]
 
     # ---- evaluation ------------------------------------------------------------------------
 
@@ -213,8 +259,9 @@ class Run:
             self.finetuner = BackoffFinetuner(self.learner)
         return self.finetuner.step
 
-    def _train_epoch(self, epoch: int) -> tuple[float, float | None]:
+    def _train_epoch(self, epoch: int) -> tuple[float, float | None, dict[str, float]]:
         train_losses, meta_losses = [], []
+        steps_per_language = [0] * len(self.data.source_languages)
         data = self.data
         step = self._step_function(epoch)
         plan = tqdm(
@@ -224,17 +271,32 @@ class Run:
             disable=not self.progress,
             leave=False,
         )
-        for source_indices, target_indices in plan:
-            source = data.source_train.batch(source_indices, self.device) if source_indices is not None else None
-            losses = step(source, data.target_train.batch(target_indices, self.device))
+        for language, source_indices, target_indices in plan:
+            source = data.source_trains[language].batch(source_indices, self.device) if language is not None else None
+            losses = step(source, data.target_train.batch(target_indices, self.device), source_index=language or 0)
             if not math.isfinite(losses.train_loss):
                 raise DivergedError(f"training loss became {losses.train_loss} at epoch {epoch}")
+            if language is not None:
+                steps_per_language[language] += 1
+                # The bandit's reward: how much this step lowered the meta (else training) loss.
+                self.sources.observe(language, losses.meta_loss if losses.meta_loss is not None else losses.train_loss)
             train_losses.append(losses.train_loss)
             if losses.meta_loss is not None:
                 meta_losses.append(losses.meta_loss)
             plan.set_postfix(loss=f"{losses.train_loss:.4f}")
         mean = lambda values: sum(values) / len(values) if values else None  # noqa: E731
-        return mean(train_losses), mean(meta_losses)
+        return mean(train_losses), mean(meta_losses), self._source_metrics(steps_per_language)
+
+    def _source_metrics(self, steps_per_language: list[int]) -> dict[str, float]:
+        languages = self.data.source_languages
+        if len(languages) < 2:
+            return {}
+        metrics = {f"source_steps/{language}": float(count) for language, count in zip(languages, steps_per_language)}
+        if self.config.source_strategy == "bandit":
+            metrics.update(
+                {f"source_weight/{language}": p for language, p in zip(languages, self.sources.probabilities())}
+            )
+        return metrics
 
     def _state(self, epoch: int, history: list[EpochResult]) -> dict:
         return {
@@ -245,6 +307,7 @@ class Run:
             "finetune": self.finetuner.state_dict() if self.finetuner is not None else None,
             "rng": rng_state(),
             "history": [asdict(entry) for entry in history],
+            "sources": self.sources.state_dict(),
         }
 
     def _restore(self, directory: Path) -> list[EpochResult]:
@@ -257,6 +320,8 @@ class Run:
             self.finetuner = BackoffFinetuner(self.learner)
             self.finetuner.load_state_dict(state["finetune"])
         restore_rng_state(state["rng"])
+        if "sources" in state:
+            self.sources.load_state_dict(state["sources"])
         return [EpochResult(**entry) for entry in state["history"]]
 
     def _save_best(self) -> None:
@@ -277,11 +342,11 @@ class Run:
         self.config.dump(self.output_dir / "config.yaml")
         checkpoint_dir = Path(checkpoint_dir or self.output_dir / "checkpoint")
         history = self._restore(Path(resume_from)) if resume_from is not None else []
-        result = RunResult(self.config, history)
+        result = RunResult(self.config, history, data_sizes=self.data.sizes())
 
         for epoch in range(len(history) + 1, self.config.total_epochs + 1):
             started = time.perf_counter()
-            train_loss, meta_loss = self._train_epoch(epoch)
+            train_loss, meta_loss, source_metrics = self._train_epoch(epoch)
             dev_f1, test_f1 = self.evaluate(self.data.target_dev), self.evaluate(self.data.target_test)
             previous = history[-1] if history else None
             improved = previous is None or dev_f1 > previous.best_dev_f1
@@ -296,6 +361,7 @@ class Run:
                 best_dev_f1=dev_f1 if improved else previous.best_dev_f1,
                 best_test_f1=test_f1 if improved else previous.best_test_f1,
                 stage=self._stage(epoch),
+                sources=source_metrics,
             )
             history.append(entry)
             if improved and self.save_model:

@@ -42,3 +42,13 @@ def make_batch(size: int, *, seed: int, length: int = 9, task: str = "ner", num_
         labels[mask == 0] = -100
         labels[:, 3] = -100  # a continuation sub-token
     return {"input_ids": ids, "attention_mask": mask, "labels": labels}
+
+
+def write_panx(data_dir, language: str, sentences: int) -> None:
+    """A tiny panx-layout language folder: train/dev/test of two-token sentences, words
+    prefixed by the language code (so every language has its own vocabulary)."""
+    folder = data_dir / language
+    folder.mkdir(parents=True, exist_ok=True)
+    text = "".join(f"{language}w{i}\tB-PER\n{language}x{i % 7}\tO\n\n" for i in range(sentences))
+    for split in ("train", "dev", "test"):
+        (folder / split).write_text(text, encoding="utf-8")

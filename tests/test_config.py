@@ -72,3 +72,28 @@ def test_config_file_errors_name_the_file(tmp_path):
 def test_changing_task_re_resolves_task_defaults():
     assert RunConfig(task="ner").replace(task="sa", target="te").batch_size == 12
     assert RunConfig(task="ner", batch_size=8).replace(task="sa", target="te").batch_size == 8
+
+
+def test_source_list_resolves_related_in_order():
+    assert RunConfig(target="tk", source="en,related").source_languages == ["en", "tr"]
+    assert RunConfig(target="tk", source="related").source_languages == ["tr"]
+
+
+@pytest.mark.parametrize(
+    "source, message",
+    [
+        ("en,Turkish", "source: must be language codes or 'related', comma-separated, e.g. en,tr"),
+        ("tr,related", "source: names a language twice once 'related' is resolved (tr,tr)"),
+        ("en,tk", "source: must differ from target (tk)"),
+        ("en,", "source: must be language codes or 'related'"),
+    ],
+)
+def test_bad_source_lists_fail_with_one_line(source, message):
+    with pytest.raises(ConfigError) as excinfo:
+        build_config({"target": "tk", "source": source})
+    assert message in str(excinfo.value) and "\n" not in str(excinfo.value)
+
+
+def test_related_in_a_list_needs_a_table_target():
+    with pytest.raises(ConfigError, match="source: 'related' is defined for"):
+        build_config({"target": "fa", "source": "en,related"})

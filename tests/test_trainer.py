@@ -9,6 +9,7 @@ import torch
 
 from metaxl_tune.checkpoint import load_checkpoint
 from metaxl_tune.config import RunConfig
+from metaxl_tune.model.rtn import RTN
 from metaxl_tune.trainer import Run
 
 
@@ -87,3 +88,53 @@ def test_joint_training_beats_target_only_at_the_same_budget(tmp_path, shared_ca
     jt_f1 = jt.fit().best.best_dev_f1
     alone_f1 = alone.fit().best.best_dev_f1
     assert jt_f1 > alone_f1 + 5
+
+
+def two_sources(tmp_path, **changes) -> RunConfig:
+    from tests.helpers import write_panx
+
+    for language, count in (("tk", 10), ("en", 14), ("tr", 12)):
+        write_panx(tmp_path / "data", language, count)
+    values = dict(data=str(tmp_path / "data"), source="en,related", source_size=12, target_size=8, batch_size=4,
+                  rtn_layers=["last"], max_length=16)
+    return small(**{**values, **changes})
+
+
+def test_sequential_plan_runs_each_source_language_in_turn(tmp_path):
+    run = Run(two_sources(tmp_path, rtn_per_source=True), tmp_path / "run", cache_dir=tmp_path / "cache", progress=False)
+    plan = list(run._epoch_plan(1))
+    assert [language for language, _, _ in plan] == [0, 0, 0, 1, 1, 1]
+    assert sorted(i for language, source, _ in plan if language == 0 for i in source) == list(range(12))
+    assert all(len(target) == 4 for _, _, target in plan)
+    # One RTN per source language (one placement each).
+    assert sum(isinstance(module, RTN) for module in run.rtn.modules()) == 2
+
+
+def test_per_source_steps_and_sizes_reach_results(tmp_path):
+    run = Run(two_sources(tmp_path, source_strategy="round-robin", epochs=1), tmp_path / "run",
+              cache_dir=tmp_path / "cache", progress=False)
+    result = run.fit()
+    assert result.history[0].metrics()["source_steps/en"] == 3.0
+    results = json.loads((tmp_path / "run" / "results.json").read_text())
+    assert results["source_steps"] == {"en": 3, "tr": 3} and results["source_weights"] == {}
+    assert results["data_sizes"] == {"source": {"en": 12, "tr": 12}, "target_train": 8, "target_dev": 10, "target_test": 10}
+
+
+def test_bandit_with_rtn_per_source_resumes_bit_identically(tmp_path):
+    config = two_sources(tmp_path, source_strategy="bandit", rtn_per_source=True, epochs=2)
+    straight = Run(config, tmp_path / "straight", cache_dir=tmp_path / "cache", progress=False)
+    expected = straight.fit()
+    interrupted = Run(config, tmp_path / "resumed", cache_dir=tmp_path / "cache", progress=False)
+    with pytest.raises(Interrupt):
+        interrupted.fit(on_epoch=stop_after_first_epoch)
+    resumed = Run(config, tmp_path / "resumed", cache_dir=tmp_path / "cache", progress=False)
+    result = resumed.fit(resume_from=tmp_path / "resumed" / "checkpoint")
+
+    assert [(e.train_loss, e.meta_loss, e.sources) for e in result.history] == [
+        (e.train_loss, e.meta_loss, e.sources) for e in expected.history
+    ]
+    weights = expected.history[-1].sources
+    assert weights["source_weight/en"] + weights["source_weight/tr"] == pytest.approx(1.0)
+    assert resumed.sources.log_weights == straight.sources.log_weights
+    for a, b in zip(straight.rtn.state_dict().values(), resumed.rtn.state_dict().values()):
+        assert torch.equal(a, b)

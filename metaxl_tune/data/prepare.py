@@ -2,13 +2,16 @@
 
 Raw files are parsed only when the cache lacks something: keys are built from cheap
 fingerprints (file sizes and mtimes, generator version), so a cached search trial never
-re-reads or re-tokenizes its data.
+re-reads or re-tokenizes its data. Every source language is encoded and cached on its own and
+sampled to ``source_size``; what a run actually uses (a split may hold fewer examples than
+asked) is recorded in ``PreparedData.sizes``.
 """
 
 from __future__ import annotations
 
 import os
 import shutil
+import sys
 import uuid
 from dataclasses import dataclass
 from functools import lru_cache
@@ -21,7 +24,6 @@ from metaxl_tune.config import RunConfig
 from metaxl_tune.data import NER_LABELS, SA_LABELS, Splits, data_fingerprint, load_splits, sample
 from metaxl_tune.data.encoding import ENCODING_VERSION
 from metaxl_tune.data.encoding import Batcher, cache_key, cached_encoding, encode_ner, encode_sa, tokenizer_fingerprint
-from metaxl_tune.languages import resolve_source
 from metaxl_tune.model.backbone import TINY
 from metaxl_tune.model.tokenizer import load_tokenizer, train_tiny_tokenizer
 
@@ -35,20 +37,72 @@ class PreparedData:
     target_train: Batcher
     target_dev: Batcher
     target_test: Batcher
-    source_train: Batcher | None
-    source_language: str
+    source_trains: list[Batcher]
+    """One sampled training set per source language, in ``source_languages`` order (empty for
+    target-only)."""
+    source_languages: list[str]
+
+    @property
+    def source_train(self) -> Batcher | None:
+        """The first source language's training set (the only one for single-source runs)."""
+        return self.source_trains[0] if self.source_trains else None
+
+    @property
+    def source_language(self) -> str:
+        return ",".join(self.source_languages)
+
+    def sizes(self) -> dict:
+        """Examples actually used: ``{"source": {lang: n}, "target_train", "target_dev", "target_test"}``."""
+        return {
+            "source": {language: len(batcher) for language, batcher in zip(self.source_languages, self.source_trains)},
+            "target_train": len(self.target_train),
+            "target_dev": len(self.target_dev),
+            "target_test": len(self.target_test),
+        }
+
+
+def size_params(sizes: dict) -> dict[str, int]:
+    """``PreparedData.sizes()`` flattened into MLflow param names (``used.source_size.en``, ...)."""
+    params = {f"used.source_size.{language}": count for language, count in sizes["source"].items()}
+    params.update({
+        "used.target_size": sizes["target_train"],
+        "used.dev_size": sizes["target_dev"],
+        "used.test_size": sizes["target_test"],
+    })
+    return params
+
+
+def describe_sizes(sizes: dict) -> str:
+    """One line for the console: what the run trains and evaluates on."""
+    target = f"target {sizes['target_train']} train / {sizes['target_dev']} dev / {sizes['target_test']} test"
+    sources = ", ".join(f"{language} {count}" for language, count in sizes["source"].items())
+    return f"data: {target}" + (f"; source {sources}" if sources else "; no source data")
 
 
 def _example_texts(splits: Splits) -> list[str]:
     return [" ".join(getattr(e, "tokens", None) or [e.text]) for part in (splits.train, splits.dev, splits.test) for e in part]
 
 
+def _warn(message: str, progress: Callable[[str], None] | None) -> None:
+    (progress or (lambda line: print(line, file=sys.stderr, flush=True)))(f"warning: {message}")
+
+
+def _source_available(config: RunConfig, language: str) -> bool:
+    # target-only never trains on source data, so a missing source folder is no error; the
+    # hub and the synthetic generator have every language.
+    return config.data in ("hub", "synthetic") or (Path(config.data) / language).is_dir()
+
+
 def prepare_data(
     config: RunConfig, cache_dir: Path, *, progress: Callable[[str], None] | None = None
 ) -> PreparedData:
-    source_language = resolve_source(config.source, config.target)
-    languages = (config.target, source_language)
-    fingerprints = {language: data_fingerprint(config, language) for language in languages}
+    source_languages = config.source_languages if config.uses_source else []
+    # The tiny tokenizer covers the sources even for target-only (when their data is there),
+    # so the methods of an ablation share one vocabulary as they would share a pre-trained one.
+    vocabulary_languages = [config.target] + [
+        language for language in config.source_languages if config.uses_source or _source_available(config, language)
+    ]
+    fingerprints = {language: data_fingerprint(config, language) for language in vocabulary_languages}
 
     @lru_cache(maxsize=None)
     def raw(language: str) -> Splits:
@@ -71,32 +125,37 @@ def prepare_data(
         build = lambda: encode(getattr(raw(language), split), tokenizer, config.max_length)  # noqa: E731
         return cached_encoding(cache_dir / "encoded" / key, build, progress=progress)
 
-    def batcher(dataset, size: int | None = None) -> Batcher:
+    def batcher(dataset, size: int | None = None, what: str = "", flag: str = "") -> Batcher:
         if size is not None:
+            if size > len(dataset):
+                # Truthful sizes: say what is used instead of silently training on less.
+                _warn(f"{what} holds {len(dataset)} examples, fewer than the {size} requested ({flag}); "
+                      f"using {len(dataset)}", progress)
             dataset = dataset.select(sample(list(range(len(dataset))), size, config.data_seed))
         return Batcher(dataset, tokenizer, config.task)
 
     # The target's splits are encoded first: a missing language fails before the source's work.
     target = {split: encoded(config.target, split) for split in SPLITS}
-    source_train = (
-        batcher(encoded(source_language, "train"), config.source_size) if config.uses_source else None
-    )
+    source_trains = [
+        batcher(encoded(language, "train"), config.source_size, f"source {language} train", "--source-size")
+        for language in source_languages
+    ]
     return PreparedData(
         tokenizer=tokenizer,
         label_names=NER_LABELS if config.task == "ner" else SA_LABELS,
-        target_train=batcher(target["train"], config.target_size),
+        target_train=batcher(target["train"], config.target_size, f"target {config.target} train", "--target-size"),
         target_dev=batcher(target["dev"]),
         target_test=batcher(target["test"]),
-        source_train=source_train,
-        source_language=source_language,
+        source_trains=source_trains,
+        source_languages=source_languages,
     )
 
 
 def _tokenizer(config: RunConfig, cache_dir: Path, fingerprints: dict, raw) -> PreTrainedTokenizerFast:
     if config.model != TINY:
         return load_tokenizer(config.model)
-    # One tiny vocabulary per (target, source) pair, whatever the method, so that the
-    # methods of an ablation share it like they would share a pre-trained model's.
+    # One tiny vocabulary per set of languages, whatever the method, so that the methods of
+    # an ablation share it like they would share a pre-trained model's.
     directory = cache_dir / "tokenizers" / cache_key(data=sorted(fingerprints.values()), max_length=config.max_length)
     if (directory / "tokenizer.json").is_file():
         return PreTrainedTokenizerFast.from_pretrained(str(directory))

@@ -62,12 +62,31 @@ def resolve_placements(placements: Sequence[Placement], depth: int, model_name: 
 class RTNBank(nn.Module):
     """One RTN per placement, hooked into an encoder; inactive unless inside ``applied()``."""
 
-    def __init__(self, layers: Sequence[int], hidden_size: int, bottleneck: int, *, gate: bool, detach_input: bool):
+    def __init__(
+        self,
+        layers: Sequence[int],
+        hidden_size: int,
+        bottleneck: int,
+        *,
+        gate: bool,
+        detach_input: bool,
+        num_sources: int = 1,
+    ):
         super().__init__()
         self.layers = list(layers)
+        # --- multi-source (sources branch, minimal; the bilevel branch has the fuller version) ---
+        # One RTN set per source language (reference: Raptors(..., len(src_langs) if meta_per_lang
+        # else 1)); with one source the keys stay "<layer>" so single-source state dicts are unchanged.
+        self.num_sources = num_sources
         self.rtns = nn.ModuleDict(
-            {str(layer): RTN(hidden_size, bottleneck, gate=gate, detach_input=detach_input) for layer in self.layers}
+            {
+                self._key(source, layer): RTN(hidden_size, bottleneck, gate=gate, detach_input=detach_input)
+                for source in range(num_sources)
+                for layer in self.layers
+            }
         )
+        self._source = 0
+        # --- end multi-source ---
         self._active = False
         self._handles: list[torch.utils.hooks.RemovableHandle] = []
 
@@ -75,26 +94,33 @@ class RTNBank(nn.Module):
         """Hook each RTN after its module: placement 0 = embeddings, k = encoder layer k."""
         for layer in self.layers:
             module = embeddings if layer == 0 else encoder_layers[layer - 1]
-            self._handles.append(module.register_forward_hook(self._hook(self.rtns[str(layer)])))
+            self._handles.append(module.register_forward_hook(self._hook(layer)))
 
     def detach_hooks(self) -> None:
         for handle in self._handles:
             handle.remove()
         self._handles.clear()
 
+    def _key(self, source: int, layer: int) -> str:
+        return str(layer) if self.num_sources == 1 else f"s{source}_{layer}"
+
     @contextmanager
-    def applied(self) -> Iterator[None]:
-        """Forwards inside this block are source forwards: each RTN transforms its layer's output."""
-        self._active = True
+    def applied(self, source_index: int = 0) -> Iterator[None]:
+        """Forwards inside this block are source forwards: each RTN (of source language
+        ``source_index``'s set) transforms its layer's output."""
+        if not 0 <= source_index < self.num_sources:
+            raise ValueError(f"source_index {source_index} out of range for {self.num_sources} RTN sets")
+        self._active, self._source = True, source_index
         try:
             yield
         finally:
-            self._active = False
+            self._active, self._source = False, 0
 
-    def _hook(self, rtn: RTN):
+    def _hook(self, layer: int):
         def hook(_module: nn.Module, _inputs, output):
             if not self._active:
                 return None
+            rtn = self.rtns[self._key(self._source, layer)]
             # transformers 5 layers return a tensor; older ones (and some models) a tuple.
             if isinstance(output, tuple):
                 return (rtn(output[0]), *output[1:])

@@ -38,8 +38,20 @@ def outcome(result: dict[str, Any] | None, error: bool) -> tuple[str, str]:
     return "FINISHED", "completed"
 
 
+# Multi-source metrics (trainer.EpochResult.sources): one per source language.
+SOURCE_METRIC_PREFIXES = ("source_steps/", "source_weight/")
+USED_SIZE_PREFIX = "used."
+"""Result keys holding the data sizes a trial actually used; logged once as MLflow params."""
+
+
 def epoch_metrics(result: dict[str, Any]) -> dict[str, float]:
-    return {key: result[key] for key in EPOCH_METRICS if result.get(key) is not None}
+    metrics = {key: result[key] for key in EPOCH_METRICS if result.get(key) is not None}
+    metrics.update({key: value for key, value in result.items() if key.startswith(SOURCE_METRIC_PREFIXES)})
+    return metrics
+
+
+def used_size_params(result: dict[str, Any]) -> dict[str, Any]:
+    return {key: value for key, value in result.items() if key.startswith(USED_SIZE_PREFIX)}
 
 
 def placement_tags(result: dict[str, Any]) -> dict[str, str]:
@@ -75,6 +87,8 @@ class MlflowTrialCallback(tune.Callback):
         self.runs: dict[str, str] = {}
         """Trial id -> MLflow run id; read and written on the queue's thread only."""
         self.nodes: dict[str, Any] = {}
+        self.sized: set[str] = set()
+        """Trials whose used data sizes were logged as params."""
         self._queue: TrackingQueue | None = None
 
     def __getstate__(self) -> dict[str, Any]:
@@ -115,6 +129,11 @@ class MlflowTrialCallback(tune.Callback):
         self.queue.submit(
             lambda: self.tracker.log_metrics(self._run_id(trial_id, trial_config), metrics, step=step, tags=tags)
         )
+        sizes = used_size_params(result)
+        if sizes and trial_id not in self.__dict__.setdefault("sized", set()):
+            # Params are write-once in MLflow: the sizes go in with the first result only.
+            self.sized.add(trial_id)
+            self.queue.submit(lambda: self.tracker.log_params(self._run_id(trial_id, trial_config), sizes))
 
     def on_trial_recover(self, iteration, trials, trial, **info) -> None:
         trial_id, trial_config = trial.trial_id, dict(trial.config)

@@ -146,7 +146,8 @@ def grid(study: Study, base: RunConfig, *, targets: list[str], seeds: int, flags
 
 def estimated_seconds(config: RunConfig) -> float:
     """Training time of one run, for --dry-run: steps x seconds per step of its method."""
-    driver = config.target_size if config.method == "target-only" else config.source_size
+    # An epoch passes once over every source language's sample (source_sampler).
+    driver = config.target_size if config.method == "target-only" else config.source_size * len(config.source_languages)
     per_epoch = math.ceil(driver / config.batch_size)
     method = "metaxl-recompute" if config.method == "metaxl" and config.theta_update == "recompute" else config.method
     per_step = SECONDS_PER_JT_STEP.get(config.model, SECONDS_PER_JT_STEP["default"])

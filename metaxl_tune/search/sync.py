@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from metaxl_tune.config import RunConfig
-from metaxl_tune.search.callbacks import epoch_metrics, outcome, placement_tags, stop_tags
+from metaxl_tune.search.callbacks import epoch_metrics, outcome, placement_tags, stop_tags, used_size_params
 from metaxl_tune.search.pruning import stopped_because
 from metaxl_tune.search.runner import (
     OPTIONS_FILE,
@@ -126,6 +126,8 @@ def sync(storage: str, name: str, *, tracking_uri: str | None = None, log: Calla
                 tracker.set_tags(run_id, stop_tags(row))
             elif "epoch" in row and int(row["epoch"]) not in logged:
                 tracker.log_metrics(run_id, epoch_metrics(row), step=int(row["epoch"]), tags=placement_tags(row))
+                if not logged and used_size_params(row):
+                    tracker.log_params(run_id, used_size_params(row))
                 logged.add(int(row["epoch"]))
                 epochs_written += 1
         status = statuses.get(trial_id)

@@ -24,6 +24,7 @@ import torch
 from ray import tune
 
 from metaxl_tune.config import RunConfig, build_config
+from metaxl_tune.data.prepare import size_params
 from metaxl_tune.search.pruning import STOP_REASON
 from metaxl_tune.search.space import SearchSpace
 from metaxl_tune.trainer import Run, stop_reason
@@ -82,8 +83,9 @@ def _train(config: RunConfig, where: dict[str, Any], started_at: float, *, cache
     trial_dir = Path(tune.get_context().get_trial_dir())
     checkpoint = tune.get_checkpoint()
     run = Run(config, trial_dir / "run", cache_dir=Path(cache_dir), progress=False, save_model=False)
-    # Wall-clock mark for overhead accounting: ready to train (data and model built).
-    where = {**where, "training_started_at": time.time()}
+    # Wall-clock mark for overhead accounting: ready to train (data and model built). The data
+    # sizes actually used ride along; the driver logs them as MLflow params (``used.*``).
+    where = {**where, "training_started_at": time.time(), **size_params(run.data.sizes())}
     device_type = run.device.type
     # Cost: the devices this trial holds, for as long as it has held them (restarts included).
     held = gpus if device_type == "cuda" else cpus

@@ -103,3 +103,37 @@ def test_finetune_epochs_follow_the_training_epochs(tmp_path):
     assert "epoch   1/2  dev F1" in result.output and "epoch   2/2  fine-tune  dev F1" in result.output
     results = json.loads((tmp_path / "results.json").read_text())
     assert [entry["stage"] for entry in results["history"]] == ["train", "finetune"]
+
+
+def _panx_data(tmp_path, languages):
+    from tests.helpers import write_panx
+
+    for language, count in languages:
+        write_panx(tmp_path / "data", language, count)
+    return ["--model", "tiny", "--data", str(tmp_path / "data"), "--task", "ner", "--target", "tk",
+            "--target-size", "8", "--batch-size", "4", "--epochs", "1", "--max-length", "16", "--no-progress"]
+
+
+def test_two_source_metaxl_with_rtn_per_source_records_what_it_used(tmp_path):
+    args = _panx_data(tmp_path, [("tk", 10), ("en", 14), ("tr", 12)])
+    result = runner.invoke(app, ["train", *args, "--method", "metaxl", "--source", "en,related", "--rtn-per-source",
+                                 "--rtn-layers", "last", "--rtn-bottleneck", "8", "--source-size", "14",
+                                 "--output", str(tmp_path / "run")])
+    assert result.exit_code == 0, result.output
+    assert "warning: source tr train holds 12 examples, fewer than the 14 requested (--source-size); using 12" in result.output
+    assert "data: target 8 train / 10 dev / 10 test; source en 14, tr 12" in result.output
+    results = json.loads((tmp_path / "run" / "results.json").read_text())
+    assert results["data_sizes"] == {"source": {"en": 14, "tr": 12}, "target_train": 8, "target_dev": 10, "target_test": 10}
+    assert results["source_steps"] == {"en": 4, "tr": 3}
+    assert results["config"]["source"] == "en,related" and results["config"]["rtn_per_source"] is True
+    state = __import__("torch").load(tmp_path / "run" / "rtn.pt", weights_only=True)["state"]
+    assert sum(key.endswith("down.weight") for key in state) == 2  # one RTN per source language
+
+
+def test_target_only_trains_without_the_source_folder(tmp_path):
+    args = _panx_data(tmp_path, [("tk", 10)])
+    result = runner.invoke(app, ["train", *args, "--method", "target-only", "--source", "en",
+                                 "--output", str(tmp_path / "run")])
+    assert result.exit_code == 0, result.output
+    assert "data: target 8 train / 10 dev / 10 test; no source data" in result.output
+    assert json.loads((tmp_path / "run" / "results.json").read_text())["data_sizes"]["source"] == {}

@@ -77,3 +77,54 @@ def test_a_cache_in_an_older_encoding_layout_is_not_read(tmp_path, monkeypatch):
     messages: list[str] = []
     prepare_data(config(), tmp_path, progress=messages.append)
     assert sum("tokenizing" in message for message in messages) == 4
+
+
+def test_each_source_language_is_sampled_to_source_size(tmp_path):
+    for language, count in (("tk", 12), ("en", 30), ("tr", 25)):
+        _panx(tmp_path / "data" / language, count, prefix=language)
+    data = prepare_data(config(data=str(tmp_path / "data"), source="en,related", source_size=20), tmp_path / "cache")
+    assert data.source_languages == ["en", "tr"]
+    assert data.sizes() == {"source": {"en": 20, "tr": 20}, "target_train": 12, "target_dev": 12, "target_test": 12}
+    words = lambda batcher: {data.tokenizer.decode(ids[1:2]) for ids in batcher.input_ids}  # noqa: E731
+    assert all(word.startswith("en") for word in words(data.source_trains[0]))
+    assert all(word.startswith("tr") for word in words(data.source_trains[1]))
+
+
+def _panx(folder, sentences: int, prefix: str = "") -> None:
+    folder.mkdir(parents=True)
+    text = "".join(f"{prefix}w{i}\tB-PER\n{prefix}x{i}\tO\n\n" for i in range(sentences))
+    for split in ("train", "dev", "test"):
+        (folder / split).write_text(text, encoding="utf-8")
+
+
+def test_oversized_requests_warn_once_and_record_what_is_used(tmp_path):
+    _panx(tmp_path / "data" / "tk", 12)
+    _panx(tmp_path / "data" / "en", 30)
+    messages: list[str] = []
+    data = prepare_data(
+        config(data=str(tmp_path / "data"), source="en", source_size=50, target_size=20),
+        tmp_path / "cache",
+        progress=messages.append,
+    )
+    warnings = [message for message in messages if message.startswith("warning:")]
+    assert warnings == [
+        "warning: source en train holds 30 examples, fewer than the 50 requested (--source-size); using 30",
+        "warning: target tk train holds 12 examples, fewer than the 20 requested (--target-size); using 12",
+    ]
+    assert data.sizes() == {"source": {"en": 30}, "target_train": 12, "target_dev": 12, "target_test": 12}
+
+
+def test_target_only_runs_without_a_source_folder(tmp_path):
+    _panx(tmp_path / "data" / "tk", 12)
+    data = prepare_data(config(data=str(tmp_path / "data"), source="en", method="target-only"), tmp_path / "cache")
+    assert data.source_trains == [] and data.sizes()["source"] == {}
+    # The tiny tokenizer saw only target text: every target word is in its vocabulary.
+    vocabulary = data.tokenizer.get_vocab()
+    assert {"w3", "x11"} <= set(vocabulary) and "<unk>" in vocabulary
+    assert len(vocabulary) < 60
+
+
+def test_a_method_with_sources_still_needs_the_source_folder(tmp_path):
+    _panx(tmp_path / "data" / "tk", 12)
+    with pytest.raises(ValueError, match="no folder for language 'en'"):
+        prepare_data(config(data=str(tmp_path / "data"), source="en", method="jt"), tmp_path / "cache")

@@ -66,3 +66,13 @@ def test_ablation_grid_runs_end_to_end(tmp_path, shared_cache):
         assert run.data.params["method"] == run.data.tags["metaxl.setting"]
         assert run.data.metrics["device_seconds"] >= run.data.metrics["wall_seconds"] * 0.99 > 0
         assert run.data.tags["metaxl.device_type"] == "cpu"
+
+
+def test_multi_source_study_dry_run_counts_its_rows(tmp_path, shared_cache):
+    result = run_cli(["ablate", "--study", "multi-source", "--task", "ner", "--targets", "qu,tk", "--seeds", "2",
+                      "--dry-run"], cwd=tmp_path, cache_dir=shared_cache, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert "16 runs, about" in result.stdout
+    settings = load_study("multi-source", "ner").settings
+    assert [values.get("source") for values in settings.values()] == ["en", "related", "en,related", "en,related"]
+    assert [values.get("rtn_per_source", False) for values in settings.values()] == [False, False, False, True]

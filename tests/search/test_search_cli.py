@@ -179,3 +179,40 @@ def test_best_rerun_checks_the_winner_against_seed_noise(demo_search, shared_cac
     _, trials = trial_runs(client, "demo")
     winner = max(trials, key=lambda run: run.data.metrics["best_dev_f1"])
     assert {run.data.tags["metaxl.setting"] for run in reruns} == {winner.data.tags["metaxl.trial_id"]}
+
+
+MULTI_SOURCE_SPACE = """
+description: two source languages, strategies and RTN sets
+metric: best_dev_f1
+mode: max
+fixed: {method: metaxl, epochs: 1, lr: 3.0e-3, batch_size: 4, target_size: 8, max_length: 16, rtn_bottleneck: 8}
+parameters:
+  source_strategy: {type: categorical, values: [sequential, bandit]}
+  rtn_per_source: {type: categorical, values: [false, true]}
+"""
+
+
+def test_two_source_search_logs_per_language_steps_and_used_sizes(tmp_path, shared_cache):
+    from tests.helpers import write_panx
+
+    for language, count in (("tk", 10), ("en", 30), ("tr", 25)):
+        write_panx(tmp_path / "data", language, count)
+    (tmp_path / "space.yaml").write_text(MULTI_SOURCE_SPACE)
+    result = run_cli([*DEMO, "--space", "space.yaml", "--data", str(tmp_path / "data"), "--source", "en,tr",
+                      "--source-size", "28", "--num-samples", "2", "--scheduler", "fifo", "--name", "multi"],
+                     cwd=tmp_path, cache_dir=shared_cache)
+    assert result.returncode == 0, result.stdout + result.stderr
+    _, trials = trial_runs(MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}"), "multi")
+    assert len(trials) == 2 and all(run.info.status == "FINISHED" for run in trials)
+    for run in trials:
+        params, metrics = run.data.params, run.data.metrics
+        assert params["source"] == "en,tr" and params["source_size"] == "28"
+        # tr holds 25 training sentences: the run records the 25 it used, not the 28 asked for.
+        assert (params["used.source_size.en"], params["used.source_size.tr"]) == ("28", "25")
+        assert (params["used.target_size"], params["used.dev_size"], params["used.test_size"]) == ("8", "10", "10")
+        # An epoch is 7 + 7 steps (28 and 25 sentences in batches of 4); the bandit splits them its way.
+        assert metrics["source_steps/en"] + metrics["source_steps/tr"] == 14.0
+        if params["source_strategy"] == "sequential":
+            assert (metrics["source_steps/en"], metrics["source_steps/tr"]) == (7.0, 7.0)
+        else:
+            assert metrics["source_weight/en"] + metrics["source_weight/tr"] == pytest.approx(1.0)

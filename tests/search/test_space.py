@@ -163,3 +163,10 @@ def test_ray_optuna_search_uses_sample_as_define_by_run_space():
     config = searcher.suggest("t1")
     assert isinstance(config, dict) and config["method"] == "metaxl"
     assert space.to_run_config(NER, config).epochs == 3
+
+
+def test_ner_space_searches_source_sets_with_per_source_rtn_only_for_two():
+    space = load_space("ner")
+    configs = [space.to_run_config(NER, trial.user_attrs["sampled"]) for trial in ask(space, n=30)]
+    assert {config.source for config in configs} == {"en", "related", "en,related"}
+    assert all(not config.rtn_per_source for config in configs if config.source != "en,related")

@@ -1,4 +1,4 @@
-"""Ablation study helpers: the --dry-run cost of a row with back-off fine-tuning."""
+"""Ablation study helpers: dry-run estimates (back-off fine-tuning, several source languages)."""
 
 from __future__ import annotations
 
@@ -13,3 +13,10 @@ def test_finetune_epochs_cost_single_level_steps_on_top_of_the_method():
     # 10 steps an epoch at 0.08 s per JT step: 2 MetaXL epochs (x1.55), 3 fine-tuning epochs (x1.0).
     assert estimated_seconds(config) == pytest.approx(10 * 0.08 * 2 * 1.55)
     assert estimated_seconds(config.replace(finetune_epochs=3)) == pytest.approx(10 * 0.08 * (2 * 1.55 + 3 * 1.0))
+
+
+def test_estimate_counts_every_source_languages_sample():
+    one = RunConfig(model="tiny", target="tk", source="en", source_size=160, batch_size=16, epochs=2)
+    two = one.replace(source="en,related")
+    assert estimated_seconds(one) == pytest.approx(2 * 10 * 0.08 * 1.55)
+    assert estimated_seconds(two) == pytest.approx(2 * estimated_seconds(one))
