@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import signal
 
+import optuna
 import pytest
 
 from metaxl_tune.search.interrupt import Interruption
