@@ -62,3 +62,30 @@ def test_leftover_running_optuna_trials_fail_as_interrupted_and_finished_ones_ar
     assert trials[done.number].state == optuna.trial.TrialState.COMPLETE
     assert trials[left.number].state == optuna.trial.TrialState.FAIL
     assert trials[left.number].user_attrs == {"stop_reason": "interrupted"}
+
+
+# ---- end to end: a search in which every trial fails -------------------------------------------
+
+DIVERGING_SPACE = """
+metric: best_dev_f1
+mode: max
+fixed: {method: metaxl, epochs: 1, lr: 1.0e+5, source_size: 300, target_size: 100, batch_size: 16, max_length: 64,
+        rtn_bottleneck: 8, meta_lr: 1.0e-3}
+parameters:
+  seed: {type: categorical, values: [1, 2]}
+"""
+
+
+def test_a_search_whose_trials_all_failed_exits_non_zero_with_the_reason_and_best_says_so(tmp_path, shared_cache):
+    from processes import run_cli
+
+    (tmp_path / "space.yaml").write_text(DIVERGING_SPACE)
+    result = run_cli(["search", "--task", "ner", "--target", "tk", "--model", "tiny", "--data", "synthetic",
+                      "--space", "space.yaml", "--name", "doomed", "--num-samples", "2", "--scheduler", "fifo"],
+                     cwd=tmp_path, cache_dir=shared_cache)
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "search doomed: all 2 trials failed; most common reason: diverged (2 of 2)" in result.stderr
+    assert "export the winner" not in result.stdout
+    best = run_cli(["best", "--name", "doomed"], cwd=tmp_path, cache_dir=shared_cache)
+    assert best.returncode == 2
+    assert best.stderr.strip() == "error: no trial of doomed finished: all 2 failed; most common reason: diverged (2 of 2)"
