@@ -134,6 +134,14 @@ def test_resume_after_the_driver_is_killed_runs_every_trial_once(tmp_path, share
     kept = [run for run in trials if run.data.tags["metaxl.outcome"] != "interrupted"]
     trial_ids = [run.data.tags["metaxl.trial_id"] for run in kept]
     assert len(trial_ids) == len(set(trial_ids)) == 5
+    # Each run's end matches its Optuna trial's (found by the sampled meta_lr).
+    expected = {"completed": optuna.trial.TrialState.COMPLETE, "pruned": optuna.trial.TrialState.PRUNED,
+                "interrupted": optuna.trial.TrialState.FAIL}
+    by_value = {trial.params["meta_lr"]: trial for trial in study.trials}
+    for run in trials:
+        trial = by_value[float(run.data.params["meta_lr"])]
+        assert trial.state == expected[run.data.tags["metaxl.outcome"]]
+        assert (trial.user_attrs.get("stop_reason") == "interrupted") == (run.data.tags["metaxl.outcome"] == "interrupted")
 
 
 @pytest.mark.parametrize(
