@@ -15,10 +15,8 @@ Tune's records (a stop reason such as ``diverged``, or the last line of the erro
 from __future__ import annotations
 
 import collections
-import json
 import re
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Iterable
 
 from metaxl_tune.tracking import INTERRUPTED
@@ -28,19 +26,6 @@ ERROR_TAG = "metaxl.error"
 FAILED_OUTCOMES = ("failed", "diverged", "out_of_memory")
 FINISHED_OUTCOMES = ("completed", "pruned")
 _ERROR_LINE = re.compile(r"^\s*(?:[\w.]+\.)?(\w*(?:Error|Exception|Interrupt|Exit)\w*)(?::\s*(.*))?$")
-
-
-def trial_statuses(experiment_dir: Path) -> dict[str, str]:
-    """Trial id -> Tune status (PENDING, RUNNING, TERMINATED, ERROR...) from the newest
-    experiment state; the fields read are JSON (nothing is unpickled)."""
-    states = sorted(experiment_dir.glob("experiment_state-*.json"))
-    if not states:
-        return {}
-    statuses = {}
-    for entry in json.loads(states[-1].read_text())["trial_data"]:
-        trial = json.loads(entry[0])
-        statuses[trial["trial_id"]] = trial["status"]
-    return statuses
 
 
 def error_reason(text: str) -> str:

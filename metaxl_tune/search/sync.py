@@ -17,7 +17,6 @@ from typing import Any, Callable
 
 from metaxl_tune.config import RunConfig
 from metaxl_tune.search.callbacks import epoch_metrics, outcome, placement_tags, stop_tags
-from metaxl_tune.search.ending import trial_statuses
 from metaxl_tune.search.pruning import stopped_because
 from metaxl_tune.search.runner import (
     OPTIONS_FILE,
@@ -73,6 +72,19 @@ def _load(storage: str, name: str) -> _Experiment:
     space, base = resolve_space(options)
     return _Experiment(options, TrialConfigs(base, space), None, search_parent_tags(space, base, options),
                        options.num_samples, is_search=True)
+
+
+def trial_statuses(experiment_dir: Path) -> dict[str, str]:
+    """Trial id -> Tune status (PENDING, RUNNING, TERMINATED, ERROR...) from the newest
+    experiment state; the fields read are JSON (nothing is unpickled)."""
+    states = sorted(experiment_dir.glob("experiment_state-*.json"))
+    if not states:
+        return {}
+    statuses = {}
+    for entry in json.loads(states[-1].read_text())["trial_data"]:
+        trial = json.loads(entry[0])
+        statuses[trial["trial_id"]] = trial["status"]
+    return statuses
 
 
 def _results(trial_dir: Path) -> list[dict[str, Any]]:
