@@ -157,6 +157,7 @@ def test_resume_after_the_driver_is_killed_runs_every_trial_once(tmp_path, share
         (["--space", "nope"], "nope: unknown search space"),
         (["--meta-lr", "1e-5"], "meta_lr is searched by the space; drop --meta-lr"),
         (["--preset", "huge"], "--preset huge: unknown preset; known: demo"),
+        (["--storage-retry-s", "-1"], "--storage-retry-s must be >= 0 seconds (got -1.0)"),
     ],
 )
 def test_bad_requests_fail_fast_with_one_line(tmp_path, shared_cache, extra, message):
