@@ -66,7 +66,8 @@ def ablate(
     import time
 
     from metaxl_tune.search.ablate import AblationOptions, plan, run_ablation
-    from metaxl_tune.search.interrupt import EXIT_CODE, resume_hint
+    from metaxl_tune.search.interrupt import EXIT_CODE, resume_hint, stopped_line
+    from metaxl_tune.search.runner import OPTIONS_FILE
 
     overrides = pop_config_overrides(fields)
     with user_errors():
@@ -99,7 +100,7 @@ def ablate(
         try:
             outcome = run_ablation(options, resume=resume, log=typer.echo)
         except KeyboardInterrupt:
-            typer.echo(f"\ninterrupted; resume with: {resume_hint('ablate', options.name, str(Path(options.storage).resolve()))}")
+            typer.echo("\n" + stopped_line("ablate", options.name, options.storage, OPTIONS_FILE))
             raise typer.Exit(code=EXIT_CODE) from None
     typer.echo(f"ablation {outcome['name']}: {outcome['completed']} of {outcome['runs']} runs completed, {outcome['failed']} failed")
     if outcome["interrupted"]:

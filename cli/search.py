@@ -45,8 +45,8 @@ def search(
     **fields: Any,
 ) -> None:
     """Search MetaXL's hyperparameters (beta, r, RTN placement, source) with Optuna on Ray Tune, tracked in MLflow."""
-    from metaxl_tune.search.interrupt import EXIT_CODE, resume_hint
-    from metaxl_tune.search.runner import SearchOptions, run_search
+    from metaxl_tune.search.interrupt import EXIT_CODE, resume_hint, stopped_line
+    from metaxl_tune.search.runner import OPTIONS_FILE, SearchOptions, run_search
 
     overrides = pop_config_overrides(fields)
     with user_errors():
@@ -84,7 +84,7 @@ def search(
         try:
             outcome = run_search(options, resume=resume, log=typer.echo)
         except KeyboardInterrupt:
-            typer.echo(f"\ninterrupted; resume with: {resume_hint('search', options.name, str(Path(options.storage).resolve()))}")
+            typer.echo("\n" + stopped_line("search", options.name, options.storage, OPTIONS_FILE))
             raise typer.Exit(code=EXIT_CODE) from None
     counts = outcome.counts
     typer.echo(

@@ -125,6 +125,8 @@ def run_ablation(options: AblationOptions, *, resume: bool = False, log: Callabl
     from metaxl_tune.search.persistence import StorageWatch
 
     connect(address)
+    # After ray.init, which installs a SIGTERM handler of its own (sys.exit).
+    interruption = Interruption(say=log).install()
     try:
         log(describe(address))
         check_shared_storage(options.storage)
@@ -155,10 +157,10 @@ def run_ablation(options: AblationOptions, *, resume: bool = False, log: Callabl
                 ),
                 run_config=build_run_config(options, callbacks, METRIC, MODE),
             )
-        with Interruption(say=log) as interruption:
-            results = tuner.fit()
+        results = tuner.fit()
     finally:
         ray.shutdown()
+        interruption.restore()
     failures = tune_failures(results)
     done = sum(1 for result in results if result.error is None and not result.metrics.get("stop_reason")
                and result.metrics.get("epoch") == result.metrics.get("epochs_total"))

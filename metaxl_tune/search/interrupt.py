@@ -16,6 +16,7 @@ import logging
 import os
 import signal
 import sys
+from pathlib import Path
 from types import FrameType
 from typing import Callable
 
@@ -28,8 +29,17 @@ def resume_hint(command: str, name: str, storage: str) -> str:
     return f"metaxl-tune {command} --name {name} --resume --storage {storage}"
 
 
+def stopped_line(command: str, name: str, storage: str, options_file: str) -> str:
+    """What to do after a stop at once: resume, or start again when nothing was saved yet."""
+    if (Path(storage).resolve() / name / options_file).is_file():
+        return f"interrupted; resume with: {resume_hint(command, name, str(Path(storage).resolve()))}"
+    return f"interrupted before the {command} started; nothing to resume"
+
+
 class Interruption:
-    """Context manager around ``tuner.fit()``: ``signal_name`` is set once a stop was asked."""
+    """Installed from the moment a search connects to Ray until it has shut Ray down;
+    ``signal_name`` is set once a stop was asked. Before Tune's loop runs there is nothing to
+    save, and a signal stops at once (KeyboardInterrupt)."""
 
     def __init__(self, *, say: Callable[[str], None] | None = None):
         self.say = say or (lambda text: print(text, file=sys.stderr, flush=True))
@@ -43,6 +53,12 @@ class Interruption:
         return self.signal_name is not None
 
     def __enter__(self) -> "Interruption":
+        return self.install()
+
+    def __exit__(self, *exc_info) -> None:
+        self.restore()
+
+    def install(self) -> "Interruption":
         os.environ["TUNE_DISABLE_SIGINT_HANDLER"] = "1"
         # Tune installs its stop handler on SIGUSR1 when its loop starts; until then (and after
         # a previous search in this process) there is no graceful stop to ask for.
@@ -50,7 +66,7 @@ class Interruption:
         self._previous = {sig: signal.signal(sig, self._handle) for sig in SIGNALS}
         return self
 
-    def __exit__(self, *exc_info) -> None:
+    def restore(self) -> None:
         for sig, handler in self._previous.items():
             signal.signal(sig, handler)
         signal.signal(signal.SIGUSR1, signal.SIG_DFL)

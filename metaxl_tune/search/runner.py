@@ -271,6 +271,8 @@ def run_search(options: SearchOptions, *, resume: bool = False, log: Callable[[s
     from metaxl_tune.search.trainable import TrialConfigs
 
     connect(prepared.address)
+    # After ray.init, which installs a SIGTERM handler of its own (sys.exit).
+    interruption = Interruption(say=log).install()
     try:
         log(describe(prepared.address))
         check_shared_storage(options.storage)
@@ -326,10 +328,10 @@ def run_search(options: SearchOptions, *, resume: bool = False, log: Callable[[s
                 run_config=build_run_config(options, callbacks, space.metric, space.mode),
             )
         started = time.monotonic()
-        with Interruption(say=log) as interruption:
-            results = tuner.fit()
+        results = tuner.fit()
     finally:
         ray.shutdown()
+        interruption.restore()
     study = load_search_study(options)
     # Only a search that is over closes its leftovers (ending.py); an interrupted one keeps its
     # Optuna trials RUNNING for the resumed trials to finish.

@@ -89,3 +89,16 @@ def test_a_search_whose_trials_all_failed_exits_non_zero_with_the_reason_and_bes
     best = run_cli(["best", "--name", "doomed"], cwd=tmp_path, cache_dir=shared_cache)
     assert best.returncode == 2
     assert best.stderr.strip() == "error: no trial of doomed finished: all 2 failed; most common reason: diverged (2 of 2)"
+
+
+def test_an_ablation_whose_runs_all_failed_exits_non_zero_with_the_reason(tmp_path, shared_cache):
+    from processes import run_cli
+
+    (tmp_path / "study.yaml").write_text(
+        "settings:\n  unstable: {method: metaxl, lr: 1.0e+5, rtn_bottleneck: 8, meta_lr: 1.0e-3}\n")
+    result = run_cli(["ablate", "--study", "study.yaml", "--task", "ner", "--targets", "tk", "--seeds", "1",
+                      "--model", "tiny", "--data", "synthetic", "--epochs", "1", "--source-size", "300",
+                      "--max-length", "64", "--name", "doomed"], cwd=tmp_path, cache_dir=shared_cache)
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "ablation doomed: all 1 runs failed; most common reason: diverged (1 of 1)" in result.stderr
+    assert "tables: metaxl-tune report" not in result.stdout

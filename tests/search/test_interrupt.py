@@ -8,7 +8,7 @@ import signal
 import optuna
 import pytest
 
-from metaxl_tune.search.interrupt import Interruption
+from metaxl_tune.search.interrupt import Interruption, stopped_line
 
 
 def tune_loop_started(stops: list):
@@ -42,6 +42,15 @@ def test_no_signal_means_the_search_ran_to_its_end():
         tune_loop_started([])
     assert not interruption.interrupted and os.environ["TUNE_DISABLE_SIGINT_HANDLER"] == "1"
 
+
+
+def test_a_stop_at_once_says_how_to_resume_only_when_there_is_something_to_resume(tmp_path):
+    assert stopped_line("search", "s", str(tmp_path), "metaxl-search.json") == (
+        "interrupted before the search started; nothing to resume")
+    (tmp_path / "s").mkdir()
+    (tmp_path / "s" / "metaxl-search.json").write_text("{}")
+    assert stopped_line("search", "s", str(tmp_path), "metaxl-search.json") == (
+        f"interrupted; resume with: metaxl-tune search --name s --resume --storage {tmp_path}")
 
 # ---- end to end: real Ray, a real MLflow server ------------------------------------------------
 
