@@ -26,6 +26,7 @@ from metaxl_tune.tracking import Tracker, check_tracking_uri, default_tracking_u
 
 OPTIONS_FILE = "metaxl-search.json"
 DEFAULT_STORAGE_RETRY_S = 180.0
+"""--storage-retry-s default; the same as persistence.DEFAULT_RETRY_S (that module loads Ray)."""
 OPTUNA_JOURNAL = "optuna.journal"
 
 PRESETS: dict[str, dict[str, Any]] = {
