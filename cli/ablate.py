@@ -59,12 +59,15 @@ def ablate(
     storage: str = typer.Option("metaxl-searches", "--storage", help="Tune storage path."),
     tracking_uri: Optional[str] = typer.Option(None, "--tracking-uri", help="MLflow tracking URI."),
     cache_dir: Optional[Path] = typer.Option(None, "--cache-dir", help="Encoded-data cache."),
+    storage_retry_s: Optional[float] = typer.Option(None, "--storage-retry-s", help="Seconds a run waits for unwritable storage before its checkpoint write counts as a failure (default 180)."),
     **fields: Any,
 ) -> None:
     """Run a study's grid (settings x targets x seeds) on Ray, tracked in MLflow; then `metaxl-tune report`."""
     import time
 
     from metaxl_tune.search.ablate import AblationOptions, plan, run_ablation
+    from metaxl_tune.search.interrupt import EXIT_CODE, resume_hint, stopped_line
+    from metaxl_tune.search.runner import OPTIONS_FILE
 
     overrides = pop_config_overrides(fields)
     with user_errors():
@@ -72,6 +75,8 @@ def ablate(
             if name is None:
                 raise ValueError("--resume needs --name of the ablation to continue")
             options = AblationOptions.load(storage, name)
+            if storage_retry_s is not None:
+                options.storage_retry_s = storage_retry_s
         else:
             options = AblationOptions(
                 name=name or f"{Path(study).stem}-{overrides.get('task', 'ner')}-{time.strftime('%Y%m%d-%H%M%S')}",
@@ -87,12 +92,24 @@ def ablate(
                 storage=storage,
                 tracking_uri=tracking_uri,
                 cache_dir=str(cache_dir) if cache_dir else None,
+                **({} if storage_retry_s is None else {"storage_retry_s": storage_retry_s}),
             )
         if dry_run:
             _print_dry_run(plan(options))
             return
-        outcome = run_ablation(options, resume=resume, log=typer.echo)
+        try:
+            outcome = run_ablation(options, resume=resume, log=typer.echo)
+        except KeyboardInterrupt:
+            typer.echo("\n" + stopped_line("ablate", options.name, options.storage, OPTIONS_FILE))
+            raise typer.Exit(code=EXIT_CODE) from None
     typer.echo(f"ablation {outcome['name']}: {outcome['completed']} of {outcome['runs']} runs completed, {outcome['failed']} failed")
+    if outcome["interrupted"]:
+        typer.echo(f"ablation {outcome['name']} interrupted ({outcome['interrupted']}); its state is saved. "
+                   f"Resume with: {resume_hint('ablate', outcome['name'], str(Path(options.storage).resolve()))}")
+        raise typer.Exit(code=EXIT_CODE)
+    if outcome["failures"].all_failed:
+        typer.echo(f"ablation {outcome['name']}: {outcome['failures'].line('runs')}", err=True)
+        raise typer.Exit(code=1)
     if outcome["finished"]:
         typer.echo(f"tables: metaxl-tune report --name {outcome['name']} --format md")
     else:

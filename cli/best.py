@@ -36,6 +36,7 @@ def best(
 ) -> None:
     """List a search's best trials and export the winner as a config that `train --config` reproduces."""
     from metaxl_tune.report import collect
+    from metaxl_tune.search.ending import check_some_trial_finished
     from metaxl_tune.results import export_config, format_value, ranked_trials, searched_parameters, trial_config
     from metaxl_tune.tracking import Tracker, check_tracking_uri, default_tracking_uri
 
@@ -43,6 +44,7 @@ def best(
         uri = tracking_uri or default_tracking_uri()
         check_tracking_uri(uri)
         tracker = Tracker(uri, name)
+        check_some_trial_finished(tracker)
         rows = ranked_trials(tracker, metric)
         searched = searched_parameters(tracker)
         table = Table(title=f"{name}: top {min(top, len(rows))} of {len(rows)} trials by {metric}")

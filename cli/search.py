@@ -41,10 +41,12 @@ def search(
     search_seed: int = typer.Option(0, "--search-seed", help="Seed of Optuna's TPE sampler."),
     cache_dir: Optional[Path] = typer.Option(None, "--cache-dir", help="Encoded-data cache shared by the trials."),
     keep_checkpoints: int = typer.Option(1, "--keep-checkpoints", help="Best checkpoints kept per trial."),
+    storage_retry_s: Optional[float] = typer.Option(None, "--storage-retry-s", help="Seconds a trial waits for unwritable storage before its checkpoint write counts as a failure (default 180)."),
     **fields: Any,
 ) -> None:
     """Search MetaXL's hyperparameters (beta, r, RTN placement, source) with Optuna on Ray Tune, tracked in MLflow."""
-    from metaxl_tune.search.runner import SearchOptions, run_search
+    from metaxl_tune.search.interrupt import EXIT_CODE, resume_hint, stopped_line
+    from metaxl_tune.search.runner import OPTIONS_FILE, SearchOptions, run_search
 
     overrides = pop_config_overrides(fields)
     with user_errors():
@@ -55,6 +57,8 @@ def search(
             if address is not None or tracking_uri is not None:
                 options.address = address or options.address
                 options.tracking_uri = tracking_uri or options.tracking_uri
+            if storage_retry_s is not None:
+                options.storage_retry_s = storage_retry_s
         else:
             task, target = overrides.get("task", "ner"), overrides.get("target", "tk")
             options = SearchOptions(
@@ -75,16 +79,24 @@ def search(
                 seed=search_seed,
                 cache_dir=str(cache_dir) if cache_dir else None,
                 keep_checkpoints=keep_checkpoints,
+                **({} if storage_retry_s is None else {"storage_retry_s": storage_retry_s}),
             )
         try:
             outcome = run_search(options, resume=resume, log=typer.echo)
         except KeyboardInterrupt:
-            typer.echo(f"\ninterrupted; resume with: metaxl-tune search --name {options.name} --resume --storage {options.storage}")
-            raise typer.Exit(code=130) from None
+            typer.echo("\n" + stopped_line("search", options.name, options.storage, OPTIONS_FILE))
+            raise typer.Exit(code=EXIT_CODE) from None
     counts = outcome.counts
     typer.echo(
         f"search {outcome.name}: {counts['completed']} completed, {counts['pruned']} pruned, {counts['failed']} failed"
     )
+    if outcome.interrupted:
+        typer.echo(f"search {outcome.name} interrupted ({outcome.interrupted}); its state is saved. "
+                   f"Resume with: {resume_hint('search', outcome.name, str(outcome.experiment_dir.parent))}")
+        raise typer.Exit(code=EXIT_CODE)
+    if outcome.failures is not None and outcome.failures.all_failed:
+        typer.echo(f"search {outcome.name}: {outcome.failures.line()}", err=True)
+        raise typer.Exit(code=1)
     if outcome.best is not None:
         shown = ", ".join(f"{key}={value}" for key, value in outcome.best["params"].items())
         typer.echo(f"best {outcome.best['value']:.2f}: {shown}")

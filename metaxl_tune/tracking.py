@@ -25,6 +25,7 @@ EXPERIMENT = "metaxl-tune"
 SEARCH_TAG = "metaxl.search"
 TRIAL_TAG = "metaxl.trial_id"
 OUTCOME_TAG = "metaxl.outcome"
+INTERRUPTED = "interrupted"
 PARENT_TAG = "mlflow.parentRunId"
 DEFAULT_DB = "mlflow.db"
 DEFAULT_ARTIFACTS = "mlartifacts"
@@ -145,7 +146,7 @@ class Tracker:
         existing = self._find({SEARCH_TAG: self.search_name, TRIAL_TAG: trial_id})
         if existing is not None:
             if reopen:
-                self.client.update_run(existing, status="RUNNING")
+                self.reopen(existing)
             return existing
         run = self.client.create_run(
             self.experiment_id,
@@ -189,12 +190,20 @@ class Tracker:
     def end_run(self, run_id: str, status: str) -> None:
         self.client.set_terminated(run_id, status=status)
 
+    def reopen(self, run_id: str) -> None:
+        """RUNNING again, for a trial that continues (an interrupted search being resumed)."""
+        self.client.update_run(run_id, status="RUNNING")
+        if self.client.get_run(run_id).data.tags.get(OUTCOME_TAG) == INTERRUPTED:
+            self.client.delete_tag(run_id, OUTCOME_TAG)
+
     def close_interrupted(self) -> int:
-        """End the trial runs still RUNNING once a search is over: trials proposed just before
-        a driver died, which the restored search never ran. Returns how many were closed."""
+        """End the trial runs still RUNNING when a search stops: KILLED with the outcome
+        ``interrupted``. After Ctrl-C or SIGTERM a resume reopens them; once a search is over
+        the ones left are trials proposed just before a driver died, which the restored search
+        never ran. Returns how many were closed."""
         stale = [run for run in self.trial_runs() if run.info.status == "RUNNING"]
         for run in stale:
-            self.set_tags(run.info.run_id, {OUTCOME_TAG: "interrupted"})
+            self.set_tags(run.info.run_id, {OUTCOME_TAG: INTERRUPTED})
             self.end_run(run.info.run_id, "KILLED")
         return len(stale)
 

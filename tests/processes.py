@@ -13,6 +13,9 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 CLI = [sys.executable, "-m", "metaxl_tune.cli"]
+# The venv's `mlflow` script, or the module where a venv was made without entry points.
+MLFLOW = ([str(Path(sys.executable).with_name("mlflow"))] if Path(sys.executable).with_name("mlflow").is_file()
+          else [sys.executable, "-m", "mlflow"])
 
 
 def free_port() -> int:
@@ -68,7 +71,7 @@ class MlflowServer:
         self.uri = f"http://127.0.0.1:{self.port}"
         env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
         self.process = subprocess.Popen(
-            [str(Path(sys.executable).with_name("mlflow")), "server", "--backend-store-uri",
+            [*MLFLOW, "server", "--backend-store-uri",
              f"sqlite:///{directory / 'server.db'}", "--host", "127.0.0.1", "--port", str(self.port),
              "--workers", "1"],
             cwd=directory, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,

@@ -15,6 +15,7 @@ from metaxl_tune.search.runner import (
     SearchOptions,
     build_run_config,
     build_trainable,
+    check_storage_retry,
     close_tracking,
     concurrency,
     resolve_gpus,
@@ -103,6 +104,7 @@ def run_ablation(options: AblationOptions, *, resume: bool = False, log: Callabl
     if (options.experiment_dir / OPTIONS_FILE).is_file() and not resume:
         raise SearchError(f"an ablation named {options.name} already exists in {options.storage}; "
                           "pass --resume to continue it or choose another --name")
+    check_storage_retry(options)
     the_plan = plan(options)
     tracking_uri = options.tracking_uri or default_tracking_uri()
     check_tracking_uri(tracking_uri)
@@ -118,8 +120,13 @@ def run_ablation(options: AblationOptions, *, resume: bool = False, log: Callabl
 
     from metaxl_tune.search.callbacks import MlflowTrialCallback, ProgressCallback
     from metaxl_tune.search.cluster import check_shared_storage, describe
+    from metaxl_tune.search.ending import tune_failures
+    from metaxl_tune.search.interrupt import Interruption
+    from metaxl_tune.search.persistence import StorageWatch
 
     connect(address)
+    # After ray.init, which installs a SIGTERM handler of its own (sys.exit).
+    interruption = Interruption(say=log).install()
     try:
         log(describe(address))
         check_shared_storage(options.storage)
@@ -133,6 +140,7 @@ def run_ablation(options: AblationOptions, *, resume: bool = False, log: Callabl
         callbacks = [
             MlflowTrialCallback(tracker, parent_id, configs, CellConfigs.tags, sync_hint=sync_hint(options)),
             ProgressCallback(METRIC, MODE, len(the_plan.cells), ()),
+            StorageWatch(options.storage_retry_s),
         ]
         if resume and tune.Tuner.can_restore(str(options.experiment_dir)):
             tuner = tune.Tuner.restore(str(options.experiment_dir), trainable, resume_unfinished=True, resume_errored=True)
@@ -152,17 +160,20 @@ def run_ablation(options: AblationOptions, *, resume: bool = False, log: Callabl
         results = tuner.fit()
     finally:
         ray.shutdown()
-    failed = sum(1 for result in results if result.error is not None or result.metrics.get("stop_reason"))
-    done = sum(1 for result in results if result.error is None and result.metrics.get("epoch") == result.metrics.get("epochs_total"))
-    finished = done + failed == len(the_plan.cells)
+        interruption.restore()
+    failures = tune_failures(results)
+    done = sum(1 for result in results if result.error is None and not result.metrics.get("stop_reason")
+               and result.metrics.get("epoch") == result.metrics.get("epochs_total"))
+    finished = not interruption.interrupted and done + failures.failed == len(the_plan.cells)
 
     def finish_tracking() -> None:
         tracker.close_interrupted()
         tracker.end_run(parent_id, "FINISHED" if finished else "KILLED")
 
     close_tracking(tracker, options, finish_tracking, log)
-    return {"name": options.name, "runs": len(the_plan.cells), "completed": done, "failed": failed,
-            "finished": finished, "parent_run_id": parent_id, "tracking_uri": tracking_uri}
+    return {"name": options.name, "runs": len(the_plan.cells), "completed": done, "failed": failures.failed,
+            "finished": finished, "parent_run_id": parent_id, "tracking_uri": tracking_uri,
+            "interrupted": interruption.signal_name, "failures": failures}
 
 
 def _warm_cache(the_plan: Plan) -> None:

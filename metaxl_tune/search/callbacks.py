@@ -10,6 +10,7 @@ from typing import Any, Callable
 from ray import tune
 
 from metaxl_tune.config import RunConfig
+from metaxl_tune.search.ending import ERROR_TAG, error_reason
 from metaxl_tune.search.pruning import stopped_because, was_pruned
 from metaxl_tune.search.tracking_queue import TrackingQueue
 from metaxl_tune.tracking import OUTCOME_TAG, Tracker
@@ -42,6 +43,15 @@ def outcome(result: dict[str, Any] | None, error: bool) -> tuple[str, str]:
 SOURCE_METRIC_PREFIXES = ("source_steps/", "source_weight/")
 USED_SIZE_PREFIX = "used."
 """Result keys holding the data sizes a trial actually used; logged once as MLflow params."""
+
+
+def trial_error(trial) -> str:
+    """The last line of a failed trial's error, as Tune wrote it next to the trial."""
+    path = trial.error_file
+    try:
+        return error_reason(Path(path).read_text(errors="replace")) if path else "error"
+    except OSError:
+        return "error"
 
 
 def epoch_metrics(result: dict[str, Any]) -> dict[str, float]:
@@ -86,14 +96,18 @@ class MlflowTrialCallback(tune.Callback):
         self.sync_hint = sync_hint
         self.runs: dict[str, str] = {}
         """Trial id -> MLflow run id; read and written on the queue's thread only."""
-        self.nodes: dict[str, Any] = {}
+        self.placed: dict[str, Any] = {}
+        """Trial id -> (node, epoch it resumed from) last tagged."""
+        self.reopened: set[str] = set()
+        """Trials whose run this driver has reopened (a resumed search reopens each once)."""
         self.sized: set[str] = set()
         """Trials whose used data sizes were logged as params."""
         self._queue: TrackingQueue | None = None
 
     def __getstate__(self) -> dict[str, Any]:
-        # Tune snapshots its callbacks; the queue (a thread) is rebuilt on demand.
-        return {**self.__dict__, "_queue": None}
+        # Tune snapshots its callbacks; the queue (a thread) is rebuilt on demand, and a
+        # restored search reopens its runs (an interrupted search left them KILLED).
+        return {**self.__dict__, "_queue": None, "reopened": set()}
 
     @property
     def queue(self) -> TrackingQueue:
@@ -102,6 +116,9 @@ class MlflowTrialCallback(tune.Callback):
         return self._queue
 
     def _run_id(self, trial_id: str, trial_config: dict) -> str:
+        if trial_id not in self.reopened:
+            self.reopened.add(trial_id)
+            self.runs.pop(trial_id, None)  # found again by its tags, and set RUNNING
         if trial_id not in self.runs:
             config = self.to_config(trial_config)
             tags = self.trial_tags(trial_config) if self.trial_tags is not None else {}
@@ -121,10 +138,12 @@ class MlflowTrialCallback(tune.Callback):
             self.queue.submit(lambda: self.tracker.set_tags(self._run_id(trial_id, trial_config), tags))
             return
         metrics, step = epoch_metrics(result), int(result["epoch"])
-        # Placement is tagged on the first result and again when a retry moves the trial.
+        # Placement is tagged on the first result and again after every retry or resume: the
+        # trial may have moved, and it restarted from another epoch even on the same node.
         tags = {}
-        if self.nodes.get(trial_id) != result.get("node_id"):
-            self.nodes[trial_id] = result.get("node_id")
+        placed = (result.get("node_id"), result.get("resumed_from_epoch"))
+        if self.placed.get(trial_id) != placed:
+            self.placed[trial_id] = placed
             tags = placement_tags(result)
         self.queue.submit(
             lambda: self.tracker.log_metrics(self._run_id(trial_id, trial_config), metrics, step=step, tags=tags)
@@ -143,6 +162,7 @@ class MlflowTrialCallback(tune.Callback):
     def _finish(self, trial, error: bool) -> None:
         trial_id, trial_config = trial.trial_id, dict(trial.config)
         status, outcome_tag = outcome(trial.last_result, error)
+        end_tags = {OUTCOME_TAG: outcome_tag, **({ERROR_TAG: trial_error(trial)} if error else {})}
         best = trial.run_metadata.checkpoint_manager.best_checkpoint_result
         checkpoint = best.checkpoint if best is not None else trial.checkpoint
         keep_checkpoint = checkpoint is not None and status != "FAILED"
@@ -152,7 +172,7 @@ class MlflowTrialCallback(tune.Callback):
             if keep_checkpoint:
                 with checkpoint.as_directory() as directory:
                     self.tracker.log_artifacts(run_id, Path(directory), "checkpoint")
-            self.tracker.set_tags(run_id, {OUTCOME_TAG: outcome_tag})
+            self.tracker.set_tags(run_id, end_tags)
             self.tracker.end_run(run_id, status)
 
         self.queue.submit(finish)

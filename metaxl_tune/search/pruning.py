@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from optuna.exceptions import UpdateFinishedTrialError
 from optuna.trial import TrialState
 from ray.tune.search.optuna import OptunaSearch
 
@@ -32,19 +33,34 @@ def was_pruned(result: dict[str, Any] | None) -> bool:
 
 
 class PruningAwareOptunaSearch(OptunaSearch):
+    """A resumed search may re-run a trial that Optuna already has as finished: the driver was
+    killed after the trial ended but before Tune's last snapshot, so Tune continues it from its
+    last checkpoint. Optuna keeps the state it recorded (the re-run reaches the same end); it
+    is not updated twice."""
+
+    def _finished_in_study(self, trial_id: str) -> bool:
+        number = self._ot_trials[trial_id].number
+        return self._ot_study.get_trials(deepcopy=False)[number].state.is_finished()
+
     def on_trial_result(self, trial_id: str, result: dict[str, Any]) -> None:
         value = result.get(self.metric)
-        if trial_id in self._ot_trials and value is not None and "epoch" in result:
-            self._ot_trials[trial_id].report(value, step=int(result["epoch"]))
+        if trial_id in self._ot_trials and value is not None and "epoch" in result and trial_id not in self._completed_trials:
+            try:
+                self._ot_trials[trial_id].report(value, step=int(result["epoch"]))
+            except UpdateFinishedTrialError:
+                self._completed_trials.add(trial_id)
 
     def on_trial_complete(self, trial_id: str, result: dict[str, Any] | None = None, error: bool = False) -> None:
+        if trial_id in self._completed_trials or self._finished_in_study(trial_id):
+            self._completed_trials.add(trial_id)
+            return
         reason = stopped_because(result)
-        if reason is not None and not error and trial_id not in self._completed_trials:
+        if reason is not None and not error:
             self._ot_trials[trial_id].set_user_attr(STOP_REASON, reason)
             self._ot_study.tell(self._ot_trials[trial_id], state=TrialState.FAIL)
             self._completed_trials.add(trial_id)
             return
-        if error or not was_pruned(result) or trial_id in self._completed_trials:
+        if error or not was_pruned(result):
             super().on_trial_complete(trial_id, result=result, error=error)
             return
         self._ot_study.tell(self._ot_trials[trial_id], state=TrialState.PRUNED)

@@ -25,6 +25,8 @@ from metaxl_tune.search.space import SearchSpace, load_space
 from metaxl_tune.tracking import Tracker, check_tracking_uri, default_tracking_uri
 
 OPTIONS_FILE = "metaxl-search.json"
+DEFAULT_STORAGE_RETRY_S = 180.0
+"""--storage-retry-s default; the same as persistence.DEFAULT_RETRY_S (that module loads Ray)."""
 OPTUNA_JOURNAL = "optuna.journal"
 
 PRESETS: dict[str, dict[str, Any]] = {
@@ -61,6 +63,8 @@ class SearchOptions:
     cache_dir: str | None = None
     keep_checkpoints: int = 1
     max_failures: int = 2
+    storage_retry_s: float = DEFAULT_STORAGE_RETRY_S
+    """How long a trial waits for unwritable storage before its checkpoint write counts as a failure."""
 
     @property
     def experiment_dir(self) -> Path:
@@ -135,6 +139,7 @@ def prepare(options: SearchOptions, *, resume: bool) -> PreparedSearch:
         raise SearchError(f"--num-samples must be >= 1 (got {options.num_samples})")
     if options.scheduler not in ("asha", "fifo"):
         raise SearchError(f"--scheduler {options.scheduler}: use asha or fifo")
+    check_storage_retry(options)
 
     space, base = resolve_space(options)
 
@@ -143,6 +148,11 @@ def prepare(options: SearchOptions, *, resume: bool) -> PreparedSearch:
     address = resolve_address(options.address)
     check_address(address)
     return PreparedSearch(options, space, base, tracking_uri, address)
+
+
+def check_storage_retry(options: SearchOptions) -> None:
+    if not options.storage_retry_s >= 0:
+        raise SearchError(f"--storage-retry-s must be >= 0 seconds (got {options.storage_retry_s})")
 
 
 def optuna_storage(experiment_dir: Path) -> optuna.storages.BaseStorage:
@@ -241,6 +251,10 @@ class SearchOutcome:
     counts: dict[str, int]
     best: dict[str, Any] | None
     finished: bool
+    interrupted: str | None = None
+    """The signal that stopped the search (SIGINT, SIGTERM), None when it ran to its end."""
+    failures: Any = None
+    """ending.Failures of every trial of the search."""
 
 
 def run_search(options: SearchOptions, *, resume: bool = False, log: Callable[[str], None] = print) -> SearchOutcome:
@@ -257,10 +271,15 @@ def run_search(options: SearchOptions, *, resume: bool = False, log: Callable[[s
 
     from metaxl_tune.search.callbacks import MlflowTrialCallback, ProgressCallback
     from metaxl_tune.search.cluster import check_shared_storage, connect, describe
+    from metaxl_tune.search.ending import close_leftover_optuna_trials, tune_failures
+    from metaxl_tune.search.interrupt import Interruption
+    from metaxl_tune.search.persistence import StorageWatch
     from metaxl_tune.search.pruning import PruningAwareOptunaSearch
     from metaxl_tune.search.trainable import TrialConfigs
 
     connect(prepared.address)
+    # After ray.init, which installs a SIGTERM handler of its own (sys.exit).
+    interruption = Interruption(say=log).install()
     try:
         log(describe(prepared.address))
         check_shared_storage(options.storage)
@@ -276,6 +295,7 @@ def run_search(options: SearchOptions, *, resume: bool = False, log: Callable[[s
         callbacks = [
             MlflowTrialCallback(tracker, parent_id, configs, sync_hint=sync_hint(options)),
             ProgressCallback(space.metric, space.mode, options.num_samples, space.names),
+            StorageWatch(options.storage_retry_s),
         ]
         if resume and tune.Tuner.can_restore(str(options.experiment_dir)):
             # The restored run config brings back its (picklable) callbacks; the tracker finds
@@ -315,22 +335,25 @@ def run_search(options: SearchOptions, *, resume: bool = False, log: Callable[[s
                 run_config=build_run_config(options, callbacks, space.metric, space.mode),
             )
         started = time.monotonic()
-        tuner.fit()
+        results = tuner.fit()
     finally:
         ray.shutdown()
+        interruption.restore()
     study = load_search_study(options)
-    # Nothing stays RUNNING after the search: a trial proposed just before a killed driver's
-    # last snapshot was replaced on resume; its Optuna trial fails and its run is closed.
-    for trial in study.trials:
-        if trial.state == optuna.trial.TrialState.RUNNING:
-            study.tell(trial.number, state=optuna.trial.TrialState.FAIL)
+    # Only a search that is over closes its leftovers (ending.py); an interrupted one keeps its
+    # Optuna trials RUNNING for the resumed trials to finish.
+    if not interruption.interrupted:
+        close_leftover_optuna_trials(study)
     counts = study_counts(study)
     out_of_time = options.time_budget_s is not None and time.monotonic() - started >= options.time_budget_s
-    finished = out_of_time or sum(counts.values()) >= options.num_samples
+    finished = not interruption.interrupted and (out_of_time or sum(counts.values()) >= options.num_samples)
 
     def finish_tracking() -> None:
+        # Runs left RUNNING are marked interrupted: a resume reopens them, and once the search
+        # is over the ones left are trials the restored search never ran.
         tracker.close_interrupted()
-        attach_plots(tracker, parent_id, study, options.experiment_dir / "plots")
+        if finished:
+            attach_plots(tracker, parent_id, study, options.experiment_dir / "plots")
         tracker.end_run(parent_id, "FINISHED" if finished else "KILLED")
 
     close_tracking(tracker, options, finish_tracking, log)
@@ -340,14 +363,19 @@ def run_search(options: SearchOptions, *, resume: bool = False, log: Callable[[s
         pick = max if space.mode == "max" else min
         best_trial = pick(completed, key=lambda t: t.value)
         best = {"value": best_trial.value, "params": best_trial.params}
-    return SearchOutcome(options.name, options.experiment_dir, prepared.tracking_uri, parent_id, counts, best, finished)
+    return SearchOutcome(options.name, options.experiment_dir, prepared.tracking_uri, parent_id, counts, best, finished,
+                         interruption.signal_name, tune_failures(results))
 
 
 def study_counts(study: optuna.Study) -> dict[str, int]:
-    """Ended trials by outcome, as Optuna recorded them."""
+    """Ended trials by outcome, as Optuna recorded them; ``failed`` leaves out the trials closed
+    unrun at the end of a resumed search (stop reason ``interrupted``)."""
+    from metaxl_tune.tracking import INTERRUPTED
+
     states = {"completed": optuna.trial.TrialState.COMPLETE, "pruned": optuna.trial.TrialState.PRUNED,
               "failed": optuna.trial.TrialState.FAIL}
-    return {name: sum(1 for t in study.trials if t.state == state) for name, state in states.items()}
+    trials = [t for t in study.trials if t.user_attrs.get("stop_reason") != INTERRUPTED]
+    return {name: sum(1 for t in trials if t.state == state) for name, state in states.items()}
 
 
 def build_trainable(options: SearchOptions, configs: Callable[[dict], RunConfig], gpus: float):
@@ -364,6 +392,7 @@ def build_trainable(options: SearchOptions, configs: Callable[[dict], RunConfig]
             cache_dir=str(Path(options.cache_dir or default_cache_dir()).resolve()),
             cpus=options.cpus_per_trial,
             gpus=gpus,
+            storage_retry_s=options.storage_retry_s,
         ),
         {"cpu": options.cpus_per_trial, "gpu": gpus},
     )

@@ -25,6 +25,7 @@ from ray import tune
 
 from metaxl_tune.config import RunConfig, build_config
 from metaxl_tune.data.prepare import size_params
+from metaxl_tune.search import persistence
 from metaxl_tune.search.pruning import STOP_REASON
 from metaxl_tune.search.space import SearchSpace
 from metaxl_tune.trainer import Run, stop_reason
@@ -56,7 +57,10 @@ def placement_info() -> dict[str, Any]:
     }
 
 
-def train_trial(sampled: dict[str, Any], *, configs: TrialConfigs, cache_dir: str, cpus: float, gpus: float) -> None:
+def train_trial(
+    sampled: dict[str, Any], *, configs: TrialConfigs, cache_dir: str, cpus: float, gpus: float,
+    storage_retry_s: float = persistence.DEFAULT_RETRY_S,
+) -> None:
     started_at = time.time()
     # Ray sets OMP_NUM_THREADS for workers, but torch's intra-op pool is sized at import:
     # oversubscribed cores make every trial on a node crawl.
@@ -64,7 +68,7 @@ def train_trial(sampled: dict[str, Any], *, configs: TrialConfigs, cache_dir: st
     config = configs(sampled)
     where = {**placement_info(), "trial_started_at": started_at}
     try:
-        _train(config, where, started_at, cache_dir=cache_dir, cpus=cpus, gpus=gpus)
+        _train(config, where, started_at, cache_dir=cache_dir, cpus=cpus, gpus=gpus, storage_retry_s=storage_retry_s)
         return
     except Exception as error:  # noqa: BLE001 - classified just below, anything else re-raised
         reason = stop_reason(error)
@@ -79,7 +83,10 @@ def train_trial(sampled: dict[str, Any], *, configs: TrialConfigs, cache_dir: st
     tune.report({STOP_REASON: reason, STOP_MESSAGE: message, "epochs_total": config.total_epochs, **where})
 
 
-def _train(config: RunConfig, where: dict[str, Any], started_at: float, *, cache_dir: str, cpus: float, gpus: float) -> None:
+def _train(
+    config: RunConfig, where: dict[str, Any], started_at: float, *, cache_dir: str, cpus: float, gpus: float,
+    storage_retry_s: float,
+) -> None:
     trial_dir = Path(tune.get_context().get_trial_dir())
     checkpoint = tune.get_checkpoint()
     run = Run(config, trial_dir / "run", cache_dir=Path(cache_dir), progress=False, save_model=False)
@@ -97,7 +104,8 @@ def _train(config: RunConfig, where: dict[str, Any], started_at: float, *, cache
             "wall_seconds": wall, "device_seconds": wall * held, "resumed_from_epoch": resumed_from,
         }
         (checkpoint_dir / PROGRESS_FILE).write_text(json.dumps({"wall_seconds": wall, "epoch": entry.epoch}))
-        tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(str(checkpoint_dir)))
+        # A storage fault is waited out (persistence.py), not turned into a trial failure.
+        persistence.report(metrics, checkpoint_dir, retry_s=storage_retry_s)
 
     # Epoch checkpoints are written to a scratch folder; tune.report copies each into the
     # trial's storage, so the storage holds only the checkpoints Tune decides to keep.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import collections
 import json
 import signal
 import subprocess
@@ -134,6 +135,18 @@ def test_resume_after_the_driver_is_killed_runs_every_trial_once(tmp_path, share
     kept = [run for run in trials if run.data.tags["metaxl.outcome"] != "interrupted"]
     trial_ids = [run.data.tags["metaxl.trial_id"] for run in kept]
     assert len(trial_ids) == len(set(trial_ids)) == 5
+    # Each run ended as its Optuna trial did (matched by the sampled meta_lr; a trial proposed
+    # again after the resume repeats the unrun one's values, as the sampler's state is restored).
+    expected = {"completed": optuna.trial.TrialState.COMPLETE, "pruned": optuna.trial.TrialState.PRUNED}
+    ran_in_optuna = collections.Counter((t.params["meta_lr"], t.state) for t in study.trials
+                                        if t.user_attrs.get("stop_reason") != "interrupted")
+    ran_in_mlflow = collections.Counter((float(run.data.params["meta_lr"]), expected[run.data.tags["metaxl.outcome"]])
+                                        for run in kept)
+    assert ran_in_optuna == ran_in_mlflow
+    unrun = {t.params["meta_lr"] for t in study.trials if t.user_attrs.get("stop_reason") == "interrupted"}
+    assert all(t.state == optuna.trial.TrialState.FAIL for t in study.trials if t.params["meta_lr"] in unrun
+               and t.user_attrs.get("stop_reason") == "interrupted")
+    assert {float(run.data.params["meta_lr"]) for run in trials if run not in kept} <= unrun
 
 
 @pytest.mark.parametrize(
@@ -144,6 +157,7 @@ def test_resume_after_the_driver_is_killed_runs_every_trial_once(tmp_path, share
         (["--space", "nope"], "nope: unknown search space"),
         (["--meta-lr", "1e-5"], "meta_lr is searched by the space; drop --meta-lr"),
         (["--preset", "huge"], "--preset huge: unknown preset; known: demo"),
+        (["--storage-retry-s", "-1"], "--storage-retry-s must be >= 0 seconds (got -1.0)"),
     ],
 )
 def test_bad_requests_fail_fast_with_one_line(tmp_path, shared_cache, extra, message):

@@ -1,0 +1,152 @@
+"""The first Ctrl-C or SIGTERM asks Tune for its graceful stop; the second stops at once."""
+
+from __future__ import annotations
+
+import os
+import signal
+
+import optuna
+import pytest
+
+from metaxl_tune.search.interrupt import Interruption, stopped_line
+
+
+def tune_loop_started(stops: list):
+    """What Tune's loop does when it starts: its stop handler on SIGUSR1."""
+    signal.signal(signal.SIGUSR1, lambda signum, frame: stops.append(signum))
+
+
+@pytest.mark.parametrize("first", [signal.SIGINT, signal.SIGTERM])
+def test_the_first_signal_asks_tune_to_stop_and_the_second_stops_at_once(first):
+    stops, said = [], []
+    with Interruption(say=said.append) as interruption:
+        tune_loop_started(stops)
+        os.kill(os.getpid(), first)
+        assert stops == [first] and interruption.signal_name == first.name
+        assert said[0].startswith(f"{first.name}: starting no more trials, saving the search state")
+        with pytest.raises(KeyboardInterrupt):
+            os.kill(os.getpid(), signal.SIGINT)
+    assert said[1].startswith("SIGINT again: stopping at once")
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    assert signal.getsignal(signal.SIGTERM) == signal.SIG_DFL
+
+
+def test_a_signal_before_tune_runs_stops_at_once():
+    with pytest.raises(KeyboardInterrupt), Interruption(say=lambda _: None) as interruption:
+        os.kill(os.getpid(), signal.SIGTERM)
+    assert interruption.signal_name == "SIGTERM"
+
+
+def test_no_signal_means_the_search_ran_to_its_end():
+    with Interruption(say=lambda _: None) as interruption:
+        tune_loop_started([])
+    assert not interruption.interrupted and os.environ["TUNE_DISABLE_SIGINT_HANDLER"] == "1"
+
+
+
+def test_a_stop_at_once_says_how_to_resume_only_when_there_is_something_to_resume(tmp_path):
+    assert stopped_line("search", "s", str(tmp_path), "metaxl-search.json") == (
+        "interrupted before the search started; nothing to resume")
+    (tmp_path / "s").mkdir()
+    (tmp_path / "s" / "metaxl-search.json").write_text("{}")
+    assert stopped_line("search", "s", str(tmp_path), "metaxl-search.json") == (
+        f"interrupted; resume with: metaxl-tune search --name s --resume --storage {tmp_path}")
+
+# ---- end to end: real Ray, a real MLflow server ------------------------------------------------
+
+SPACE = """
+metric: best_dev_f1
+mode: max
+fixed: {method: metaxl, epochs: 3, lr: 3.0e-3, source_size: 160, target_size: 100, batch_size: 16,
+        max_length: 32, rtn_bottleneck: 8}
+parameters:
+  meta_lr: {type: loguniform, low: 1.0e-5, high: 1.0e-2}
+"""
+TRIALS = 3
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    from processes import MlflowServer
+
+    server = MlflowServer(tmp_path_factory.mktemp("interrupt-mlflow"))
+    yield server
+    server.stop()
+
+
+def search_state(uri: str, workdir, name: str) -> tuple[list, list, list]:
+    """(Optuna trials, parent runs, trial runs) of a search."""
+    from mlflow.tracking import MlflowClient
+
+    from metaxl_tune.search.runner import optuna_storage
+
+    study = optuna.load_study(study_name=name, storage=optuna_storage(workdir / "metaxl-searches" / name))
+    client = MlflowClient(uri)
+    experiment = client.get_experiment_by_name("metaxl-tune")
+    runs = client.search_runs([experiment.experiment_id], f"tags.`metaxl.search` = '{name}'", max_results=1000)
+    return (study.trials, [run for run in runs if run.data.tags["metaxl.role"] == "search"],
+            [run for run in runs if run.data.tags["metaxl.role"] == "trial"])
+
+
+@pytest.fixture(scope="module", params=["SIGINT", "SIGTERM"])
+def interrupted(request, server, tmp_path_factory, shared_cache):
+    """A search stopped once a trial has saved an epoch: SIGINT to the driver's whole process
+    group (what Ctrl-C in a terminal does), SIGTERM to the driver alone (what a process
+    manager does); then resumed with --resume."""
+    import subprocess
+
+    from processes import CLI, cli_env, kill_session, run_cli, tune_results, wait_for
+
+    name = f"stopped-{request.param.lower()}"
+    workdir = tmp_path_factory.mktemp(name)
+    (workdir / "space.yaml").write_text(SPACE)
+    driver = subprocess.Popen(
+        [*CLI, "search", "--task", "ner", "--target", "tk", "--model", "tiny", "--data", "synthetic",
+         "--space", "space.yaml", "--name", name, "--num-samples", str(TRIALS), "--max-concurrent", "2",
+         "--scheduler", "fifo", "--tracking-uri", server.uri],
+        cwd=workdir, env=cli_env(shared_cache), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        start_new_session=True,
+    )
+    try:
+        wait_for(lambda: any(tune_results(workdir / "metaxl-searches" / name).values()), timeout=300,
+                 what="a trial's first epoch", interval=0.1)
+        if request.param == "SIGINT":
+            kill_session(driver.pid, signal.SIGINT)
+        else:
+            driver.send_signal(signal.SIGTERM)
+        output, _ = driver.communicate(timeout=300)
+    finally:
+        kill_session(driver.pid)
+        driver.wait()
+    stopped = search_state(server.uri, workdir, name)
+    resumed = run_cli(["search", "--name", name, "--resume"], cwd=workdir, cache_dir=shared_cache)
+    return request.param, name, driver.returncode, output, stopped, resumed, search_state(server.uri, workdir, name)
+
+
+def test_an_interrupted_search_exits_130_says_how_to_resume_and_closes_nothing_for_good(interrupted):
+    signal_name, name, returncode, output, (optuna_trials, parents, runs), _, _ = interrupted
+    assert returncode == 130, output
+    assert f"{signal_name}: starting no more trials" in output
+    assert f"Resume with: metaxl-tune search --name {name} --resume" in output
+    assert "Traceback" not in output
+    # Optuna trials of the stopped trials stay RUNNING for the resumed trials to finish.
+    assert optuna_trials and all(t.state != optuna.trial.TrialState.FAIL for t in optuna_trials)
+    assert any(t.state == optuna.trial.TrialState.RUNNING for t in optuna_trials)
+    assert parents[0].info.status == "KILLED"
+    assert all(run.info.status != "RUNNING" for run in runs)
+    assert any(run.data.tags.get("metaxl.outcome") == "interrupted" for run in runs)
+
+
+def test_resume_finishes_exactly_the_trials_asked_once_each_with_optuna_and_mlflow_agreeing(interrupted):
+    _, name, _, _, _, resumed, (optuna_trials, parents, runs) = interrupted
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    assert f"search {name}: {TRIALS} completed, 0 pruned, 0 failed" in resumed.stdout
+    assert [t.state for t in optuna_trials] == [optuna.trial.TrialState.COMPLETE] * TRIALS
+    assert len(parents) == 1 and parents[0].info.status == "FINISHED"
+    trial_ids = [run.data.tags["metaxl.trial_id"] for run in runs]
+    assert len(trial_ids) == len(set(trial_ids)) == TRIALS
+    assert all(run.info.status == "FINISHED" and run.data.tags["metaxl.outcome"] == "completed" for run in runs)
+    # Each Optuna trial is the MLflow run with its sampled value, and both hold the same score.
+    by_value = {float(run.data.params["meta_lr"]): run for run in runs}
+    for trial in optuna_trials:
+        assert by_value[trial.params["meta_lr"]].data.metrics["best_dev_f1"] == pytest.approx(trial.value)
