@@ -7,7 +7,7 @@ from typing import Optional
 
 import typer
 
-from .common import user_errors
+from .common import check_output_dir, check_positive, user_errors
 
 EXAMPLES = """
 Examples:
@@ -36,8 +36,10 @@ def analyze(
     from metaxl_tune.tracking import default_tracking_uri
 
     with user_errors():
+        check_positive(limit, "--limit")
         uri = tracking_uri or default_tracking_uri()
         directory = output or Path("analysis") / run
+        check_output_dir(directory, "--output")
         result = analyze_mlflow_run(uri, run, cache_dir=cache_dir, output_dir=directory, limit=limit, device=device)
     unit = "tokens" if result.task == "ner" else "sentences"
     table = Table(

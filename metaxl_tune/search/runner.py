@@ -19,7 +19,7 @@ from typing import Any, Callable, Literal
 import optuna
 
 import metaxl_tune
-from metaxl_tune.config import RunConfig, build_config
+from metaxl_tune.config import RunConfig, build_config, refuse_ignored_options
 from metaxl_tune.results import SEARCHED_TAG
 from metaxl_tune.search.space import SearchSpace, load_space
 from metaxl_tune.tracking import Tracker, check_tracking_uri, default_tracking_uri
@@ -109,6 +109,10 @@ def resolve_space(options: SearchOptions) -> tuple[SearchSpace, RunConfig]:
     # Command-line fields beat the space's fixed values: the user typed them for this search.
     space = dataclasses.replace(space, fixed={k: v for k, v in space.fixed.items() if k not in options.base})
     base = build_config(options.base, origin="options")
+    if "method" not in space.names:
+        # One method for every trial: a flag it ignores is a mistake (a searched method instead
+        # notes the ignored fields in each trial's params, callbacks.MlflowTrialCallback).
+        refuse_ignored_options(space.fixed.get("method", base.method), set(options.base) - {"method"})
     space.validate(base)
     return space, base
 
