@@ -81,7 +81,10 @@ def train(
         resume_from = output / "checkpoint" if resume else None
         if resume and not has_checkpoint(resume_from):
             raise FileNotFoundError(f"--resume: no checkpoint in {resume_from}; run without --resume to start fresh")
-        from metaxl_tune.trainer import Run  # torch and transformers load only when training
+        from metaxl_tune.model.fit import check_fit  # torch and transformers load only when training
+        from metaxl_tune.trainer import Run
+
+        check_fit(run_config)
 
         typer.echo(f"training {run_config.method} on {run_config.task}/{run_config.target}; output in {output}")
         run = Run(run_config, output, cache_dir=cache_dir, progress=progress, log=typer.echo)

@@ -141,6 +141,10 @@ def prepare(options: SearchOptions, *, resume: bool) -> PreparedSearch:
         raise SearchError(f"--scheduler {options.scheduler}: use asha or fifo")
 
     space, base = resolve_space(options)
+    from metaxl_tune.model.fit import check_fit  # torch and transformers: only once the cheap checks pass
+
+    # The trials' common config against the model (RTN depth, max_length), before Ray starts.
+    check_fit(space.to_run_config(base, {}))
 
     tracking_uri = options.tracking_uri or default_tracking_uri()
     check_tracking_uri(tracking_uri)
