@@ -40,6 +40,8 @@ def best(
     from metaxl_tune.tracking import Tracker, check_tracking_uri, default_tracking_uri
 
     with user_errors():
+        if fmt not in ("yaml", "json"):
+            raise ValueError(f"--format {fmt}: use yaml or json")
         check_positive(top, "--top")
         check_positive(seeds, "--seeds")
         if output is not None:

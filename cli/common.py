@@ -50,6 +50,8 @@ def _one_line(text: str) -> str:
 
 def describe_os_error(error: OSError) -> str:
     """``<file>: <what happened>; <what to change>`` for the OS errors users cause."""
+    if error.errno is None:  # raised by our own code with a complete message
+        return _one_line(str(error))
     where = error.filename or "a file"
     if error.filename2:
         where = f"{where} -> {error.filename2}"

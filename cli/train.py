@@ -86,8 +86,9 @@ def train(
 
         check_fit(run_config)
 
-        typer.echo(f"training {run_config.method} on {run_config.task}/{run_config.target}; output in {output}")
         run = Run(run_config, output, cache_dir=cache_dir, progress=progress, log=typer.echo)
+        # Printed once the run is built, so that a bad input stays the only line.
+        typer.echo(f"training {run_config.method} on {run_config.task}/{run_config.target}; output in {output}")
         result = run.fit(
             on_epoch=lambda entry, _checkpoint: _print_epoch(entry, run_config.epochs), resume_from=resume_from
         )
