@@ -75,7 +75,27 @@ class SearchOptions:
         path = Path(storage) / name / OPTIONS_FILE
         if not path.is_file():
             raise SearchError(f"no search named {name} in {storage} (no {path}); check --name and --storage")
-        return cls(**json.loads(path.read_text()))
+        raw = read_options_file(path)
+        try:
+            return cls(**raw)
+        except TypeError:
+            unknown = sorted(set(raw) - {f.name for f in dataclasses.fields(cls)})
+            raise SearchError(
+                f"{path}: not the saved options of a {'search' if cls is SearchOptions else 'study'}"
+                f"{' (unknown keys: ' + ', '.join(unknown) + ')' if unknown else ''}; check --name and --storage"
+            ) from None
+
+
+def read_options_file(path: Path) -> dict[str, Any]:
+    """A saved search's or ablation's options, or one line naming the damaged file."""
+    try:
+        raw = json.loads(path.read_text(encoding="utf-8"))
+    except (ValueError, OSError) as error:
+        raise SearchError(f"{path}: cannot read the saved options ({str(error).splitlines()[0]}); "
+                          "restore the file or start a new search under another --name") from None
+    if not isinstance(raw, dict):
+        raise SearchError(f"{path}: the saved options are not a JSON object; restore the file or start a new search")
+    return raw
 
 
 def apply_preset(options: SearchOptions) -> SearchOptions:

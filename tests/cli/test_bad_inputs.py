@@ -104,6 +104,11 @@ CASES = [
     Case("search storage is a file", ["search", "--preset", "demo", "--storage", "{W}/notes.txt"], "--storage"),
     Case("search existing name", ["search", *DEMO, "--name", "finished-search"], "--resume"),
     Case("search resume unknown name", ["search", "--resume", "--name", "nope", "--storage", "{W}/searches"], "--name"),
+    Case("search resume with damaged options", ["search", "--resume", "--name", "damaged", "--storage", "{W}/searches"],
+         "damaged/metaxl-search.json"),
+    Case("search resume with foreign options", ["search", "--resume", "--name", "foreign", "--storage", "{W}/searches"],
+         "foreign/metaxl-search.json"),
+    Case("sync damaged options", ["sync", "--name", "damaged", "--storage", "{W}/searches"], "damaged/metaxl-search.json"),
     Case("search resume without name", ["search", "--resume", "--storage", "{W}/searches"], "--name"),
     # ---- ablate ----------------------------------------------------------------------------------
     Case("ablate unknown study", ["ablate", "--study", "method", "--targets", "qu", "--dry-run"], "method"),
@@ -144,6 +149,9 @@ def _write_world(world: Path) -> None:
     search = world / "searches" / "finished-search"
     search.mkdir(parents=True)
     (search / "metaxl-search.json").write_text(json.dumps({"name": "finished-search", "storage": str(world / "searches")}))
+    for name, text in (("damaged", '{"name": "damaged", '), ("foreign", '{"name": "foreign", "colour": "red"}')):
+        (world / "searches" / name).mkdir()
+        (world / "searches" / name / "metaxl-search.json").write_text(text)
     (world / "notes.txt").write_text("not a folder\n")
     (world / "binary.bin").write_bytes(bytes(range(256)) * 4)
     (world / "typo.yaml").write_text("model: tiny\nepoch: 3\n")
