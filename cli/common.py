@@ -84,10 +84,17 @@ def describe(error: BaseException) -> str:
 def user_errors() -> Iterator[None]:
     """Library errors about user input (ValueError subclasses with one-line messages, and
     OS errors about the user's files and folders) become one ``error: ...`` line, exit 2."""
+    # Printed here rather than left to ErrorReportingGroup, so that a command also keeps the
+    # policy when mounted on another Typer app (as the tests of single commands do).
     try:
         yield
+    except UserError as error:
+        _print_error(error.message)
     except (ValueError, OSError) as error:
-        raise UserError(describe(error)) from None
+        _print_error(describe(error))
+    else:
+        return
+    raise typer.Exit(code=EXIT_USER_ERROR)
 
 
 def fail(message: str) -> UserError:

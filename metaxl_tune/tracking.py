@@ -56,7 +56,10 @@ def check_tracking_uri(uri: str, *, timeout: float = 5.0) -> None:
     if scheme == "sqlite":
         folder = Path(uri[len("sqlite:///"):]).parent
         if not folder.is_dir():
-            raise TrackingError(f"--tracking-uri {uri}: no folder {folder} for the database; create it or choose another path")
+            raise TrackingError(
+                f"no MLflow store at {uri[len('sqlite:///'):]}: its folder {folder} does not exist; "
+                "create it or check --tracking-uri"
+            )
     if scheme not in ("http", "https"):
         return
     try:
