@@ -84,7 +84,12 @@ def train(
         from metaxl_tune.model.fit import check_fit  # torch and transformers load only when training
         from metaxl_tune.trainer import Run
 
-        check_fit(run_config)
+        try:
+            check_fit(run_config)
+        except ValueError as error:
+            # The model's checks name fields (they serve searches too); name the flag when one was given.
+            field, _, rest = str(error).partition(": ")
+            raise ConfigError(f"{flag_name(field)}: {rest}" if field in overrides else str(error)) from None
 
         run = Run(run_config, output, cache_dir=cache_dir, progress=progress, log=typer.echo)
         # Printed once the run is built, so that a bad input stays the only line.

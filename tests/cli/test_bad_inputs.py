@@ -44,7 +44,7 @@ CASES = [
     Case("train max-length 0", ["train", *TINY, "--max-length", "0", "-o", "{W}/new"], "--max-length"),
     Case("train rtn-layers foo", ["train", *TINY, "--rtn-layers", "foo"], "--rtn-layers"),
     Case("train rtn-layers negative", ["train", *TINY, "--rtn-layers", "0,-1"], "--rtn-layers"),
-    Case("train rtn-layers past the depth", ["train", *TINY, "--rtn-layers", "9", "-o", "{W}/new"], "rtn_layers"),
+    Case("train rtn-layers past the depth", ["train", *TINY, "--rtn-layers", "9", "-o", "{W}/new"], "--rtn-layers: layer 9"),
     Case("train rtn-layers twice", ["train", *TINY, "--rtn-layers", "last,last"], "--rtn-layers"),
     Case("train meta-lr with jt", ["train", *TINY, "--method", "jt", "--meta-lr", "1e-4"], "--meta-lr"),
     Case("train rtn-layers with jt", ["train", *TINY, "--method", "jt", "--rtn-layers", "0"], "--rtn-layers"),

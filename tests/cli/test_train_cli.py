@@ -51,7 +51,7 @@ def test_every_config_field_has_a_flag():
     "args, message",
     [
         (["--method", "maml"], "error: --method: Input should be 'target-only', 'jt', 'jt-rtn' or 'metaxl'"),
-        (["--rtn-layers", "9"], "error: rtn_layers: layer 9 is past the depth of model tiny (4 layers); use 0..4"),
+        (["--rtn-layers", "9"], "error: --rtn-layers: layer 9 is past the depth of model tiny (4 layers); use 0..4"),
         (["--source", "related", "--target", "fa"], "error: --source: 'related' is defined for"),
         (["--data", "/nonexistent/data"], "error: "),
         (["--model", "no-such-model-xyz"], "error: cannot load model 'no-such-model-xyz'"),
@@ -68,3 +68,12 @@ def test_bad_input_is_one_line_with_exit_status_2(tmp_path, args, message):
 def test_resume_without_checkpoint_says_how_to_start(tmp_path):
     result = runner.invoke(app, ["train", "--model", "tiny", "--data", "synthetic", "--output", str(tmp_path), "--resume"])
     assert result.exit_code == 2 and "run without --resume to start fresh" in result.output
+
+
+def test_a_full_config_from_best_is_accepted_with_another_method(tmp_path):
+    # `best` exports every field (meta_lr, rtn_layers, ...); only flags the method ignores are refused.
+    config = tmp_path / "best.yaml"
+    RunConfig(model="tiny", data="synthetic", method="metaxl", meta_lr=1e-4).dump(config)
+    result = runner.invoke(app, ["train", "--config", str(config), "--method", "jt", "--print-config"])
+    assert result.exit_code == 0, result.output
+    assert "method: jt" in result.output and "meta_lr: 0.0001" in result.output
