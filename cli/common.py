@@ -52,8 +52,8 @@ def describe_os_error(error: OSError) -> str:
     """``<file>: <what happened>; <what to change>`` for the OS errors users cause."""
     if error.errno is None:  # raised by our own code with a complete message
         return _one_line(str(error))
-    where = error.filename or "a file"
-    if error.filename2:
+    where = str(error.filename) if error.filename is not None else ""
+    if error.filename2 is not None:
         where = f"{where} -> {error.filename2}"
     reason = (error.strerror or str(error)).lower()
     hints = {
@@ -67,7 +67,7 @@ def describe_os_error(error: OSError) -> str:
         errno.EEXIST: "choose another path",
     }
     hint = hints.get(error.errno or 0)
-    return f"{where}: {reason}" + (f"; {hint}" if hint else "")
+    return (f"{where}: " if where else "") + reason + (f"; {hint}" if hint else "")
 
 
 def describe(error: BaseException) -> str:
