@@ -9,7 +9,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from .common import user_errors
+from .common import check_output_dir, check_positive, user_errors
 from .options import pop_config_overrides, with_config_options
 
 EXAMPLES = """
@@ -71,6 +71,13 @@ def ablate(
 
     overrides = pop_config_overrides(fields)
     with user_errors():
+        for value, flag in ((seeds, "--seeds"), (max_concurrent, "--max-concurrent"), (cpus_per_trial, "--cpus-per-trial")):
+            check_positive(value, flag)
+        check_positive(gpus_per_trial, "--gpus-per-trial", allow_zero=True)
+        if not dry_run:
+            check_output_dir(Path(storage), "--storage")
+        if cache_dir is not None and not dry_run:
+            check_output_dir(cache_dir, "--cache-dir")
         if resume:
             if name is None:
                 raise ValueError("--resume needs --name of the ablation to continue")

@@ -7,7 +7,7 @@ from typing import Optional
 
 import typer
 
-from .common import user_errors
+from .common import check_output_dir, check_positive, user_errors
 
 EXAMPLES = """
 Examples:
@@ -33,11 +33,14 @@ def analyze(
     from rich.table import Table
 
     from metaxl_tune.analysis import ARTIFACT_DIR, PLOT_FILE, analyze_mlflow_run
-    from metaxl_tune.tracking import default_tracking_uri
+    from metaxl_tune.tracking import check_tracking_uri, default_tracking_uri
 
     with user_errors():
+        check_positive(limit, "--limit")
         uri = tracking_uri or default_tracking_uri()
+        check_tracking_uri(uri)
         directory = output or Path("analysis") / run
+        check_output_dir(directory, "--output")
         result = analyze_mlflow_run(uri, run, cache_dir=cache_dir, output_dir=directory, limit=limit, device=device)
     unit = "tokens" if result.task == "ner" else "sentences"
     table = Table(

@@ -9,6 +9,7 @@ import typer
 from .ablate import ablate
 from .analyze import analyze
 from .best import best
+from .common import ErrorReportingGroup
 from .report import report
 from .search import search
 from .sync import sync
@@ -21,6 +22,9 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    # One error policy for every command: user errors in one line (exit 2), a bug line first
+    # before any other traceback (cli/common.py).
+    cls=ErrorReportingGroup,
 )
 
 

@@ -9,7 +9,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from .common import user_errors
+from .common import check_output_file, check_positive, user_errors
 
 EXAMPLES = """
 Examples:
@@ -41,6 +41,12 @@ def best(
     from metaxl_tune.tracking import Tracker, check_tracking_uri, default_tracking_uri
 
     with user_errors():
+        if fmt not in ("yaml", "json"):
+            raise ValueError(f"--format {fmt}: use yaml or json")
+        check_positive(top, "--top")
+        check_positive(seeds, "--seeds")
+        if output is not None:
+            check_output_file(output, "--output")
         uri = tracking_uri or default_tracking_uri()
         check_tracking_uri(uri)
         tracker = Tracker(uri, name)

@@ -7,7 +7,7 @@ from typing import Optional
 
 import typer
 
-from .common import user_errors
+from .common import check_output_file, user_errors
 
 EXAMPLES = """
 Examples:
@@ -32,6 +32,9 @@ def report(
     from metaxl_tune.tracking import Tracker, check_tracking_uri, default_tracking_uri
 
     with user_errors():
+        for path, flag in ((output, "--output"), (plot_path, "--plot")):
+            if path is not None:
+                check_output_file(path, flag)
         uri = tracking_uri or default_tracking_uri()
         check_tracking_uri(uri)
         result = make_report(Tracker(uri, name), fmt, metric=metric, output=output, plot_path=plot_path)

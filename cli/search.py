@@ -8,7 +8,7 @@ from typing import Any, Optional
 
 import typer
 
-from .common import user_errors
+from .common import check_output_dir, check_positive, user_errors
 from .options import pop_config_overrides, with_config_options
 
 EXAMPLES = """
@@ -50,6 +50,13 @@ def search(
 
     overrides = pop_config_overrides(fields)
     with user_errors():
+        for value, flag in ((max_concurrent, "--max-concurrent"), (time_budget, "--time-budget"), (grace_period, "--grace-period"),
+                            (cpus_per_trial, "--cpus-per-trial"), (keep_checkpoints, "--keep-checkpoints")):
+            check_positive(value, flag)
+        check_positive(gpus_per_trial, "--gpus-per-trial", allow_zero=True)
+        check_output_dir(Path(storage), "--storage")
+        if cache_dir is not None:
+            check_output_dir(cache_dir, "--cache-dir")
         if resume:
             if name is None:
                 raise ValueError("--resume needs --name of the search to continue")

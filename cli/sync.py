@@ -25,7 +25,11 @@ def sync(
     """Write every trial's epoch results, tags and final status from Tune's records to MLflow (after an outage; idempotent)."""
     from metaxl_tune.search.sync import sync as sync_experiment
 
+    from metaxl_tune.tracking import check_tracking_uri
+
     with user_errors():
+        if tracking_uri is not None:
+            check_tracking_uri(tracking_uri)
         report = sync_experiment(storage, name, tracking_uri=tracking_uri, log=typer.echo)
     if report.parent_status is None:
         typer.echo("some trials have not ended yet: run sync again once the search is done (or resume it)")

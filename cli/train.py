@@ -9,9 +9,9 @@ from typing import Any, Optional
 import typer
 
 from metaxl_tune.checkpoint import has_checkpoint
-from metaxl_tune.config import ConfigError, build_config, load_config
+from metaxl_tune.config import ConfigError, RunConfig, build_config, load_config, refuse_ignored_options
 
-from .common import user_errors
+from .common import check_output_dir, user_errors
 from .options import flag_name, pop_config_overrides, with_config_options
 
 EXAMPLES = """
@@ -28,6 +28,25 @@ Examples:
 def _default_output(values: dict[str, Any]) -> Path:
     stamp = time.strftime("%Y%m%d-%H%M%S")
     return Path("runs") / f"{values['task']}-{values['target']}-{values['method']}-{stamp}"
+
+
+def resolve_config(config: Path | None, overrides: dict[str, Any]) -> RunConfig:
+    """The run's config from --config and the flags; errors name the flag when a flag's value
+    is at fault, and flags the chosen method ignores are refused."""
+    origin = str(config) if config is not None else "options"
+    try:
+        if config is not None:
+            run_config = load_config(config, overrides)
+        else:
+            run_config = build_config(overrides, origin="options")
+    except ConfigError as error:
+        message = str(error)
+        field, _, rest = message.removeprefix(f"{origin}: ").partition(": ")
+        if field.split(".")[0] in overrides:
+            raise ConfigError(f"{flag_name(field.split('.')[0])}: {rest}") from None
+        raise ConfigError(message.removeprefix("options: ")) from None
+    refuse_ignored_options(run_config.method, set(overrides) - {"method"})
+    return run_config
 
 
 def _print_epoch(entry, epochs: int) -> None:
@@ -52,27 +71,30 @@ def train(
     """Train one model (target-only, JT, JT w/ RTN or MetaXL) and report dev/test F1 per epoch."""
     overrides = pop_config_overrides(fields)
     with user_errors():
-        if config is not None:
-            run_config = load_config(config, overrides)
-        else:
-            try:
-                run_config = build_config(overrides, origin="options")
-            except ConfigError as error:
-                # Name the flag rather than the field when the value came from a flag.
-                message = str(error).removeprefix("options: ")
-                field, _, rest = message.partition(": ")
-                raise ConfigError(f"{flag_name(field)}: {rest}" if field in overrides else message) from None
+        run_config = resolve_config(config, overrides)
         if print_config:
             typer.echo(run_config.to_yaml(), nl=False)
             return
         output = output or _default_output(run_config.to_dict())
+        check_output_dir(output, "--output")
+        if cache_dir is not None:
+            check_output_dir(cache_dir, "--cache-dir")
         resume_from = output / "checkpoint" if resume else None
         if resume and not has_checkpoint(resume_from):
             raise FileNotFoundError(f"--resume: no checkpoint in {resume_from}; run without --resume to start fresh")
-        from metaxl_tune.trainer import Run  # torch and transformers load only when training
+        from metaxl_tune.model.fit import check_fit  # torch and transformers load only when training
+        from metaxl_tune.trainer import Run
 
-        typer.echo(f"training {run_config.method} on {run_config.task}/{run_config.target}; output in {output}")
+        try:
+            check_fit(run_config)
+        except ValueError as error:
+            # The model's checks name fields (they serve searches too); name the flag when one was given.
+            field, _, rest = str(error).partition(": ")
+            raise ConfigError(f"{flag_name(field)}: {rest}" if field in overrides else str(error)) from None
+
         run = Run(run_config, output, cache_dir=cache_dir, progress=progress, log=typer.echo)
+        # Printed once the run is built, so that a bad input stays the only line.
+        typer.echo(f"training {run_config.method} on {run_config.task}/{run_config.target}; output in {output}")
         result = run.fit(
             on_epoch=lambda entry, _checkpoint: _print_epoch(entry, run_config.total_epochs), resume_from=resume_from
         )

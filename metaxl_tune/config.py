@@ -24,8 +24,29 @@ SourceStrategy = Literal["sequential", "round-robin", "uniform", "bandit"]
 # depth-relative name, resolved against the model when it is built ("middle" = depth // 2).
 Placement = Union[int, Literal["middle", "last"]]
 
+PLACEMENT_HELP = (
+    "use layer indices 0..N (0 = after the embeddings, N = the encoder's depth, e.g. 12 for "
+    "xlm-roberta-base, 4 for tiny), middle or last"
+)
+
 METHODS: tuple[str, ...] = ("target-only", "jt", "jt-rtn", "metaxl")
 RTN_METHODS: frozenset[str] = frozenset({"jt-rtn", "metaxl"})
+
+# Fields only some methods read (bilevel.Learner, trainer.Run); every other method ignores
+# them. RTN fields: the RTN and its optimizer (jt-rtn trains phi by plain SGD on the joint
+# loss, paper section 4.4). MetaXL fields: the look-ahead step and target split of Algorithm 1.
+# Source fields: target-only never reads source data.
+METHODS_USING: dict[str, tuple[str, ...]] = {
+    **{
+        name: ("jt-rtn", "metaxl")
+        for name in ("rtn_layers", "rtn_bottleneck", "rtn_gate", "rtn_detach_input", "meta_lr", "rtn_per_source")
+    },
+    **{name: ("metaxl",) for name in ("lookahead_lr", "portion", "theta_update")},
+    **{
+        name: ("jt", "jt-rtn", "metaxl")
+        for name in ("source", "source_size", "source_strategy", "source_label_format")
+    },
+}
 
 # Paper protocol (DESIGN.md section 2) per task: batch, max length, RTN bottleneck, source size.
 TASK_DEFAULTS: dict[str, dict[str, int]] = {
@@ -128,6 +149,18 @@ class RunConfig(BaseModel):
         for part in value.split(","):
             if part != "related" and not is_language_code(part):
                 raise ValueError(f"must be language codes or 'related', comma-separated, e.g. en,tr (got {value!r})")
+        return value
+
+    @field_validator("rtn_layers", mode="before")
+    @classmethod
+    def _layers_are_placements(cls, value: Any) -> Any:
+        # Checked before pydantic's union matching, whose own wording ("rtn_layers.0.int: Input
+        # should be a valid integer") names neither the field's flag nor the allowed names.
+        if not isinstance(value, (list, tuple)):
+            raise ValueError(f"must be a list of placements such as [last] or [0, last] (got {value!r})")
+        for layer in value:
+            if not _is_placement(layer):
+                raise ValueError(f"{layer!r} is not a placement; {PLACEMENT_HELP}")
         return value
 
     @field_validator("rtn_layers")
@@ -255,18 +288,55 @@ class RunConfig(BaseModel):
         return build_config(values)
 
 
+def ignored_by_method(method: str, fields: Any) -> list[str]:
+    """The ``fields`` (names) that ``method`` does not read, in RunConfig's field order."""
+    given = set(fields)
+    return [name for name in RunConfig.model_fields if name in given and method not in METHODS_USING.get(name, METHODS)]
+
+
+def refuse_ignored_options(method: str, given: Any, *, flags: bool = True) -> None:
+    """Raise ConfigError when the user explicitly set a field that ``method`` ignores.
+
+    Only explicitly given values are checked (flags, or the command line's base fields of a
+    search): a full config such as ``best`` exports records every field, whatever the method.
+    """
+    ignored = ignored_by_method(method, given)
+    if not ignored:
+        return
+    name = ignored[0]
+    shown = "--" + name.replace("_", "-") if flags else name
+    users = METHODS_USING[name]
+    raise ConfigError(
+        f"{shown}: method {method} ignores it (only {', '.join(users)} use{'s' if len(users) == 1 else ''} it); "
+        f"drop {shown} or choose --method {users[-1]}"
+    )
+
+
+def _is_placement(value: Any) -> bool:
+    if isinstance(value, bool):
+        return False
+    if isinstance(value, int):
+        return True
+    return isinstance(value, str) and (value.strip() in ("middle", "last") or value.strip().isdigit())
+
+
 def _field_error(field: str, message: str) -> ValueError:
     return ValueError(f"{field}: {message}")
 
 
 def format_validation_error(error: ValidationError, origin: str = "config") -> str:
-    """One line for the first problem: ``origin: field: what is allowed``."""
+    """One line for the first problem: ``origin: field: what is allowed (got value)``."""
     first = error.errors()[0]
-    location = ".".join(str(part) for part in first["loc"])
+    # Pydantic's location runs into union branches ("rtn_layers.0.int"); the field is what the
+    # user can change, and the list index is kept for list fields.
+    parts = [str(part) for part in first["loc"]]
+    location = ".".join(parts[:2] if len(parts) > 1 and parts[1].isdigit() else parts[:1])
     message = first["msg"].removeprefix("Value error, ")
-    if first["type"] == "extra_forbidden":
+    kind = first["type"]
+    if kind == "extra_forbidden":
         message = f"unknown field (known: {', '.join(RunConfig.model_fields)})"
-    elif first["type"] == "literal_error":
+    elif kind not in ("value_error", "missing") and not isinstance(first.get("input"), dict):
+        # Type and choice errors: pydantic's wording does not repeat the rejected value.
         message = f"{message} (got {first['input']!r})"
     if not location:
         return f"{origin}: {message}"
@@ -285,9 +355,11 @@ def load_config(path: str | Path, overrides: dict[str, Any] | None = None) -> Ru
     """Read a YAML config (safe loading); ``overrides`` (e.g. CLI flags) replace its fields."""
     path = Path(path)
     if not path.is_file():
-        raise ConfigError(f"{path}: no such config file")
+        what = "a folder, not a config file" if path.is_dir() else "no such config file"
+        raise ConfigError(f"{path}: {what}; --config needs a YAML file (e.g. one written by metaxl-tune best)")
+    text = read_text_file(path, "--config needs a YAML file", ConfigError)
     try:
-        values = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        values = yaml.safe_load(text) or {}
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None)
         where = f" line {mark.line + 1}" if mark else ""
@@ -295,3 +367,15 @@ def load_config(path: str | Path, overrides: dict[str, Any] | None = None) -> Ru
     if not isinstance(values, dict):
         raise ConfigError(f"{path}: must be a mapping of config fields, not {type(values).__name__}")
     return build_config({**values, **(overrides or {})}, origin=str(path))
+
+
+def read_text_file(path: str | Path, expected: str, error: type[ValueError] = ConfigError) -> str:
+    """A user-named text file's content, or one line naming the file when it cannot be read
+    (not UTF-8, e.g. a binary file; unreadable) -- ``expected`` says what it should be."""
+    try:
+        return Path(path).read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError as problem:
+        raise error(f"{path}: not UTF-8 text (byte {problem.start}); {expected}") from None
+    except OSError as problem:
+        reason = (problem.strerror or str(problem)).lower()
+        raise error(f"{path}: cannot read it ({reason}); {expected}") from None

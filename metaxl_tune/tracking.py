@@ -42,9 +42,26 @@ def default_tracking_uri() -> str:
     return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{Path(DEFAULT_DB).resolve()}"
 
 
+# Backends MLflow's tracking client accepts (plain paths and file:// are local folders).
+_TRACKING_SCHEMES = frozenset({"", "file", "http", "https", "sqlite", "postgresql", "mysql", "mssql", "databricks"})
+
+
 def check_tracking_uri(uri: str, *, timeout: float = 5.0) -> None:
-    """Fail fast, before Ray starts, when a tracking server does not answer."""
-    if not uri.startswith(("http://", "https://")):
+    """Fail fast, before Ray starts, when a tracking URI cannot work or its server does not answer."""
+    scheme = uri.split("://", 1)[0].split("+", 1)[0] if "://" in uri else ""
+    if scheme not in _TRACKING_SCHEMES:
+        raise TrackingError(
+            f"--tracking-uri {uri}: unsupported scheme '{scheme}://'; use http(s)://HOST:PORT, "
+            "sqlite:///FILE.db, a database URI (postgresql://, mysql://) or a folder"
+        )
+    if scheme == "sqlite":
+        folder = Path(uri[len("sqlite:///"):]).parent
+        if not folder.is_dir():
+            raise TrackingError(
+                f"no MLflow store at {uri[len('sqlite:///'):]}: its folder {folder} does not exist; "
+                "create it or check --tracking-uri"
+            )
+    if scheme not in ("http", "https"):
         return
     try:
         with urllib.request.urlopen(uri.rstrip("/") + "/health", timeout=timeout) as response:

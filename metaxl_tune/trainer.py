@@ -23,8 +23,9 @@ from metaxl_tune.config import RunConfig
 from metaxl_tune.data.encoding import Batcher
 from metaxl_tune.data.prepare import PreparedData, describe_sizes, prepare_data
 from metaxl_tune.metrics import ner_f1, positive_f1, sentence_predictions
-from metaxl_tune.model.backbone import encoder_modules, hidden_size, load_backbone, load_model_config, model_depth
-from metaxl_tune.model.rtn import RTNBank, resolve_placements
+from metaxl_tune.model.backbone import encoder_modules, hidden_size, load_backbone, load_model_config
+from metaxl_tune.model.fit import check_fit
+from metaxl_tune.model.rtn import RTNBank
 from metaxl_tune.source_sampler import SourceSchedule
 
 EVAL_BATCH_SIZE = 64
@@ -146,9 +147,8 @@ class Run:
         self.progress = progress
         self.save_model = save_model
         self.device = resolve_device(config.device)
-        model_config = load_model_config(config.model, max_length=config.max_length)
-        depth = model_depth(model_config)
-        self.placements = resolve_placements(config.rtn_layers, depth, config.model) if config.uses_rtn else []
+        fit = check_fit(config)  # placements and max_length against the model, before any data
+        model_config, self.placements = fit.model_config, fit.placements
 
         self.data: PreparedData = prepare_data(config, Path(cache_dir or default_cache_dir()), progress=log)
         if log is not None:

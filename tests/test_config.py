@@ -97,3 +97,39 @@ def test_bad_source_lists_fail_with_one_line(source, message):
 def test_related_in_a_list_needs_a_table_target():
     with pytest.raises(ConfigError, match="source: 'related' is defined for"):
         build_config({"target": "fa", "source": "en,related"})
+
+
+def test_fields_a_method_ignores_are_listed_in_field_order():
+    from metaxl_tune.config import ignored_by_method
+
+    fields = ["portion", "meta_lr", "lr", "source", "rtn_layers"]
+    assert ignored_by_method("jt", fields) == ["rtn_layers", "meta_lr", "portion"]
+    assert ignored_by_method("jt-rtn", fields) == ["portion"]
+    assert ignored_by_method("target-only", fields) == ["source", "rtn_layers", "meta_lr", "portion"]
+    assert ignored_by_method("metaxl", fields) == []
+
+
+def test_refusing_an_ignored_option_names_its_flag_and_the_methods_that_use_it():
+    from metaxl_tune.config import ConfigError, refuse_ignored_options
+
+    with pytest.raises(ConfigError) as caught:
+        refuse_ignored_options("jt", {"meta_lr", "epochs"})
+    assert str(caught.value) == "--meta-lr: method jt ignores it (only jt-rtn, metaxl use it); drop --meta-lr or choose --method metaxl"
+
+
+def test_an_unknown_placement_names_the_field_and_the_allowed_names():
+    from metaxl_tune.config import ConfigError, build_config
+
+    with pytest.raises(ConfigError) as caught:
+        build_config({"rtn_layers": [0, "top"]})
+    message = str(caught.value)
+    assert message.startswith("config: rtn_layers: 'top' is not a placement;") and "middle or last" in message
+
+
+def test_a_binary_config_file_is_named(tmp_path):
+    from metaxl_tune.config import ConfigError, load_config
+
+    path = tmp_path / "model.bin"
+    path.write_bytes(b"\x80\x81\x82")
+    with pytest.raises(ConfigError, match=rf"^{path}: not UTF-8 text \(byte 0\); --config needs a YAML file$"):
+        load_config(path)

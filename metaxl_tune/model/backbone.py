@@ -61,6 +61,39 @@ def load_model_config(name: str, *, max_length: int, vocab_size: int = 8) -> Pre
         raise ModelError(_offline_hint(name)) from None
 
 
+def position_limit(model_config: PretrainedConfig) -> int | None:
+    """The longest sequence the model's position embeddings can number (None: no limit known)."""
+    total = getattr(model_config, "max_position_embeddings", None)
+    if not isinstance(total, int):
+        return None
+    # RoBERTa-family models (XLM-R) number positions from padding_idx + 1, so the first
+    # pad_token_id + 1 rows are never used for tokens: XLM-R base's 514 rows fit 512 tokens.
+    if "roberta" in model_config.model_type or model_config.model_type == "camembert":
+        total -= (model_config.pad_token_id or 0) + 1
+    return total
+
+
+def check_max_length(max_length: int, model_config: PretrainedConfig, *, special_tokens: int, model_name: str) -> None:
+    """``max_length`` must leave room for one word piece after the tokenizer's special tokens
+    and fit the model's position embeddings; otherwise truncation cannot honour it and the
+    embeddings index past their table."""
+    if max_length <= special_tokens:
+        raise ModelError(
+            f"--max-length {max_length}: too short; the tokenizer of {model_name} adds {special_tokens} "
+            f"special tokens to every sequence, so use at least {special_tokens + 1}"
+        )
+    limit = None if name_is_tiny(model_name) else position_limit(model_config)
+    if limit is not None and max_length > limit:
+        raise ModelError(
+            f"--max-length {max_length}: model {model_name} has position embeddings for {limit} tokens; use at most {limit}"
+        )
+
+
+def name_is_tiny(name: str) -> bool:
+    # The tiny model's position table is sized from max_length (load_model_config).
+    return name == TINY
+
+
 def model_depth(model_config: PretrainedConfig) -> int:
     for key in ("num_hidden_layers", "n_layers", "num_layers"):
         if hasattr(model_config, key):

@@ -48,6 +48,17 @@ def train_tiny_tokenizer(texts: Iterable[str], directory: Path, *, max_length: i
     return tokenizer
 
 
+TINY_SPECIAL_TOKENS = 2
+"""<s> and </s> around every sequence: the tiny tokenizer's single-sequence template below."""
+
+
+def special_tokens_added(name: str) -> int:
+    """How many special tokens the model's tokenizer adds to one sequence."""
+    if name == TINY:
+        return TINY_SPECIAL_TOKENS
+    return load_tokenizer(name).num_special_tokens_to_add(pair=False)
+
+
 def load_tokenizer(name: str) -> PreTrainedTokenizerFast:
     """The pre-trained model's fast tokenizer (word alignment for NER needs a fast one)."""
     try:

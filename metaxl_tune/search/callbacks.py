@@ -9,7 +9,7 @@ from typing import Any, Callable
 
 from ray import tune
 
-from metaxl_tune.config import RunConfig
+from metaxl_tune.config import RunConfig, ignored_by_method
 from metaxl_tune.search.ending import ERROR_TAG, error_reason
 from metaxl_tune.search.pruning import stopped_because, was_pruned
 from metaxl_tune.search.tracking_queue import TrackingQueue
@@ -122,9 +122,12 @@ class MlflowTrialCallback(tune.Callback):
         if trial_id not in self.runs:
             config = self.to_config(trial_config)
             tags = self.trial_tags(trial_config) if self.trial_tags is not None else {}
-            self.runs[trial_id] = self.tracker.trial_run(
-                self.parent_id, trial_id, config.to_dict(), config.to_yaml(), tags
-            )
+            params = config.to_dict()
+            ignored = ignored_by_method(config.method, params)
+            if ignored:
+                # The trial's method never reads these (config.METHODS_USING): say so next to them.
+                params["ignored_by_method"] = ",".join(ignored)
+            self.runs[trial_id] = self.tracker.trial_run(self.parent_id, trial_id, params, config.to_yaml(), tags)
         return self.runs[trial_id]
 
     def on_trial_start(self, iteration, trials, trial, **info) -> None:

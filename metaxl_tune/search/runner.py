@@ -19,7 +19,7 @@ from typing import Any, Callable, Literal
 import optuna
 
 import metaxl_tune
-from metaxl_tune.config import RunConfig, build_config
+from metaxl_tune.config import RunConfig, build_config, refuse_ignored_options
 from metaxl_tune.results import SEARCHED_TAG
 from metaxl_tune.search.space import SearchSpace, load_space
 from metaxl_tune.tracking import Tracker, check_tracking_uri, default_tracking_uri
@@ -79,7 +79,27 @@ class SearchOptions:
         path = Path(storage) / name / OPTIONS_FILE
         if not path.is_file():
             raise SearchError(f"no search named {name} in {storage} (no {path}); check --name and --storage")
-        return cls(**json.loads(path.read_text()))
+        raw = read_options_file(path)
+        try:
+            return cls(**raw)
+        except TypeError:
+            unknown = sorted(set(raw) - {f.name for f in dataclasses.fields(cls)})
+            raise SearchError(
+                f"{path}: not the saved options of a {'search' if cls is SearchOptions else 'study'}"
+                f"{' (unknown keys: ' + ', '.join(unknown) + ')' if unknown else ''}; check --name and --storage"
+            ) from None
+
+
+def read_options_file(path: Path) -> dict[str, Any]:
+    """A saved search's or ablation's options, or one line naming the damaged file."""
+    try:
+        raw = json.loads(path.read_text(encoding="utf-8"))
+    except (ValueError, OSError) as error:
+        raise SearchError(f"{path}: cannot read the saved options ({str(error).splitlines()[0]}); "
+                          "restore the file or start a new search under another --name") from None
+    if not isinstance(raw, dict):
+        raise SearchError(f"{path}: the saved options are not a JSON object; restore the file or start a new search")
+    return raw
 
 
 def apply_preset(options: SearchOptions) -> SearchOptions:
@@ -113,6 +133,10 @@ def resolve_space(options: SearchOptions) -> tuple[SearchSpace, RunConfig]:
     # Command-line fields beat the space's fixed values: the user typed them for this search.
     space = dataclasses.replace(space, fixed={k: v for k, v in space.fixed.items() if k not in options.base})
     base = build_config(options.base, origin="options")
+    if "method" not in space.names:
+        # One method for every trial: a flag it ignores is a mistake (a searched method instead
+        # notes the ignored fields in each trial's params, callbacks.MlflowTrialCallback).
+        refuse_ignored_options(space.fixed.get("method", base.method), set(options.base) - {"method"})
     space.validate(base)
     return space, base
 
@@ -142,6 +166,10 @@ def prepare(options: SearchOptions, *, resume: bool) -> PreparedSearch:
     check_storage_retry(options)
 
     space, base = resolve_space(options)
+    from metaxl_tune.model.fit import check_fit  # torch and transformers: only once the cheap checks pass
+
+    # The trials' common config against the model (RTN depth, max_length), before Ray starts.
+    check_fit(space.to_run_config(base, {}))
 
     tracking_uri = options.tracking_uri or default_tracking_uri()
     check_tracking_uri(tracking_uri)

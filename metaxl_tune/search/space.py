@@ -71,7 +71,7 @@ from typing import Any, Callable, Iterable, Mapping
 
 import yaml
 
-from metaxl_tune.config import ConfigError, RunConfig
+from metaxl_tune.config import ConfigError, RunConfig, read_text_file
 from metaxl_tune.search.placement import placement_label, resolve_placement
 
 __all__ = ["Parameter", "SearchSpace", "SpaceError", "load_space", "shipped_spaces"]
@@ -527,7 +527,7 @@ def load_space(name_or_path: str | Path) -> SearchSpace:
         path = Path(text)
         if not path.is_file():
             raise SpaceError(f"{text}: no such search-space file")
-        origin, source = text, path.read_text(encoding="utf-8")
+        origin, source = text, read_text_file(path, "--space needs a YAML search space", SpaceError)
     else:
         shipped = shipped_spaces()
         if text not in shipped:

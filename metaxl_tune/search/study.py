@@ -23,7 +23,7 @@ from typing import Any
 
 import yaml
 
-from metaxl_tune.config import ConfigError, RunConfig
+from metaxl_tune.config import ConfigError, RunConfig, read_text_file
 from metaxl_tune.search.placement import resolve_placement
 
 _KEYS = {"description", "fixed", "settings", "settings_by_task", "include"}
@@ -67,7 +67,7 @@ def _read(name_or_path: str) -> tuple[str, dict]:
         path = Path(name_or_path)
         if not path.is_file():
             raise StudyError(f"{name_or_path}: no such study file")
-        text, origin = path.read_text(encoding="utf-8"), str(path)
+        text, origin = read_text_file(path, "--study needs a YAML study", StudyError), str(path)
     else:
         if name_or_path not in shipped_studies():
             raise StudyError(f"{name_or_path}: unknown study; shipped: {', '.join(shipped_studies())}, or a YAML path")

@@ -25,6 +25,7 @@ from metaxl_tune.search.runner import (
     apply_preset,
     attach_plots,
     load_search_study,
+    read_options_file,
     resolve_space,
     search_parent_tags,
 )
@@ -59,7 +60,7 @@ def _load(storage: str, name: str) -> _Experiment:
     if not path.is_file():
         raise SearchError(f"no search or ablation named {name} in {Path(storage).resolve()} (no {path}); "
                           "check --name and --storage")
-    raw = json.loads(path.read_text())
+    raw = read_options_file(path)
     if "study" in raw:
         from metaxl_tune.search.ablate import AblationOptions, CellConfigs, ablation_parent_tags, plan
 

@@ -52,7 +52,7 @@ def test_every_config_field_has_a_flag():
     "args, message",
     [
         (["--method", "maml"], "error: --method: Input should be 'target-only', 'jt', 'jt-rtn' or 'metaxl'"),
-        (["--rtn-layers", "9"], "error: rtn_layers: layer 9 is past the depth of model tiny (4 layers); use 0..4"),
+        (["--rtn-layers", "9"], "error: --rtn-layers: layer 9 is past the depth of model tiny (4 layers); use 0..4"),
         (["--source", "related", "--target", "fa"], "error: --source: 'related' is defined for"),
         (["--data", "/nonexistent/data"], "error: "),
         (["--model", "no-such-model-xyz"], "error: cannot load model 'no-such-model-xyz'"),
@@ -137,3 +137,12 @@ def test_target_only_trains_without_the_source_folder(tmp_path):
     assert result.exit_code == 0, result.output
     assert "data: target 8 train / 10 dev / 10 test; no source data" in result.output
     assert json.loads((tmp_path / "run" / "results.json").read_text())["data_sizes"]["source"] == {}
+
+
+def test_a_full_config_from_best_is_accepted_with_another_method(tmp_path):
+    # `best` exports every field (meta_lr, rtn_layers, ...); only flags the method ignores are refused.
+    config = tmp_path / "best.yaml"
+    RunConfig(model="tiny", data="synthetic", method="metaxl", meta_lr=1e-4).dump(config)
+    result = runner.invoke(app, ["train", "--config", str(config), "--method", "jt", "--print-config"])
+    assert result.exit_code == 0, result.output
+    assert "method: jt" in result.output and "meta_lr: 0.0001" in result.output

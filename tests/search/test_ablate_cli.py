@@ -64,6 +64,10 @@ def test_ablation_grid_runs_end_to_end(tmp_path, shared_cache):
     for run in trials:
         assert run.info.status == "FINISHED"
         assert run.data.params["method"] == run.data.tags["metaxl.setting"]
+        # A note next to the params that this trial's method never reads (config.METHODS_USING).
+        ignored = {"target-only": "source,rtn_layers,rtn_bottleneck,rtn_gate,rtn_detach_input,meta_lr,lookahead_lr,portion,theta_update,source_size",
+                   "jt": "rtn_layers,rtn_bottleneck,rtn_gate,rtn_detach_input,meta_lr,lookahead_lr,portion,theta_update"}
+        assert run.data.params.get("ignored_by_method") == ignored.get(run.data.params["method"])
         assert run.data.metrics["device_seconds"] >= run.data.metrics["wall_seconds"] * 0.99 > 0
         assert run.data.tags["metaxl.device_type"] == "cpu"
 

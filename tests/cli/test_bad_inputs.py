@@ -1,0 +1,257 @@
+"""A fuzz table of bad inputs through the real CLI: each is one line, exit status 2, names the
+flag or file to change, and leaves every finished file as it was.
+
+All cases run in-process through Typer's runner and fail before any training or Ray start,
+so the table costs seconds (the first case that reaches torch pays its import once).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from metaxl_tune.cli.app import app
+from metaxl_tune.config import RunConfig
+
+runner = CliRunner()
+
+TINY = ["--model", "tiny", "--data", "synthetic", "--no-progress"]
+DEMO = ["--preset", "demo", "--storage", "{W}/searches"]
+
+
+@dataclass(frozen=True)
+class Case:
+    id: str
+    args: list[str]
+    """Command line; ``{W}`` is the world folder of finished files and inputs."""
+    names: str
+    """What the one line must name: the flag or the file to change."""
+    needs_locked: bool = False
+
+
+CASES = [
+    # ---- train: flags -------------------------------------------------------------------------
+    Case("train max-length 1 (tokenizer's special tokens)", ["train", *TINY, "--max-length", "1", "-o", "{W}/new"], "--max-length"),
+    Case("train max-length 2 (no room for a word)", ["train", *TINY, "--max-length", "2", "-o", "{W}/new"], "--max-length"),
+    Case("train max-length 0", ["train", *TINY, "--max-length", "0", "-o", "{W}/new"], "--max-length"),
+    Case("train rtn-layers foo", ["train", *TINY, "--rtn-layers", "foo"], "--rtn-layers"),
+    Case("train rtn-layers negative", ["train", *TINY, "--rtn-layers", "0,-1"], "--rtn-layers"),
+    Case("train rtn-layers past the depth", ["train", *TINY, "--rtn-layers", "9", "-o", "{W}/new"], "--rtn-layers: layer 9"),
+    Case("train rtn-layers twice", ["train", *TINY, "--rtn-layers", "last,last"], "--rtn-layers"),
+    Case("train meta-lr with jt", ["train", *TINY, "--method", "jt", "--meta-lr", "1e-4"], "--meta-lr"),
+    Case("train rtn-layers with jt", ["train", *TINY, "--method", "jt", "--rtn-layers", "0"], "--rtn-layers"),
+    Case("train portion with jt-rtn", ["train", *TINY, "--method", "jt-rtn", "--portion", "3"], "--portion"),
+    Case("train source with target-only", ["train", *TINY, "--method", "target-only", "--source", "es"], "--source"),
+    Case("train unknown target language", ["train", *TINY, "--target", "zz9"], "--target"),
+    Case("train unknown method", ["train", *TINY, "--method", "maml"], "--method"),
+    Case("train negative epochs", ["train", *TINY, "--epochs", "-3"], "--epochs"),
+    Case("train epochs not a number", ["train", *TINY, "--epochs", "three"], "--epochs"),
+    Case("train zero learning rate", ["train", *TINY, "--lr", "0"], "--lr"),
+    Case("train warmup ratio above 1", ["train", *TINY, "--warmup-ratio", "1.5"], "--warmup-ratio"),
+    Case("train bad device", ["train", *TINY, "--device", "gpu"], "--device"),
+    Case("train max-grad-norm text", ["train", *TINY, "--max-grad-norm", "big"], "--max-grad-norm"),
+    Case("train source equals target", ["train", *TINY, "--source", "tk", "--target", "tk"], "--source"),
+    Case("train related source undefined", ["train", *TINY, "--source", "related", "--target", "fa"], "--source"),
+    Case("train portion above batch size", ["train", *TINY, "--batch-size", "2", "--portion", "4"], "--portion"),
+    Case("train negative target size", ["train", *TINY, "--target-size", "-5"], "--target-size"),
+    Case("train unknown option", ["train", *TINY, "--epoch", "3"], "--epoch"),
+    # ---- train: paths ---------------------------------------------------------------------------
+    Case("train output is a file", ["train", *TINY, "-o", "{W}/notes.txt"], "--output"),
+    Case("train output under a file", ["train", *TINY, "-o", "{W}/notes.txt/run"], "--output"),
+    Case("train output in an unwritable folder", ["train", *TINY, "-o", "{W}/locked/run"], "--output", needs_locked=True),
+    Case("train cache-dir is a file", ["train", *TINY, "-o", "{W}/new", "--cache-dir", "{W}/notes.txt"], "--cache-dir"),
+    Case("train resume without checkpoint", ["train", *TINY, "-o", "{W}/new", "--resume"], "--resume"),
+    # ---- train: config files --------------------------------------------------------------------
+    Case("config missing", ["train", "--config", "{W}/missing.yaml"], "missing.yaml"),
+    Case("config binary", ["train", "--config", "{W}/binary.bin"], "binary.bin"),
+    Case("config is a folder", ["train", "--config", "{W}/finished"], "finished"),
+    Case("config field typo", ["train", "--config", "{W}/typo.yaml"], "typo.yaml: epoch"),
+    Case("config not a mapping", ["train", "--config", "{W}/list.yaml"], "list.yaml"),
+    Case("config invalid YAML", ["train", "--config", "{W}/broken.yaml"], "broken.yaml"),
+    Case("config bad value", ["train", "--config", "{W}/negative.yaml"], "negative.yaml: batch_size"),
+    Case("config fine but flag bad", ["train", "--config", "{W}/finished/config.yaml", "--epochs", "0"], "--epochs"),
+    # ---- train: data ----------------------------------------------------------------------------
+    Case("data dir missing", ["train", "--model", "tiny", "--data", "{W}/nodata", "-o", "{W}/new"], "nodata"),
+    Case("panx line without tab", ["train", "--model", "tiny", "--data", "{W}/panx", "--method", "target-only", "-o", "{W}/new"], "train:2"),
+    Case("panx language missing", ["train", "--model", "tiny", "--data", "{W}/panx", "--target", "qu", "--method", "target-only", "-o", "{W}/new"], "qu"),
+    Case("SA file without label column", ["train", "--model", "tiny", "--task", "sa", "--target", "fa", "--method", "target-only",
+                                          "--data", "{W}/sa", "-o", "{W}/new"], "train.jsonl"),
+    # ---- search ----------------------------------------------------------------------------------
+    Case("search unknown preset", ["search", "--preset", "huge", "--storage", "{W}/searches"], "--preset"),
+    Case("search unknown space", ["search", "--space", "nerr", "--storage", "{W}/searches"], "nerr"),
+    Case("search space YAML typo", ["search", "--space", "{W}/typo-space.yaml", "--storage", "{W}/searches"], "typo-space.yaml"),
+    Case("search space binary", ["search", "--space", "{W}/binary.bin", "--storage", "{W}/searches"], "binary.bin"),
+    Case("search zero samples", ["search", *DEMO, "--num-samples", "0"], "--num-samples"),
+    Case("search negative time budget", ["search", *DEMO, "--time-budget", "-1"], "--time-budget"),
+    Case("search bad scheduler", ["search", *DEMO, "--scheduler", "hyperband"], "--scheduler"),
+    Case("search flag clashes with the space", ["search", *DEMO, "--meta-lr", "1e-3"], "--meta-lr"),
+    Case("search flag its fixed method ignores", ["search", "--space", "{W}/jt-space.yaml", "--model", "tiny", "--data", "synthetic",
+                                                  "--storage", "{W}/searches", "--meta-lr", "1e-3"], "--meta-lr"),
+    Case("search max-length too short", ["search", *DEMO, "--max-length", "2"], "--max-length"),
+    Case("search rtn past the depth", ["search", "--space", "{W}/jt-space.yaml", "--model", "tiny", "--data", "synthetic",
+                                       "--method", "metaxl", "--rtn-layers", "7", "--storage", "{W}/searches"], "rtn_layers"),
+    Case("search unreachable Ray", ["search", *DEMO, "--address", "127.0.0.1:1"], "127.0.0.1:1"),
+    Case("search unreachable MLflow", ["search", *DEMO, "--tracking-uri", "http://127.0.0.1:9"], "http://127.0.0.1:9"),
+    Case("search bucket storage", ["search", "--preset", "demo", "--storage", "s3://bucket/searches"], "--storage"),
+    Case("search storage is a file", ["search", "--preset", "demo", "--storage", "{W}/notes.txt"], "--storage"),
+    Case("search existing name", ["search", *DEMO, "--name", "finished-search"], "--resume"),
+    Case("search resume unknown name", ["search", "--resume", "--name", "nope", "--storage", "{W}/searches"], "--name"),
+    Case("search resume with damaged options", ["search", "--resume", "--name", "damaged", "--storage", "{W}/searches"],
+         "damaged/metaxl-search.json"),
+    Case("search resume with foreign options", ["search", "--resume", "--name", "foreign", "--storage", "{W}/searches"],
+         "foreign/metaxl-search.json"),
+    Case("sync damaged options", ["sync", "--name", "damaged", "--storage", "{W}/searches"], "damaged/metaxl-search.json"),
+    Case("search resume without name", ["search", "--resume", "--storage", "{W}/searches"], "--name"),
+    # ---- ablate ----------------------------------------------------------------------------------
+    Case("ablate unknown study", ["ablate", "--study", "method", "--targets", "qu", "--dry-run"], "method"),
+    Case("ablate study YAML typo", ["ablate", "--study", "{W}/typo-study.yaml", "--targets", "qu", "--dry-run"], "typo-study.yaml"),
+    Case("ablate unknown target", ["ablate", "--study", "methods", "--targets", "qu,zz9", "--dry-run"], "zz9"),
+    Case("ablate zero seeds", ["ablate", "--study", "methods", "--targets", "qu", "--seeds", "0", "--dry-run"], "--seeds"),
+    Case("ablate resume unknown name", ["ablate", "--resume", "--name", "nope", "--storage", "{W}/searches"], "--name"),
+    # ---- best, report, sync, analyze, ui -------------------------------------------------------------
+    Case("best unknown search", ["best", "--name", "nope"], "--tracking-uri"),
+    Case("best output is a folder", ["best", "--name", "nope", "-o", "{W}/finished"], "--output"),
+    Case("best output in an unwritable folder", ["best", "--name", "nope", "-o", "{W}/locked/best.yaml"], "--output", needs_locked=True),
+    Case("best unknown format", ["best", "--name", "nope", "--format", "toml"], "--format"),
+    Case("best zero top", ["best", "--name", "nope", "--top", "0"], "--top"),
+    Case("best unsupported tracking URI", ["best", "--name", "nope", "--tracking-uri", "ftp://host/x"], "--tracking-uri"),
+    Case("best sqlite in a missing folder", ["best", "--name", "nope", "--tracking-uri", "sqlite:///{W}/nowhere/m.db"], "--tracking-uri"),
+    Case("best missing name", ["best"], "--name"),
+    Case("report unknown search", ["report", "--name", "nope"], "--tracking-uri"),
+    Case("report unknown format", ["report", "--name", "nope", "--format", "pdf"], "--format"),
+    Case("report output under a file", ["report", "--name", "nope", "-o", "{W}/notes.txt/table.md"], "--output"),
+    Case("report plot is a folder", ["report", "--name", "nope", "--plot", "{W}/finished"], "--plot"),
+    Case("sync unknown name", ["sync", "--name", "nope", "--storage", "{W}/searches"], "--name"),
+    Case("sync unreachable MLflow", ["sync", "--name", "nope", "--storage", "{W}/searches", "--tracking-uri", "http://127.0.0.1:9"],
+         "http://127.0.0.1:9"),
+    Case("analyze unknown run", ["analyze", "--run", "0123abcd"], "--run"),
+    Case("analyze zero limit", ["analyze", "--run", "0123abcd", "--limit", "0"], "--limit"),
+    Case("analyze output is a file", ["analyze", "--run", "0123abcd", "-o", "{W}/notes.txt"], "--output"),
+    Case("ui port not a number", ["ui", "--port", "http"], "--port"),
+    Case("unknown command", ["trian"], "trian"),
+]
+
+
+def _write_world(world: Path) -> None:
+    """Finished work (a run folder, a search) and bad inputs, in one folder."""
+    finished = world / "finished"
+    finished.mkdir(parents=True)
+    RunConfig(model="tiny", data="synthetic", epochs=2).dump(finished / "config.yaml")
+    (finished / "results.json").write_text(json.dumps({"history": [], "best": {"best_dev_f1": 12.5}}))
+    search = world / "searches" / "finished-search"
+    search.mkdir(parents=True)
+    (search / "metaxl-search.json").write_text(json.dumps({"name": "finished-search", "storage": str(world / "searches")}))
+    for name, text in (("damaged", '{"name": "damaged", '), ("foreign", '{"name": "foreign", "colour": "red"}')):
+        (world / "searches" / name).mkdir()
+        (world / "searches" / name / "metaxl-search.json").write_text(text)
+    (world / "notes.txt").write_text("not a folder\n")
+    (world / "binary.bin").write_bytes(bytes(range(256)) * 4)
+    (world / "typo.yaml").write_text("model: tiny\nepoch: 3\n")
+    (world / "list.yaml").write_text("- model\n- tiny\n")
+    (world / "broken.yaml").write_text("epochs: [1,\n")
+    (world / "negative.yaml").write_text("model: tiny\nbatch_size: -1\n")
+    (world / "typo-space.yaml").write_text("paramters:\n  lr: {type: loguniform, low: 1.0e-5, high: 1.0e-3}\n")
+    (world / "jt-space.yaml").write_text("fixed: {method: jt}\nparameters:\n  lr: {type: loguniform, low: 1.0e-5, high: 1.0e-3}\n")
+    (world / "typo-study.yaml").write_text("settings:\n  jt: {methd: jt}\n")
+    panx = world / "panx" / "tk"
+    panx.mkdir(parents=True)
+    (panx / "train").write_text("tk:Maru\tB-PER\ntk:Tessa I-PER\n")
+    (panx / "dev").write_text("tk:Kalo\tB-ORG\n")
+    (panx / "test").write_text("tk:gitdi\tO\n")
+    for split in ("train", "dev", "test"):  # a valid source language next to the bad target
+        (world / "panx" / "en").mkdir(exist_ok=True)
+        (world / "panx" / "en" / split).write_text("en:Paris\tB-LOC\n")
+        for language, row in (("fa", '{"text": "good"}'), ("en", '{"text": "good", "label": 1}')):
+            (world / "sa" / language).mkdir(parents=True, exist_ok=True)
+            (world / "sa" / language / f"{split}.jsonl").write_text(row + "\n")
+
+
+def _lock(folder: Path) -> bool:
+    """Make ``folder`` unwritable (chmod for users; an immutable folder for root)."""
+    folder.mkdir()
+    folder.chmod(0o555)
+    if os.geteuid() == 0 and shutil.which("chattr"):
+        subprocess.run(["chattr", "+i", str(folder)], capture_output=True)
+    try:
+        (folder / "probe").touch()
+    except OSError:
+        return True
+    (folder / "probe").unlink()
+    return False
+
+
+def _unlock(folder: Path) -> None:
+    if os.geteuid() == 0 and shutil.which("chattr"):
+        subprocess.run(["chattr", "-i", str(folder)], capture_output=True)
+    folder.chmod(0o755)
+
+
+def _snapshot(world: Path) -> dict[str, tuple[str, int]]:
+    return {
+        str(path.relative_to(world)): (hashlib.sha256(path.read_bytes()).hexdigest(), path.stat().st_mtime_ns)
+        for path in sorted(world.rglob("*"))
+        if path.is_file()
+    }
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    root = tmp_path_factory.mktemp("bad-inputs")
+    world = root / "world"
+    _write_world(world)
+    locked = _lock(world / "locked")
+    # An empty MLflow store, created once: its first use logs the schema migration.
+    store = root / "mlflow.db"
+    from metaxl_tune.tracking import Tracker
+
+    Tracker(f"sqlite:///{store}", "none").client.search_experiments()
+    yield world, locked, f"sqlite:///{store}", root
+    _unlock(world / "locked")
+
+
+@pytest.mark.parametrize("case", CASES, ids=[case.id for case in CASES])
+def test_bad_input_is_one_line_naming_what_to_change(case, world, monkeypatch, shared_cache):
+    folder, locked, store, root = world
+    if case.needs_locked and not locked:
+        pytest.skip("cannot make a folder unwritable here")
+    monkeypatch.chdir(root)
+    monkeypatch.setenv("METAXL_TUNE_CACHE", str(shared_cache))
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", store)
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    before = _snapshot(folder)
+    args = [part.replace("{W}", str(folder)) for part in case.args]
+
+    result = runner.invoke(app, args)
+
+    lines = result.output.strip().splitlines()
+    assert result.exit_code == 2, result.output
+    assert len(lines) == 1, result.output
+    assert lines[0].startswith("error: ") and case.names.replace("{W}", str(folder)) in lines[0], lines[0]
+    assert _snapshot(folder) == before
+    assert not (folder / "new").exists() and not (root / "metaxl-searches").exists()
+
+
+def test_unexpected_errors_print_a_bug_line_before_the_traceback(monkeypatch):
+    import metaxl_tune.cli.train as train_module
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(train_module, "resolve_config", broken)
+    result = runner.invoke(app, ["train", "--print-config"])
+    assert result.exit_code == 1 and isinstance(result.exception, RuntimeError)
+    assert result.output.splitlines()[0].startswith("error: unexpected failure, a bug in metaxl-tune")
+
+
+def test_the_table_covers_every_command():
+    commands = {case.args[0] for case in CASES}
+    assert {"train", "search", "ablate", "best", "report", "sync", "analyze", "ui"} <= commands
+    assert len(CASES) >= 40

@@ -1,0 +1,37 @@
+"""A config's max_length and RTN placements against its model, checked before any data."""
+
+from __future__ import annotations
+
+import pytest
+from transformers import BertConfig, XLMRobertaConfig
+
+from metaxl_tune.config import RunConfig
+from metaxl_tune.model.backbone import ModelError, check_max_length, position_limit
+from metaxl_tune.model.fit import check_fit
+
+
+def test_roberta_family_positions_start_after_the_padding_index():
+    # XLM-R base: 514 position rows, positions numbered from pad_token_id + 1 = 2.
+    assert position_limit(XLMRobertaConfig(max_position_embeddings=514, pad_token_id=1)) == 512
+    assert position_limit(BertConfig(max_position_embeddings=512)) == 512
+
+
+def test_max_length_past_the_position_embeddings_names_the_limit():
+    config = XLMRobertaConfig(max_position_embeddings=514, pad_token_id=1)
+    check_max_length(512, config, special_tokens=2, model_name="xlm-roberta-base")
+    with pytest.raises(ModelError, match=r"^--max-length 513: model xlm-roberta-base has position embeddings for 512 tokens; use at most 512$"):
+        check_max_length(513, config, special_tokens=2, model_name="xlm-roberta-base")
+
+
+def test_max_length_must_leave_a_word_after_the_special_tokens():
+    config = XLMRobertaConfig()
+    check_max_length(3, config, special_tokens=2, model_name="m")
+    with pytest.raises(ModelError, match="use at least 3"):
+        check_max_length(2, config, special_tokens=2, model_name="m")
+
+
+def test_check_fit_resolves_placements_for_rtn_methods_only():
+    assert check_fit(RunConfig(model="tiny", data="synthetic", rtn_layers=[0, "last"])).placements == [0, 4]
+    assert check_fit(RunConfig(model="tiny", data="synthetic", method="jt")).placements == []
+    with pytest.raises(ModelError, match="--max-length 2"):
+        check_fit(RunConfig(model="tiny", data="synthetic", max_length=2))
