@@ -15,7 +15,7 @@ from metaxl_tune.trainer import Run
 def small(**changes) -> RunConfig:
     values = dict(model="tiny", data="synthetic", task="ner", target="tk", source="related", method="metaxl",
                   epochs=2, lr=3e-3, meta_lr=1e-3, rtn_bottleneck=16, rtn_layers=[0, "last"], source_size=96,
-                  batch_size=16, max_length=48)
+                  batch_size=16, max_length=48, checkpoint_every="1")
     return RunConfig(**{**values, **changes})
 
 
