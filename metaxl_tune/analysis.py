@@ -339,7 +339,7 @@ def analyze_mlflow_run(
             ) from None
         config = load_config(config_path)
         _require_rtn(config, run_id)
-        weights = None
+        weights, artifact = None, None
         for artifact in (f"{BEST_ARTIFACT_DIR}/{BEST_FILE}", f"checkpoint/{STATE_FILE}"):  # older runs: checkpoint/
             try:
                 weights = Path(client.download_artifacts(run_id, artifact, str(scratch)))
@@ -357,7 +357,6 @@ def analyze_mlflow_run(
                 device=device, run_name=run_id, log=log,
             )
         except CheckpointError as error:
-            artifact = weights.relative_to(scratch)
             raise CheckpointError(
                 f"{artifact} of MLflow run {run_id}", error.problem,
                 "upload it again (metaxl-tune sync, while the search's storage holds the trial) "
