@@ -4,9 +4,9 @@ Two kinds of file:
 
 - ``state.pt`` (resume state): theta, phi, both optimizers and schedulers, the RNG states, the
   config and the history of epoch results, everything needed to continue a run bit-identically
-  on CPU. It is a short header (magic line + SHA-256 of the payload) followed by the
-  ``torch.save`` payload, written to a temporary name and renamed, so the checksum is always
-  written atomically with the data. It loads with ``weights_only=True``: a checkpoint from a
+  on CPU. It is a magic line, the ``torch.save`` payload and a trailer with the payload's
+  SHA-256, written to a temporary name and renamed, so the checksum is always written
+  atomically with the data. It loads with ``weights_only=True``: a checkpoint from a
   shared store can never execute code.
 - ``best.safetensors`` (best-dev weights): theta and phi only (``theta.*`` and ``phi.*``
   tensors), written only when dev F1 improves; its metadata records the epoch, dev/test F1 and a
@@ -36,8 +36,9 @@ import torch
 
 STATE_FILE = "state.pt"
 BEST_FILE = "best.safetensors"
-_MAGIC = b"metaxl-tune checkpoint v1 sha256 "
-_HEADER = len(_MAGIC) + 64 + 1  # magic, hex digest, newline
+_MAGIC = b"metaxl-tune checkpoint v1\n"
+_TRAILER_PREFIX = b"\nsha256 "
+_TRAILER_SIZE = len(_TRAILER_PREFIX) + 64 + 1  # prefix, hex digest, newline
 DEFAULT_ADVICE = "resume from an earlier kept checkpoint if there is one, or start the run again"
 
 
@@ -69,13 +70,58 @@ def restore_rng_state(state: dict[str, Any]) -> None:
 # ---- resume state ---------------------------------------------------------------------------
 
 
+def training_state(epoch: int, config: Any, model: torch.nn.Module, rtn: torch.nn.Module | None, learner: Any,
+                   history: list[dict[str, Any]]) -> dict[str, Any]:
+    """What a resume checkpoint holds (the trainer's state and ``bench/checkpoint_io.py`` agree)."""
+    return {
+        "epoch": epoch,
+        "config": config.to_dict(),
+        "theta": model.state_dict(),
+        "phi": rtn.state_dict() if rtn is not None else {},
+        "learner": learner.state_dict(),
+        "rng": rng_state(),
+        "history": history,
+    }
+
+
+class _HashingSink:
+    """A write-only stream that hashes and counts what passes through to ``sink``."""
+
+    def __init__(self, sink: Any):
+        self.sink, self.digest, self.written = sink, hashlib.sha256(), 0
+
+    def write(self, data: Any) -> int:
+        view = memoryview(data).cast("B")
+        self.digest.update(view)
+        self.written += len(view)
+        return self.sink.write(view) if self.sink is not None else len(view)
+
+    def flush(self) -> None:
+        if self.sink is not None and hasattr(self.sink, "flush"):
+            self.sink.flush()
+
+
+def write_state(state: dict[str, Any], sink: Any) -> int:
+    """Stream ``state`` as a checkpoint file to ``sink`` (None: count only); returns its size.
+
+    Layout: magic line, ``torch.save`` payload, then a fixed-size trailer with the payload's
+    SHA-256. The checksum trails so the file streams without a second copy in memory, and a
+    truncated file loses its trailer."""
+    if sink is not None:
+        sink.write(_MAGIC)
+    payload = _HashingSink(sink)
+    torch.save(state, payload)
+    trailer = _TRAILER_PREFIX + payload.digest.hexdigest().encode() + b"\n"
+    if sink is not None:
+        sink.write(trailer)
+    return len(_MAGIC) + payload.written + len(trailer)
+
+
 def serialize_state(state: dict[str, Any]) -> bytes:
-    """The file's bytes: checksum header + torch payload (tensors are copied now)."""
+    """The file's bytes (tensors are copied now, so training may go on mutating them)."""
     buffer = io.BytesIO()
-    torch.save(state, buffer)
-    payload = buffer.getbuffer()
-    digest = hashlib.sha256(payload).hexdigest().encode()
-    return b"".join((_MAGIC, digest, b"\n", payload))
+    write_state(state, buffer)
+    return buffer.getvalue()
 
 
 def _write_atomically(path: Path, data: bytes | memoryview) -> None:
@@ -107,12 +153,13 @@ def read_verified(path: Path) -> memoryview:
         raise CheckpointError(path, f"cannot be read: {error.strerror or error}") from None
     if not data.startswith(_MAGIC):
         raise CheckpointError(path, "no checksum header: not a metaxl-tune checkpoint, or its start is damaged")
-    if len(data) < _HEADER or data[_HEADER - 1 : _HEADER] != b"\n":
-        raise CheckpointError(path, "truncated inside its header")
-    expected = data[len(_MAGIC) : _HEADER - 1].decode("ascii", "replace")
-    payload = memoryview(data)[_HEADER:]
+    trailer = data[-_TRAILER_SIZE:]
+    if len(data) < len(_MAGIC) + _TRAILER_SIZE or not trailer.startswith(_TRAILER_PREFIX) or not trailer.endswith(b"\n"):
+        raise CheckpointError(path, "truncated: its checksum trailer is missing")
+    expected = trailer[len(_TRAILER_PREFIX) : -1].decode("ascii", "replace")
+    payload = memoryview(data)[len(_MAGIC) : len(data) - _TRAILER_SIZE]
     if hashlib.sha256(payload).hexdigest() != expected:
-        raise CheckpointError(path, "checksum mismatch: truncated or damaged bytes")
+        raise CheckpointError(path, "checksum mismatch: damaged bytes")
     return payload
 
 

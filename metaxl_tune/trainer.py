@@ -27,11 +27,11 @@ from metaxl_tune.checkpoint import (
     load_best,
     load_checkpoint,
     restore_rng_state,
-    rng_state,
     save_best,
     save_checkpoint,
     serialize_best,
     serialize_state,
+    training_state,
 )
 from metaxl_tune.checkpoint_policy import CheckpointPolicy
 from metaxl_tune.config import RunConfig
@@ -236,15 +236,7 @@ class Run:
     # ---- checkpoints (policy: metaxl_tune/checkpoint_policy.py; files: metaxl_tune/checkpoint.py) ----
 
     def _state(self, epoch: int, history: list[EpochResult]) -> dict:
-        return {
-            "epoch": epoch,
-            "config": self.config.to_dict(),
-            "theta": self.model.state_dict(),
-            "phi": self.rtn.state_dict() if self.rtn is not None else {},
-            "learner": self.learner.state_dict(),
-            "rng": rng_state(),
-            "history": [asdict(entry) for entry in history],
-        }
+        return training_state(epoch, self.config, self.model, self.rtn, self.learner, [asdict(entry) for entry in history])
 
     @property
     def best_path(self) -> Path:
