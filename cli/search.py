@@ -40,7 +40,7 @@ def search(
     tracking_uri: Optional[str] = typer.Option(None, "--tracking-uri", help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db)."),
     search_seed: int = typer.Option(0, "--search-seed", help="Seed of Optuna's TPE sampler."),
     cache_dir: Optional[Path] = typer.Option(None, "--cache-dir", help="Encoded-data cache shared by the trials."),
-    keep_checkpoints: int = typer.Option(1, "--keep-checkpoints", help="Best checkpoints kept per trial."),
+    keep_checkpoints: int = typer.Option(1, "--keep-checkpoints", help="Newest resume checkpoints kept per trial (with 2, a damaged one falls back to the one before)."),
     storage_retry_s: Optional[float] = typer.Option(None, "--storage-retry-s", help="Seconds a trial waits for unwritable storage before its checkpoint write counts as a failure (default 180)."),
     **fields: Any,
 ) -> None:

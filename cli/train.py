@@ -8,8 +8,9 @@ from typing import Any, Optional
 
 import typer
 
-from metaxl_tune.checkpoint import has_checkpoint
+from metaxl_tune.checkpoint import CheckpointError
 from metaxl_tune.config import ConfigError, RunConfig, build_config, load_config, refuse_ignored_options
+from metaxl_tune.run_folder import check_output, clear_run
 
 from .common import check_output_dir, user_errors
 from .options import flag_name, pop_config_overrides, with_config_options
@@ -22,6 +23,8 @@ Examples:
   metaxl-tune train --task ner --target qu --source related --rtn-layers last --meta-lr 1e-6
 
   metaxl-tune train --config best.yaml --seed 2 --output runs/best-seed2
+
+  metaxl-tune train --config best.yaml --output runs/best-seed2 --resume --checkpoint-every 1
 """
 
 
@@ -63,7 +66,8 @@ def train(
     config: Optional[Path] = typer.Option(None, "--config", "-c", help="YAML run config; given flags override its fields."),
     output: Optional[Path] = typer.Option(None, "--output", "-o", help="Run directory (default: runs/<task>-<target>-<method>-<time>)."),
     cache_dir: Optional[Path] = typer.Option(None, "--cache-dir", help="Encoded-data cache (default: $METAXL_TUNE_CACHE or ~/.cache/metaxl-tune)."),
-    resume: bool = typer.Option(False, "--resume", help="Continue the run in --output from its last epoch checkpoint."),
+    resume: bool = typer.Option(False, "--resume", help="Continue the run in --output from its last resume checkpoint (same config)."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace the run already in --output (its run files are removed)."),
     print_config: bool = typer.Option(False, "--print-config", help="Print the resolved config as YAML and exit."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar per epoch."),
     **fields: Any,
@@ -79,9 +83,8 @@ def train(
         check_output_dir(output, "--output")
         if cache_dir is not None:
             check_output_dir(cache_dir, "--cache-dir")
-        resume_from = output / "checkpoint" if resume else None
-        if resume and not has_checkpoint(resume_from):
-            raise FileNotFoundError(f"--resume: no checkpoint in {resume_from}; run without --resume to start fresh")
+        # Refuse to mix or replace a run before any work (run_folder.py states the rules).
+        resume_from = check_output(output, run_config, resume=resume, overwrite=overwrite)
         from metaxl_tune.model.fit import check_fit  # torch and transformers load only when training
         from metaxl_tune.trainer import Run
 
@@ -95,13 +98,22 @@ def train(
         run = Run(run_config, output, cache_dir=cache_dir, progress=progress, log=typer.echo)
         # Printed once the run is built, so that a bad input stays the only line.
         typer.echo(f"training {run_config.method} on {run_config.task}/{run_config.target}; output in {output}")
-        result = run.fit(
-            on_epoch=lambda entry, _checkpoint: _print_epoch(entry, run_config.total_epochs), resume_from=resume_from
-        )
+        if overwrite:
+            clear_run(output)
+        try:
+            result = run.fit(
+                on_epoch=lambda entry, _checkpoint: _print_epoch(entry, run_config.total_epochs),
+                resume_from=resume_from,
+                wait_for_checkpoints=False,
+            )
+        except CheckpointError as error:
+            raise error.advise(
+                f"no earlier checkpoint is kept in a train folder: start again with --overwrite (output {output})"
+            ) from None
     best = result.best
     typer.echo(
         f"best epoch {best.best_epoch}: dev F1 {best.best_dev_f1:.2f}, test F1 {best.best_test_f1:.2f}; "
-        f"model, RTN, config and results.json in {output}"
+        f"best-dev weights (best/), model, RTN, config and results.json in {output}"
     )
 
 

@@ -11,8 +11,9 @@ For a trained run, the final-layer encoder states of a target sample and of a so
 and drawn as a 2-component PCA scatter. Representations are token-level for NER (the first
 sub-token of each word, where the labels are not -100) and sentence-level for SA (``<s>``).
 
-Knows nothing about Ray: ``analyze`` works on a config and a checkpoint folder, and
-``analyze_mlflow_run`` fetches both from a search trial's MLflow run and logs the results back.
+Knows nothing about Ray: ``analyze`` works on a config and the run's best-dev weights
+(``best.safetensors``, the epoch whose dev F1 the run reports), and ``analyze_mlflow_run``
+fetches both from a search trial's MLflow run and logs the results back.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ import torch
 import torch.nn.functional as F
 
 from metaxl_tune.bilevel import IGNORE_INDEX
-from metaxl_tune.checkpoint import STATE_FILE, load_checkpoint
+from metaxl_tune.checkpoint import BEST_FILE, STATE_FILE, CheckpointError, load_best, load_checkpoint
 from metaxl_tune.config import RunConfig, load_config
 
 BATCH_SIZE = 64
@@ -175,9 +176,31 @@ def _require_rtn(config: RunConfig, name: str) -> None:
         )
 
 
+def weights_file(path: Path) -> Path:
+    """The weights to analyse: a ``best.safetensors`` file, or a folder holding one (a run
+    folder's ``best/``, a checkpoint folder), else a folder's resume ``state.pt``."""
+    path = Path(path)
+    if path.is_file():
+        return path
+    for candidate in (path / BEST_FILE, path / "best" / BEST_FILE, path / STATE_FILE):
+        if candidate.is_file():
+            return candidate
+    raise FileNotFoundError(f"no best-dev weights ({BEST_FILE}) or checkpoint ({STATE_FILE}) in {path}")
+
+
+def load_weights(path: Path) -> tuple[dict, dict, int | None]:
+    """(theta, phi, epoch) from ``weights_file(path)``, checksums verified."""
+    path = weights_file(path)
+    if path.name == STATE_FILE:
+        state = load_checkpoint(path.parent)
+        return state["theta"], state["phi"], state.get("epoch")
+    theta, phi, metadata = load_best(path)
+    return theta, phi, metadata.get("epoch")
+
+
 def analyze(
     config: RunConfig,
-    checkpoint_dir: Path,
+    weights: Path,
     *,
     cache_dir: Path | None = None,
     output_dir: Path,
@@ -186,26 +209,23 @@ def analyze(
     run_name: str | None = None,
     log: Callable[[str], None] | None = None,
 ) -> AnalysisResult:
-    """Rebuild the run of ``config``, load theta and phi from ``checkpoint_dir``, compare the
-    target sample's representations with the source sample's without and with the RTN, and
-    draw ``output_dir/pca.png``. ``device`` overrides the config's device (e.g. a trial
+    """Rebuild the run of ``config``, load theta and phi from ``weights`` (see ``weights_file``),
+    compare the target sample's representations with the source sample's without and with the
+    RTN, and draw ``output_dir/pca.png``. ``device`` overrides the config's device (e.g. a trial
     trained on cuda, analysed on a laptop)."""
     from metaxl_tune.trainer import Run
 
-    checkpoint_dir = Path(checkpoint_dir)
-    _require_rtn(config, run_name or str(checkpoint_dir))
+    _require_rtn(config, run_name or str(weights))
     if limit < 1:
         raise ValueError(f"--limit: must be a positive number of vectors (got {limit})")
-    if not (checkpoint_dir / STATE_FILE).is_file():
-        raise FileNotFoundError(f"no checkpoint at {checkpoint_dir / STATE_FILE}")
+    theta, phi, _ = load_weights(weights)  # checked before the (expensive) run is built
     if device is not None and device != config.device:
         config = config.replace(device=device)
 
     output_dir = Path(output_dir)
     run = Run(config, output_dir, cache_dir=cache_dir, progress=False, save_model=False, log=log)
-    state = load_checkpoint(checkpoint_dir)
-    run.model.load_state_dict(state["theta"])
-    run.rtn.load_state_dict(state["phi"])
+    run.model.load_state_dict(theta)
+    run.rtn.load_state_dict(phi)
 
     collect = lambda batcher, with_rtn: collect_representations(  # noqa: E731
         run, batcher, with_rtn=with_rtn, task=config.task, limit=limit
@@ -290,12 +310,12 @@ def analyze_mlflow_run(
     device: str | None = None,
     log: Callable[[str], None] | None = None,
 ) -> AnalysisResult:
-    """Analyze the MLflow run ``run_id`` (its ``config.yaml`` and ``checkpoint/`` artifacts) and
+    """Analyze the MLflow run ``run_id`` (its ``config.yaml`` and ``best/best.safetensors``) and
     log the distances as metrics and ``analysis/pca.png`` + ``analysis/analysis.json`` to it."""
     from mlflow.entities import Metric
     from mlflow.exceptions import MlflowException
 
-    from metaxl_tune.tracking import check_tracking_uri
+    from metaxl_tune.tracking import BEST_ARTIFACT_DIR, check_tracking_uri
 
     check_tracking_uri(tracking_uri)
     if tracking_uri.startswith("sqlite:///"):
@@ -319,18 +339,29 @@ def analyze_mlflow_run(
             ) from None
         config = load_config(config_path)
         _require_rtn(config, run_id)
-        try:
-            checkpoint = Path(client.download_artifacts(run_id, "checkpoint", str(scratch)))
-        except (MlflowException, OSError):
-            checkpoint = scratch / "checkpoint"
-        if not (checkpoint / STATE_FILE).is_file():
+        weights, artifact = None, None
+        for artifact in (f"{BEST_ARTIFACT_DIR}/{BEST_FILE}", f"checkpoint/{STATE_FILE}"):  # older runs: checkpoint/
+            try:
+                weights = Path(client.download_artifacts(run_id, artifact, str(scratch)))
+                break
+            except (MlflowException, OSError):
+                continue
+        if weights is None or not weights.is_file():
             raise ValueError(
-                f"MLflow run {run_id} has no checkpoint/{STATE_FILE} artifact (a failed or unfinished trial?)"
+                f"MLflow run {run_id} has no {BEST_ARTIFACT_DIR}/{BEST_FILE} artifact "
+                "(a failed or unfinished trial, or one run with --no-model-artifacts?)"
             )
-        result = analyze(
-            config, checkpoint, cache_dir=cache_dir, output_dir=output_dir, limit=limit,
-            device=device, run_name=run_id, log=log,
-        )
+        try:
+            result = analyze(
+                config, weights, cache_dir=cache_dir, output_dir=output_dir, limit=limit,
+                device=device, run_name=run_id, log=log,
+            )
+        except CheckpointError as error:
+            raise CheckpointError(
+                f"{artifact} of MLflow run {run_id}", error.problem,
+                "upload it again (metaxl-tune sync, while the search's storage holds the trial) "
+                "or train the run's config.yaml again",
+            ) from None
 
     stamp = int(time.time() * 1000)
     client.log_batch(run_id, metrics=[Metric(key, value, stamp, 0) for key, value in result.metrics().items()])

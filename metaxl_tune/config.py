@@ -13,6 +13,7 @@ from typing import Any, Literal, Union
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from metaxl_tune.checkpoint_policy import DEFAULT_CHECKPOINT_EVERY, CheckpointEvery
 from metaxl_tune.languages import RELATED_SOURCE, is_language_code
 
 Task = Literal["ner", "sa"]
@@ -135,6 +136,11 @@ class RunConfig(BaseModel):
     """Seed for sampling the source and target training sets."""
     device: str = "auto"
     """Device: auto (cuda if available), cpu, cuda or cuda:N."""
+    checkpoint_every: str = DEFAULT_CHECKPOINT_EVERY
+    """Resume checkpoints: every N epochs ('2') or at the first epoch end N minutes after the last
+    ('10m', the default: every epoch or 10 minutes, whichever is later); always the final epoch."""
+    model_artifacts: bool = True
+    """Upload the best-dev weights (best/best.safetensors) to the trial's MLflow run when it ends."""
 
     @field_validator("target")
     @classmethod
@@ -174,6 +180,11 @@ class RunConfig(BaseModel):
         if len(set(map(str, value))) != len(value):
             raise ValueError(f"lists a placement twice: {value}")
         return value
+
+    @field_validator("checkpoint_every", mode="before")
+    @classmethod
+    def _checkpoint_every_valid(cls, value: Any) -> str:
+        return str(CheckpointEvery.parse(value))
 
     @field_validator("device")
     @classmethod

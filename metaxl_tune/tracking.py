@@ -30,6 +30,10 @@ PARENT_TAG = "mlflow.parentRunId"
 DEFAULT_DB = "mlflow.db"
 DEFAULT_ARTIFACTS = "mlartifacts"
 
+BEST_ARTIFACT_DIR = "best"
+"""Artifact folder of a trial's best-dev weights (theta and phi): ``best/best.safetensors``."""
+BEST_WEIGHTS_FILE = "best.safetensors"  # = checkpoint.BEST_FILE (not imported: no torch in the driver's CLI)
+
 # MLflow caps one log_batch call at 1000 metrics and 100 params.
 _MAX_PARAMS_PER_CALL = 100
 
@@ -199,6 +203,15 @@ class Tracker:
 
     def log_artifacts(self, run_id: str, directory: Path, artifact_path: str) -> None:
         self.client.log_artifacts(run_id, str(directory), artifact_path)
+
+    def log_best_weights(self, run_id: str, checkpoint_dir: Path) -> bool:
+        """Upload the best-dev weights a trial's final checkpoint carries (once, when it ends);
+        never the resume state, which is 3x larger and only useful to the trial itself."""
+        path = Path(checkpoint_dir) / BEST_WEIGHTS_FILE
+        if not path.is_file():
+            return False
+        self.client.log_artifact(run_id, str(path), BEST_ARTIFACT_DIR)
+        return True
 
     def log_files(self, run_id: str, files: Iterable[Path], artifact_path: str | None = None) -> None:
         for path in files:

@@ -6,6 +6,7 @@ which the search layer turns into Tune reports and MLflow metrics.
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import os
@@ -18,7 +19,21 @@ import torch
 from tqdm.auto import tqdm
 
 from metaxl_tune.bilevel import IGNORE_INDEX, BackoffFinetuner, Learner
-from metaxl_tune.checkpoint import load_checkpoint, restore_rng_state, rng_state, save_checkpoint
+from metaxl_tune.checkpoint import (
+    BEST_FILE,
+    STATE_FILE,
+    CheckpointWriter,
+    link_or_copy,
+    load_best,
+    load_checkpoint,
+    restore_rng_state,
+    save_best,
+    save_checkpoint,
+    serialize_best,
+    serialize_state,
+    training_state,
+)
+from metaxl_tune.checkpoint_policy import CheckpointPolicy
 from metaxl_tune.config import RunConfig
 from metaxl_tune.data.encoding import Batcher
 from metaxl_tune.data.prepare import PreparedData, describe_sizes, prepare_data
@@ -26,6 +41,7 @@ from metaxl_tune.metrics import ner_f1, positive_f1, sentence_predictions
 from metaxl_tune.model.backbone import encoder_modules, hidden_size, load_backbone, load_model_config
 from metaxl_tune.model.fit import check_fit
 from metaxl_tune.model.rtn import RTNBank
+from metaxl_tune.run_folder import RunFolderError, config_differences
 from metaxl_tune.source_sampler import SourceSchedule
 
 EVAL_BATCH_SIZE = 64
@@ -298,20 +314,30 @@ class Run:
             )
         return metrics
 
+    # ---- checkpoints (policy: metaxl_tune/checkpoint_policy.py; files: metaxl_tune/checkpoint.py) ----
+
     def _state(self, epoch: int, history: list[EpochResult]) -> dict:
-        return {
-            "epoch": epoch,
-            "theta": self.model.state_dict(),
-            "phi": self.rtn.state_dict() if self.rtn is not None else {},
-            "learner": self.learner.state_dict(),
-            "finetune": self.finetuner.state_dict() if self.finetuner is not None else None,
-            "rng": rng_state(),
-            "history": [asdict(entry) for entry in history],
-            "sources": self.sources.state_dict(),
-        }
+        return training_state(
+            epoch, self.config, self.model, self.rtn, self.learner, [asdict(entry) for entry in history],
+            finetune=self.finetuner.state_dict() if self.finetuner is not None else None,
+            sources=self.sources.state_dict(),
+        )
+
+    @property
+    def best_path(self) -> Path:
+        """The best-dev weights (theta and phi), rewritten only when dev F1 improves."""
+        return self.output_dir / "best" / BEST_FILE
 
     def _restore(self, directory: Path) -> list[EpochResult]:
         state = load_checkpoint(directory)
+        differences = config_differences(state.get("config", self.config.to_dict()), self.config)
+        if differences:
+            raise RunFolderError(
+                f"checkpoint {directory / STATE_FILE} was written by another config: {'; '.join(differences)}"
+            )
+        saved_best = Path(directory) / BEST_FILE
+        if saved_best.is_file():
+            load_best(saved_best)  # verify before anything in the output folder changes
         self.model.load_state_dict(state["theta"])
         if self.rtn is not None:
             self.rtn.load_state_dict(state["phi"])
@@ -322,53 +348,106 @@ class Run:
         restore_rng_state(state["rng"])
         if "sources" in state:
             self.sources.load_state_dict(state["sources"])
+        # The best weights that belong to this history: a newer best/ from epochs after the
+        # checkpoint (lost with the interruption) must not survive the resume.
+        if saved_best.is_file():
+            if saved_best.resolve() != self.best_path.resolve():
+                link_or_copy(saved_best, self.best_path)
+        elif self.best_path.exists():
+            self.best_path.unlink()
         return [EpochResult(**entry) for entry in state["history"]]
 
+    def _best_bytes(self, entry: EpochResult) -> bytes:
+        metadata = {"epoch": entry.epoch, "dev_f1": entry.dev_f1, "test_f1": entry.test_f1,
+                    "method": self.config.method, "placements": self.placements}
+        return serialize_best(self.model.state_dict(), self.rtn.state_dict() if self.rtn is not None else {}, metadata)
+
     def _save_best(self) -> None:
+        """The user-facing export of the best epoch (HF model folder, tokenizer, rtn.pt), once
+        at the end from the best-dev weights; the model and RTN are left holding them."""
+        theta, phi, _ = load_best(self.best_path)
+        self.model.load_state_dict(theta)
         self.model.save_pretrained(self.output_dir / "model")
         self.data.tokenizer.save_pretrained(self.output_dir / "model")
         if self.rtn is not None:
+            self.rtn.load_state_dict(phi)
             torch.save({"placements": self.placements, "state": self.rtn.state_dict()}, self.output_dir / "rtn.pt")
 
     def fit(
         self,
         *,
-        on_epoch: Callable[[EpochResult, Path], None] | None = None,
+        on_epoch: Callable[[EpochResult, Path | None], None] | None = None,
         resume_from: Path | None = None,
         checkpoint_dir: Path | None = None,
+        wait_for_checkpoints: bool = True,
     ) -> RunResult:
-        """Train the remaining epochs; ``resume_from`` continues from a checkpoint directory."""
-        self.output_dir.mkdir(parents=True, exist_ok=True)
-        self.config.dump(self.output_dir / "config.yaml")
+        """Train the remaining epochs; ``resume_from`` continues from a checkpoint directory.
+
+        ``on_epoch(entry, checkpoint)`` gets the checkpoint folder on the epochs where the policy
+        (``config.checkpoint_every``) wrote a resume checkpoint, else None. The checkpoint is
+        serialised on this thread and written in the background; with ``wait_for_checkpoints``
+        (needed when ``on_epoch`` reads the folder, as Tune's report does) the write is finished
+        before ``on_epoch`` runs, otherwise it overlaps the next epoch. Nothing in the output
+        folder is written before a resume checkpoint has loaded and matched the config.
+        """
         checkpoint_dir = Path(checkpoint_dir or self.output_dir / "checkpoint")
         history = self._restore(Path(resume_from)) if resume_from is not None else []
+        self.output_dir.mkdir(parents=True, exist_ok=True)
+        self.config.dump(self.output_dir / "config.yaml")
         result = RunResult(self.config, history, data_sizes=self.data.sizes())
+        policy = CheckpointPolicy(self.config.checkpoint_every, self.config.total_epochs)
+        writer = CheckpointWriter()
 
-        for epoch in range(len(history) + 1, self.config.total_epochs + 1):
-            started = time.perf_counter()
-            train_loss, meta_loss, source_metrics = self._train_epoch(epoch)
-            dev_f1, test_f1 = self.evaluate(self.data.target_dev), self.evaluate(self.data.target_test)
-            previous = history[-1] if history else None
-            improved = previous is None or dev_f1 > previous.best_dev_f1
-            entry = EpochResult(
-                epoch=epoch,
-                dev_f1=dev_f1,
-                test_f1=test_f1,
-                train_loss=train_loss,
-                meta_loss=meta_loss,
-                epoch_seconds=time.perf_counter() - started,
-                best_epoch=epoch if improved else previous.best_epoch,
-                best_dev_f1=dev_f1 if improved else previous.best_dev_f1,
-                best_test_f1=test_f1 if improved else previous.best_test_f1,
-                stage=self._stage(epoch),
-                sources=source_metrics,
-            )
-            history.append(entry)
-            if improved and self.save_model:
-                self._save_best()
-            save_checkpoint(checkpoint_dir, self._state(epoch, history))
-            if on_epoch is not None:
-                on_epoch(entry, checkpoint_dir)
+        try:
+            for epoch in range(len(history) + 1, self.config.total_epochs + 1):
+                started = time.perf_counter()
+                train_loss, meta_loss, source_metrics = self._train_epoch(epoch)
+                dev_f1, test_f1 = self.evaluate(self.data.target_dev), self.evaluate(self.data.target_test)
+                previous = history[-1] if history else None
+                improved = previous is None or dev_f1 > previous.best_dev_f1
+                entry = EpochResult(
+                    epoch=epoch,
+                    dev_f1=dev_f1,
+                    test_f1=test_f1,
+                    train_loss=train_loss,
+                    meta_loss=meta_loss,
+                    epoch_seconds=time.perf_counter() - started,
+                    best_epoch=epoch if improved else previous.best_epoch,
+                    best_dev_f1=dev_f1 if improved else previous.best_dev_f1,
+                    best_test_f1=test_f1 if improved else previous.best_test_f1,
+                    stage=self._stage(epoch),
+                    sources=source_metrics,
+                )
+                history.append(entry)
+                if improved:
+                    writer.submit(functools.partial(save_best, self.best_path, self._best_bytes(entry)))
+                written = None
+                if policy.due(epoch):
+                    state_bytes, best_path = serialize_state(self._state(epoch, history)), self.best_path
+
+                    def write_checkpoint(state_bytes=state_bytes, best_path=best_path) -> None:
+                        save_checkpoint(checkpoint_dir, state_bytes)
+                        if best_path.is_file():
+                            link_or_copy(best_path, checkpoint_dir / BEST_FILE)
+
+                    writer.submit(write_checkpoint)
+                    policy.taken()
+                    written = checkpoint_dir
+                    if wait_for_checkpoints:
+                        writer.wait()
+                if on_epoch is not None:
+                    on_epoch(entry, written)
+        except BaseException:
+            # Interrupted (Ctrl-C, a failed epoch): let a checkpoint already serialised reach the
+            # disk, but never hide the original error behind a write error.
+            try:
+                writer.wait()
+            except Exception:  # noqa: BLE001
+                pass
+            raise
+        writer.wait()
+        if self.save_model and self.best_path.is_file():
+            self._save_best()
 
         (self.output_dir / "results.json").write_text(json.dumps(result.to_dict(), indent=2), encoding="utf-8")
         return result

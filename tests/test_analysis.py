@@ -10,6 +10,7 @@ import torch
 
 from metaxl_tune import analysis
 from metaxl_tune.analysis import analyze, collect_representations, directed_hausdorff, hausdorff
+from metaxl_tune.checkpoint import load_checkpoint
 from metaxl_tune.config import RunConfig
 from metaxl_tune.trainer import Run
 
@@ -73,7 +74,7 @@ def trained(tmp_path_factory, shared_cache):
 
 def test_analyze_end_to_end(trained, tmp_path, shared_cache):
     config, directory = trained
-    result = analyze(config, directory / "checkpoint", cache_dir=shared_cache, output_dir=tmp_path / "out", limit=150)
+    result = analyze(config, directory / "best", cache_dir=shared_cache, output_dir=tmp_path / "out", limit=150)
     distances = result.metrics()
     assert len(distances) == 6 and all(np.isfinite(value) and 0 <= value <= 2 for value in distances.values())
     assert result.hausdorff_source_target == max(result.directed_source_to_target, result.directed_target_to_source)
@@ -87,7 +88,7 @@ def test_analyze_end_to_end(trained, tmp_path, shared_cache):
 def test_rtn_changes_the_source_representations(trained, tmp_path, shared_cache):
     config, directory = trained
     run = Run(config, tmp_path, cache_dir=shared_cache, progress=False, save_model=False)
-    state = torch.load(directory / "checkpoint" / "state.pt", weights_only=True)
+    state = load_checkpoint(directory / "checkpoint")
     run.model.load_state_dict(state["theta"])
     run.rtn.load_state_dict(state["phi"])
     plain = collect_representations(run, run.data.source_train, with_rtn=False, limit=40)

@@ -16,7 +16,7 @@ from metaxl_tune.trainer import Run
 def small(**changes) -> RunConfig:
     values = dict(model="tiny", data="synthetic", task="ner", target="tk", source="related", method="metaxl",
                   epochs=2, lr=3e-3, meta_lr=1e-3, rtn_bottleneck=16, rtn_layers=[0, "last"], source_size=96,
-                  batch_size=16, max_length=48)
+                  batch_size=16, max_length=48, checkpoint_every="1")
     return RunConfig(**{**values, **changes})
 
 
@@ -138,3 +138,40 @@ def test_bandit_with_rtn_per_source_resumes_bit_identically(tmp_path):
     assert resumed.sources.log_weights == straight.sources.log_weights
     for a, b in zip(straight.rtn.state_dict().values(), resumed.rtn.state_dict().values()):
         assert torch.equal(a, b)
+
+
+class KilledAtEpoch3(Exception):
+    pass
+
+
+def test_checkpointed_every_two_epochs_and_killed_at_epoch_3_resumes_from_epoch_2(tmp_path, shared_cache):
+    config = small(epochs=4, checkpoint_every="2", source_size=32, max_length=32, rtn_layers=["last"])
+    written = []
+
+    def kill_at_3(entry, checkpoint):
+        written.append((entry.epoch, checkpoint is not None))
+        if entry.epoch == 3:
+            raise KilledAtEpoch3
+
+    run = Run(config, tmp_path / "run", cache_dir=shared_cache, progress=False, save_model=False)
+    with pytest.raises(KilledAtEpoch3):
+        run.fit(on_epoch=kill_at_3)
+    assert written == [(1, False), (2, True), (3, False)]
+    assert load_checkpoint(tmp_path / "run" / "checkpoint")["epoch"] == 2
+
+    resumed = Run(config, tmp_path / "run", cache_dir=shared_cache, progress=False, save_model=False)
+    epochs = []
+    result = resumed.fit(on_epoch=lambda entry, checkpoint: epochs.append((entry.epoch, checkpoint is not None)),
+                         resume_from=tmp_path / "run" / "checkpoint")
+    assert epochs == [(3, False), (4, True)]  # epoch 4: the final epoch always checkpoints
+    assert [entry.epoch for entry in result.history] == [1, 2, 3, 4]
+
+
+def test_a_resume_checkpoint_of_another_config_is_refused_before_anything_is_written(tmp_path, shared_cache):
+    config = small(epochs=1, source_size=32, max_length=32, rtn_layers=["last"])
+    Run(config, tmp_path, cache_dir=shared_cache, progress=False, save_model=False).fit()
+    before = {path: path.read_bytes() for path in tmp_path.rglob("*") if path.is_file()}
+    other = Run(config.replace(meta_lr=1e-4), tmp_path, cache_dir=shared_cache, progress=False, save_model=False)
+    with pytest.raises(ValueError, match=r"was written by another config: meta_lr \(0.001 here, 0.0001 asked\)"):
+        other.fit(resume_from=tmp_path / "checkpoint")
+    assert {path: path.read_bytes() for path in tmp_path.rglob("*") if path.is_file()} == before

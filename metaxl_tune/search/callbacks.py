@@ -73,8 +73,8 @@ def stop_tags(result: dict[str, Any]) -> dict[str, str]:
 
 
 class MlflowTrialCallback(tune.Callback):
-    """Nested MLflow run per trial: params, per-epoch metrics, placement tags, config and best
-    checkpoint as artifacts, and a final status that is never left RUNNING.
+    """Nested MLflow run per trial: params, per-epoch metrics, placement tags, config and the
+    best-dev weights as artifacts, and a final status that is never left RUNNING.
 
     Every MLflow call goes through a TrackingQueue: Tune's loop never waits on the server,
     and a server outage holds the calls instead of losing them.
@@ -166,15 +166,16 @@ class MlflowTrialCallback(tune.Callback):
         trial_id, trial_config = trial.trial_id, dict(trial.config)
         status, outcome_tag = outcome(trial.last_result, error)
         end_tags = {OUTCOME_TAG: outcome_tag, **({ERROR_TAG: trial_error(trial)} if error else {})}
-        best = trial.run_metadata.checkpoint_manager.best_checkpoint_result
-        checkpoint = best.checkpoint if best is not None else trial.checkpoint
-        keep_checkpoint = checkpoint is not None and status != "FAILED"
+        # The newest checkpoint carries the best-dev weights (checkpoint.BEST_FILE): upload
+        # those once, unless the trial's config says --no-model-artifacts.
+        checkpoint = trial.checkpoint
+        keep_weights = checkpoint is not None and status != "FAILED" and self.to_config(trial_config).model_artifacts
 
         def finish() -> None:
             run_id = self._run_id(trial_id, trial_config)
-            if keep_checkpoint:
+            if keep_weights:
                 with checkpoint.as_directory() as directory:
-                    self.tracker.log_artifacts(run_id, Path(directory), "checkpoint")
+                    self.tracker.log_best_weights(run_id, Path(directory))
             self.tracker.set_tags(run_id, end_tags)
             self.tracker.end_run(run_id, status)
 

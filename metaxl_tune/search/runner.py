@@ -214,8 +214,8 @@ def sync_hint(options: SearchOptions) -> str:
 
 def tune_environment() -> None:
     """Environment the Tune driver needs, set before Ray loads."""
-    # Every epoch checkpoints (to resume trials from their last epoch), which makes Tune warn
-    # about frequent experiment snapshots of tiny trials; the snapshots are wanted.
+    # Resume checkpoints (every epoch with --checkpoint-every 1) make Tune warn about frequent
+    # experiment snapshots of tiny trials; the snapshots are wanted.
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
     # A trial that diverged or ran out of memory ends with a result that carries its stop
     # reason and no score; Tune's strict check would turn that into an error and a retry.
@@ -427,15 +427,15 @@ def build_trainable(options: SearchOptions, configs: Callable[[dict], RunConfig]
 
 
 def build_run_config(options: SearchOptions, callbacks: list, metric: str, mode: str):
-    """Tune's run config: storage, kept checkpoints (best K by the metric), retries, callbacks."""
+    """Tune's run config: storage, kept checkpoints (the newest K), retries, callbacks."""
     from ray import tune
 
     return tune.RunConfig(
         name=options.name,
         storage_path=options.storage,
-        checkpoint_config=tune.CheckpointConfig(
-            num_to_keep=options.keep_checkpoints, checkpoint_score_attribute=metric, checkpoint_score_order=mode
-        ),
+        # The newest resume checkpoints: each carries the best-dev weights so far, so ranking
+        # them by the metric is not needed (and kept the wrong epoch's weights on ties).
+        checkpoint_config=tune.CheckpointConfig(num_to_keep=options.keep_checkpoints),
         failure_config=tune.FailureConfig(max_failures=options.max_failures),
         callbacks=callbacks,
         verbose=0,

@@ -29,7 +29,7 @@ from metaxl_tune.search.runner import (
     resolve_space,
     search_parent_tags,
 )
-from metaxl_tune.tracking import OUTCOME_TAG, Tracker, check_tracking_uri, default_tracking_uri
+from metaxl_tune.tracking import BEST_ARTIFACT_DIR, OUTCOME_TAG, Tracker, check_tracking_uri, default_tracking_uri
 
 ENDED = {"TERMINATED": False, "ERROR": True}
 """Tune trial statuses that are final, and whether they mean an error."""
@@ -95,8 +95,8 @@ def _results(trial_dir: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
-def _best_checkpoint(trial_dir: Path) -> Path | None:
-    """The checkpoint Tune kept (it keeps the best K; the newest of them is reported last)."""
+def _latest_checkpoint(trial_dir: Path) -> Path | None:
+    """The newest checkpoint Tune kept: it carries the trial's best-dev weights."""
     kept = sorted(trial_dir.glob("checkpoint_*"))
     return kept[-1] if kept else None
 
@@ -138,9 +138,10 @@ def sync(storage: str, name: str, *, tracking_uri: str | None = None, log: Calla
         if run.info.status != "RUNNING" and OUTCOME_TAG in run.data.tags:
             continue
         mlflow_status, outcome_tag = outcome(rows[-1] if rows else None, ENDED[status])
-        checkpoint = _best_checkpoint(trial_dir)
-        if checkpoint is not None and mlflow_status != "FAILED" and not client.list_artifacts(run_id, "checkpoint"):
-            tracker.log_artifacts(run_id, checkpoint, "checkpoint")
+        checkpoint = _latest_checkpoint(trial_dir)
+        if (checkpoint is not None and mlflow_status != "FAILED" and config.model_artifacts
+                and not client.list_artifacts(run_id, BEST_ARTIFACT_DIR)):
+            tracker.log_best_weights(run_id, checkpoint)
         tracker.set_tags(run_id, {OUTCOME_TAG: outcome_tag})
         tracker.end_run(run_id, mlflow_status)
         runs_closed += 1

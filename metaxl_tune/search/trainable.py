@@ -1,7 +1,9 @@
 """The core trainer as a Ray Tune function trainable.
 
-Each epoch is reported with its checkpoint; on a retry (a lost node, a crashed worker) the
-trial continues from the last reported checkpoint instead of epoch 1. A trial whose loss
+Each epoch is reported; the epochs the checkpoint policy picks (``checkpoint_every``, see
+``metaxl_tune/checkpoint_policy.py``) carry a resume checkpoint. On a retry (a lost node, a
+crashed worker) the trial continues from the last reported checkpoint instead of epoch 1, or
+from the one before it when that one is damaged. A trial whose loss
 diverges or that runs out of memory ends with a ``stop_reason`` result instead of an error:
 retrying the same config would fail the same way. Arguments arrive through
 ``tune.with_parameters`` and are small (config dicts and paths): data is read from the
@@ -14,6 +16,7 @@ import gc
 import json
 import os
 import socket
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -23,6 +26,7 @@ import ray
 import torch
 from ray import tune
 
+from metaxl_tune.checkpoint import CheckpointError
 from metaxl_tune.config import RunConfig, build_config
 from metaxl_tune.data.prepare import size_params
 from metaxl_tune.search import persistence
@@ -97,27 +101,54 @@ def _train(
     # Cost: the devices this trial holds, for as long as it has held them (restarts included).
     held = gpus if device_type == "cuda" else cpus
 
-    def report(entry, checkpoint_dir: Path) -> None:
+    def report(entry, checkpoint_dir: Path | None) -> None:
         wall = time.time() - started_at + previous_wall
         metrics = {
             **entry.metrics(), "epochs_total": config.total_epochs, **where, "device_type": device_type,
             "wall_seconds": wall, "device_seconds": wall * held, "resumed_from_epoch": resumed_from,
         }
-        (checkpoint_dir / PROGRESS_FILE).write_text(json.dumps({"wall_seconds": wall, "epoch": entry.epoch}))
+        # checkpoint_dir is None on epochs the checkpoint policy skips: metrics only.
+        if checkpoint_dir is not None:
+            (checkpoint_dir / PROGRESS_FILE).write_text(json.dumps({"wall_seconds": wall, "epoch": entry.epoch}))
         # A storage fault is waited out (persistence.py), not turned into a trial failure.
         persistence.report(metrics, checkpoint_dir, retry_s=storage_retry_s)
 
-    # Epoch checkpoints are written to a scratch folder; tune.report copies each into the
-    # trial's storage, so the storage holds only the checkpoints Tune decides to keep.
+    # Resume checkpoints (as config.checkpoint_every decides) are written to a scratch folder;
+    # tune.report copies each into the trial's storage, so the storage holds only the
+    # checkpoints Tune keeps. Each carries the best-dev weights so far (checkpoint.BEST_FILE).
     previous_wall, resumed_from = 0.0, 0
     with tempfile.TemporaryDirectory() as staging:
         if checkpoint is None:
             run.fit(on_epoch=report, checkpoint_dir=Path(staging))
             return
-        with checkpoint.as_directory() as restored:
-            progress = _progress(Path(restored))
-            previous_wall, resumed_from = progress["wall_seconds"], progress["epoch"]
-            run.fit(on_epoch=report, resume_from=Path(restored), checkpoint_dir=Path(staging))
+        candidates = resume_candidates(checkpoint)
+        for index, candidate in enumerate(candidates):
+            with candidate.as_directory() as restored:
+                progress = _progress(Path(restored))
+                previous_wall, resumed_from = progress["wall_seconds"], progress["epoch"]
+                try:
+                    run.fit(on_epoch=report, resume_from=Path(restored), checkpoint_dir=Path(staging))
+                    return
+                except CheckpointError as error:
+                    # Nothing was trained or written yet: fall back to the previous kept one.
+                    advice = (f"the trial resumes from the previous kept checkpoint {candidates[index + 1].path}"
+                              if index + 1 < len(candidates) else
+                              "no earlier checkpoint is kept: the trial starts again from epoch 1")
+                    print(f"[trial] {error.advise(advice)}", file=sys.stderr, flush=True)
+        previous_wall, resumed_from = 0.0, 0
+        run.fit(on_epoch=report, checkpoint_dir=Path(staging))
+
+
+def resume_candidates(latest: tune.Checkpoint) -> list[tune.Checkpoint]:
+    """The checkpoint Tune restores, then the trial's other kept ones, newest first (with
+    ``--keep-checkpoints`` > 1 a damaged latest one falls back to the one before it)."""
+    candidates = [latest]
+    local = Path(latest.path)
+    if local.parent.is_dir() and type(latest.filesystem).__name__ == "LocalFileSystem":
+        for sibling in sorted(local.parent.glob("checkpoint_*"), reverse=True):
+            if sibling.is_dir() and sibling.name < local.name:
+                candidates.append(tune.Checkpoint.from_directory(str(sibling)))
+    return candidates
 
 
 def _progress(checkpoint_dir: Path) -> dict[str, float]:

@@ -9,10 +9,11 @@ import typer
 from mlflow.tracking import MlflowClient
 from typer.testing import CliRunner
 
-from metaxl_tune.checkpoint import save_checkpoint
+from metaxl_tune.checkpoint import save_best, serialize_best
 from metaxl_tune.cli.analyze import analyze
 from metaxl_tune.config import RunConfig
 from metaxl_tune.trainer import Run
+from test_checkpoint import DAMAGE
 
 runner = CliRunner()
 app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
@@ -43,22 +44,28 @@ def store(tmp_path_factory):
     return uri, client, experiment
 
 
-def trial_run(client, experiment, run_config: RunConfig, checkpoint=None) -> str:
-    """A run shaped like a search trial's: config.yaml and (when given) checkpoint/state.pt."""
+def trial_run(client, experiment, run_config: RunConfig, weights=None) -> str:
+    """A run shaped like a search trial's: config.yaml and (when given) best/best.safetensors."""
     run_id = client.create_run(experiment, run_name="search/trial_0").info.run_id
     client.log_text(run_id, run_config.to_yaml(), "config.yaml")
-    if checkpoint is not None:
-        client.log_artifacts(run_id, str(checkpoint), "checkpoint")
+    if weights is not None:
+        client.log_artifact(run_id, str(weights), "best")
     return run_id
 
 
-def test_analyze_logs_metrics_and_plot_to_the_run(tmp_path, store, shared_cache):
+@pytest.fixture(scope="module")
+def weights(tmp_path_factory, shared_cache):
+    """An untrained run's weights: the plumbing is under test here, not training."""
+    directory = tmp_path_factory.mktemp("weights")
+    built = Run(config(), directory / "run", cache_dir=shared_cache, progress=False, save_model=False)
+    path = directory / "best.safetensors"
+    save_best(path, serialize_best(built.model.state_dict(), built.rtn.state_dict(), {"epoch": 1}))
+    return path
+
+
+def test_analyze_logs_metrics_and_plot_to_the_run(tmp_path, store, shared_cache, weights):
     uri, client, experiment = store
-    # The plumbing is under test here, not training: an untrained run's weights will do.
-    run_config = config()
-    built = Run(run_config, tmp_path / "run", cache_dir=shared_cache, progress=False, save_model=False)
-    save_checkpoint(tmp_path / "checkpoint", {"theta": built.model.state_dict(), "phi": built.rtn.state_dict()})
-    run_id = trial_run(client, experiment, run_config, tmp_path / "checkpoint")
+    run_id = trial_run(client, experiment, config(), weights)
 
     output = tmp_path / "analysis"
     result = runner.invoke(app, ["analyze", "--run", run_id, "--tracking-uri", uri, "--limit", "100",
@@ -100,8 +107,25 @@ def test_run_without_checkpoint_is_refused(store):
     result = runner.invoke(app, ["analyze", "--run", run_id, "--tracking-uri", uri])
     assert result.exit_code == 2
     assert result.output.strip() == (
-        f"error: MLflow run {run_id} has no checkpoint/state.pt artifact (a failed or unfinished trial?)"
+        f"error: MLflow run {run_id} has no best/best.safetensors artifact "
+        "(a failed or unfinished trial, or one run with --no-model-artifacts?)"
     )
+
+
+@pytest.mark.parametrize("damage", DAMAGE)
+def test_damaged_weights_are_one_line(store, tmp_path, weights, damage):
+    uri, client, experiment = store
+    damaged = tmp_path / "best.safetensors"
+    damaged.write_bytes(weights.read_bytes())
+    DAMAGE[damage](damaged)
+    run_id = trial_run(client, experiment, config(), damaged)
+    result = runner.invoke(app, ["analyze", "--run", run_id, "--tracking-uri", uri])
+    assert result.exit_code == 2
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(
+        f"error: checkpoint best/best.safetensors of MLflow run {run_id} is unusable (")
+    assert lines[0].endswith("upload it again (metaxl-tune sync, while the search's storage holds the trial) "
+                             "or train the run's config.yaml again")
 
 
 def test_missing_sqlite_store_is_not_created(tmp_path):

@@ -146,3 +146,75 @@ def test_a_full_config_from_best_is_accepted_with_another_method(tmp_path):
     result = runner.invoke(app, ["train", "--config", str(config), "--method", "jt", "--print-config"])
     assert result.exit_code == 0, result.output
     assert "method: jt" in result.output and "meta_lr: 0.0001" in result.output
+
+
+# ---- run folders protect finished work ---------------------------------------------------------
+
+import shutil  # noqa: E402
+
+from test_checkpoint import DAMAGE  # noqa: E402
+
+RUN = ["train", "--model", "tiny", "--data", "synthetic", "--task", "ner", "--target", "tk", "--method", "metaxl",
+       "--epochs", "1", "--source-size", "32", "--max-length", "32", "--no-progress"]
+
+
+def snapshot(folder):
+    return {path: (path.read_bytes(), path.stat().st_mtime_ns) for path in sorted(folder.rglob("*")) if path.is_file()}
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory, shared_cache):
+    folder = tmp_path_factory.mktemp("finished") / "run"
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("METAXL_TUNE_CACHE", str(shared_cache))
+        result = runner.invoke(app, [*RUN, "--output", str(folder)])
+    assert result.exit_code == 0, result.output
+    return folder
+
+
+def test_output_over_a_finished_run_is_refused_and_nothing_changes(finished):
+    before = snapshot(finished)
+    result = runner.invoke(app, [*RUN, "--output", str(finished)])
+    assert result.exit_code == 2
+    assert result.output.strip() == (
+        f"error: --output {finished} holds another run (config.yaml, results.json, checkpoint, best, model, rtn.pt); "
+        "choose a new folder, continue it with --resume, or replace it with --overwrite"
+    )
+    assert snapshot(finished) == before
+
+
+def test_resume_with_another_method_names_the_field(finished):
+    before = snapshot(finished)
+    result = runner.invoke(app, [*RUN, "--output", str(finished), "--resume", "--method", "jt"])
+    assert result.exit_code == 2
+    assert result.output.strip() == (
+        f"error: --resume: {finished} holds a run with another config: method ('metaxl' here, 'jt' asked); "
+        "resume with the same options, or train into a new --output"
+    )
+    assert snapshot(finished) == before
+
+
+@pytest.mark.parametrize("damage", DAMAGE)
+def test_resume_from_a_damaged_checkpoint_is_one_line(finished, tmp_path, damage):
+    folder = tmp_path / "run"
+    shutil.copytree(finished, folder)
+    state = folder / "checkpoint" / "state.pt"
+    DAMAGE[damage](state)
+    before = snapshot(folder)
+    result = runner.invoke(app, [*RUN, "--output", str(folder), "--resume"])
+    assert result.exit_code == 2
+    lines = result.output.strip().splitlines()
+    assert lines[-1].startswith(f"error: checkpoint {state} is unusable (") and lines[-1].endswith(
+        f"start again with --overwrite (output {folder})")
+    assert not any(line.startswith("error") for line in lines[:-1]) and "weights_only" not in result.output
+    assert snapshot(folder) == before
+
+
+def test_overwrite_replaces_the_run(finished, tmp_path):
+    folder = tmp_path / "run"
+    shutil.copytree(finished, folder)
+    (folder / "notes.txt").write_text("mine")
+    result = runner.invoke(app, [*RUN, "--output", str(folder), "--overwrite", "--seed", "7"])
+    assert result.exit_code == 0, result.output
+    assert json.loads((folder / "results.json").read_text())["config"]["seed"] == 7
+    assert (folder / "notes.txt").read_text() == "mine"

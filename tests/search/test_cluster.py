@@ -84,7 +84,10 @@ def test_half_a_gpu_per_trial_packs_two_trials_on_one_gpu(cluster, tmp_path, sha
 def test_a_trial_on_a_killed_node_resumes_from_its_last_epoch_on_a_surviving_node(cluster, tmp_path, shared_cache):
     nodes = {node.node_id: node for node in (cluster.add_node(num_cpus=1, num_gpus=1) for _ in range(2))}
     driver = subprocess.Popen(
-        [*CLI, *DEMO, "--num-samples", "2", "--epochs", "5", "--name", "survive", "--address", cluster.address],
+        # A resume checkpoint every epoch (the default 10m would keep only the final epoch of a
+        # seconds-long demo trial): the restart must continue from the last epoch reached.
+        [*CLI, *DEMO, "--num-samples", "2", "--epochs", "5", "--checkpoint-every", "1", "--name", "survive",
+         "--address", cluster.address],
         cwd=tmp_path, env=cli_env(shared_cache), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
         start_new_session=True,
     )
