@@ -132,7 +132,7 @@ def test_two_source_metaxl_with_rtn_per_source_records_what_it_used(tmp_path):
 
 def test_target_only_trains_without_the_source_folder(tmp_path):
     args = _panx_data(tmp_path, [("tk", 10)])
-    result = runner.invoke(app, ["train", *args, "--method", "target-only", "--source", "en",
+    result = runner.invoke(app, ["train", *args, "--method", "target-only",
                                  "--output", str(tmp_path / "run")])
     assert result.exit_code == 0, result.output
     assert "data: target 8 train / 10 dev / 10 test; no source data" in result.output
