@@ -19,6 +19,8 @@ Task = Literal["ner", "sa"]
 Method = Literal["target-only", "jt", "jt-rtn", "metaxl"]
 ThetaUpdate = Literal["algorithm1", "recompute"]
 LabelFormat = Literal["auto", "binary", "stars", "polarity"]
+Precision = Literal["fp32", "bf16", "fp16"]
+Attention = Literal["sdpa", "eager"]
 # An RTN placement: a layer index (0 = after the embeddings, k = after encoder layer k) or a
 # depth-relative name, resolved against the model when it is built ("middle" = depth // 2).
 Placement = Union[int, Literal["middle", "last"]]
@@ -51,7 +53,8 @@ class RunConfig(BaseModel):
     method: Method = "metaxl"
     """Training method: target-only, jt (joint training), jt-rtn (JT with RTN, plain SGD) or metaxl."""
     model: str = "xlm-roberta-base"
-    """Encoder: a Hugging Face hub name, a local directory, or 'tiny' (random-init, offline)."""
+    """Encoder: a Hugging Face hub name, a local directory, 'tiny' (random-init, offline) or
+    'base-random' (xlm-roberta-base's shape, random-init, offline: for cost measurements)."""
     data: str = "hub"
     """Data: 'hub' (WikiAnn from the Hugging Face hub), 'synthetic', or a local directory."""
     label_format: LabelFormat = "auto"
@@ -100,6 +103,10 @@ class RunConfig(BaseModel):
     """Seed for sampling the source and target training sets."""
     device: str = "auto"
     """Device: auto (cuda if available), cpu, cuda or cuda:N."""
+    precision: Precision = "fp32"
+    """Forward precision: fp32 (exact), bf16 or fp16 autocast (fp32 master weights; fp16 adds loss scaling)."""
+    attention: Attention = "sdpa"
+    """Attention kernels: sdpa (fused where only first-order gradients are taken) or eager everywhere."""
 
     @field_validator("target")
     @classmethod

@@ -22,9 +22,11 @@ from metaxl_tune.checkpoint import load_checkpoint, restore_rng_state, rng_state
 from metaxl_tune.config import RunConfig
 from metaxl_tune.data.encoding import Batcher
 from metaxl_tune.data.prepare import PreparedData, prepare_data
+from metaxl_tune.memory import peak_memory_mib, reset_peak_memory
 from metaxl_tune.metrics import ner_f1, positive_f1
 from metaxl_tune.model.backbone import encoder_modules, hidden_size, load_backbone, load_model_config, model_depth
 from metaxl_tune.model.rtn import RTNBank, resolve_placements
+from metaxl_tune.precision import check_precision
 
 EVAL_BATCH_SIZE = 64
 
@@ -61,6 +63,8 @@ class EpochResult:
     best_dev_f1: float
     best_test_f1: float
     """Test F1 at the best-dev epoch: the number the paper reports."""
+    peak_memory_mib: float | None = None
+    """Peak memory during this epoch (CUDA max allocated, or the process's peak RSS on CPU)."""
 
     def metrics(self) -> dict[str, float]:
         return {key: value for key, value in asdict(self).items() if value is not None}
@@ -120,6 +124,7 @@ class Run:
         self.progress = progress
         self.save_model = save_model
         self.device = resolve_device(config.device)
+        check_precision(config.precision, self.device)
         model_config = load_model_config(config.model, max_length=config.max_length)
         depth = model_depth(model_config)
         self.placements = resolve_placements(config.rtn_layers, depth, config.model) if config.uses_rtn else []
@@ -132,7 +137,8 @@ class Run:
 
         torch.manual_seed(config.seed)
         self.model = load_backbone(
-            config.model, model_config, task=config.task, num_labels=len(self.data.label_names)
+            config.model, model_config, task=config.task, num_labels=len(self.data.label_names),
+            attention=config.attention,
         ).to(self.device)
         self.rtn = None
         if config.uses_rtn:
@@ -180,7 +186,8 @@ class Run:
         gold, predicted = [], []
         for start in range(0, len(batcher), EVAL_BATCH_SIZE):
             batch = batcher.batch(range(start, min(start + EVAL_BATCH_SIZE, len(batcher))), self.device)
-            logits = self.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+            with self.learner.precision.autocast():
+                logits = self.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
             predictions = logits.argmax(-1).cpu()
             labels = batch["labels"].cpu()
             if self.config.task == "sa":
@@ -258,6 +265,7 @@ class Run:
 
         for epoch in range(len(history) + 1, self.config.epochs + 1):
             started = time.perf_counter()
+            reset_peak_memory(self.device)
             train_loss, meta_loss = self._train_epoch(epoch)
             dev_f1, test_f1 = self.evaluate(self.data.target_dev), self.evaluate(self.data.target_test)
             previous = history[-1] if history else None
@@ -272,6 +280,7 @@ class Run:
                 best_epoch=epoch if improved else previous.best_epoch,
                 best_dev_f1=dev_f1 if improved else previous.best_dev_f1,
                 best_test_f1=test_f1 if improved else previous.best_test_f1,
+                peak_memory_mib=peak_memory_mib(self.device),
             )
             history.append(entry)
             if improved and self.save_model:
