@@ -5,10 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from helpers import VOCAB, attach_bank, make_batch
+from helpers import attach_bank, make_batch, tiny_model
 from metaxl_tune.bilevel import Learner
 from metaxl_tune.config import RunConfig
-from metaxl_tune.model.backbone import load_backbone, load_model_config
 
 STEPS = {
     "target-only": {"method": "target-only"},
@@ -23,10 +22,7 @@ def one_step(attention: str, changes: dict) -> list[torch.Tensor]:
     """Losses and every gradient (theta's, phi's) of one step of a float32 tiny model built with
     ``attention``. Gradients, not Adam's updates: Adam's first step is lr * sign(g), which
     turns rounding noise in a near-zero gradient into a full-size difference."""
-    torch.manual_seed(0)
-    config = load_model_config("tiny", max_length=16, vocab_size=VOCAB)
-    config.hidden_dropout_prob = config.attention_probs_dropout_prob = 0.0
-    model = load_backbone("tiny", config, task="ner", num_labels=7, attention=attention)
+    model = tiny_model(dtype=torch.float32, attention=attention)
     assert model.config._attn_implementation == attention
     run = RunConfig(model="tiny", data="synthetic", batch_size=4, max_length=16, rtn_bottleneck=8,
                     lookahead_lr=0.05, warmup_ratio=0.0, max_grad_norm=None, attention=attention, **changes)
