@@ -198,8 +198,9 @@ class Learner:
     # ---- checkpointing -------------------------------------------------------------------------
 
     def state_dict(self) -> dict[str, Any]:
-        state = {"main_opt": self.main_opt.state_dict(), "main_schedule": self.main_schedule.state_dict(),
-                 "scaler": self.precision.state_dict()}
+        state = {"main_opt": self.main_opt.state_dict(), "main_schedule": self.main_schedule.state_dict()}
+        if self.precision.scaling:  # fp16: the loss scale resumes where it was
+            state["scaler"] = self.precision.state_dict()
         if self.meta_opt is not None:
             state["meta_opt"] = self.meta_opt.state_dict()
             state["meta_schedule"] = self.meta_schedule.state_dict()
