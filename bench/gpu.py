@@ -14,9 +14,10 @@ in that round), where the fastest jt is the jt variant with the lowest median st
 Peak memory per variant is the variant's own persistent bytes (theta, phi, their gradients,
 both Adam states) plus its step's transient peak, so variants sharing the process do not count
 each other: on CUDA the transient is max_memory_allocated during the step minus what was
-allocated before it; on CPU, which has no allocator statistics, it is the bytes of the distinct
-tensors autograd saves during the step (activations, the create_graph gradient's graph), a
-repeatable lower bound of the transient peak. ``max_trials_per_80gb`` is
+allocated before it; on CPU, which has no allocator statistics, it is the peak of the bytes
+autograd holds for backward during the step (activations, the create_graph gradient's graph),
+counted per storage from when it is saved until the graph releases it: repeatable, and a
+lower bound of the transient peak (temporaries that are never saved are not counted). ``max_trials_per_80gb`` is
 floor(81920 MiB / (peak + 500 MiB CUDA context per trial process)), at the longest length.
 
 The last line of output is one JSON object.
@@ -31,6 +32,7 @@ import json
 import statistics
 import sys
 import time
+import weakref
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
@@ -72,7 +74,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--methods", default=",".join(METHODS))
     parser.add_argument("--attention", default="sdpa", choices=["sdpa", "eager"])
     parser.add_argument("--bottleneck", type=int, default=384, help="RTN bottleneck (paper NER: 384)")
-    parser.add_argument("--rounds", type=int, default=20, help="timed rounds (one step of every variant each)")
+    parser.add_argument("--rounds", type=int, default=None,
+                        help="timed rounds, one step of every variant each (default: 20 on CUDA, 5 on CPU)")
     parser.add_argument("--warmup", type=int, default=2, help="untimed steps per variant first")
     parser.add_argument("--smoke", action="store_true", help="smallest settings: lengths 16, batch 4, 2 rounds")
     args = parser.parse_args(argv)
@@ -132,22 +135,36 @@ def persistent_storages(learner: Learner) -> dict[int, int]:
 
 @contextmanager
 def saved_bytes(exclude: set[int]) -> Iterator[list[int]]:
-    """Bytes of the distinct tensors autograd saves inside the block (CPU's transient measure),
-    leaving out the storages in ``exclude`` (parameters, counted as persistent)."""
-    seen: dict[int, torch.Tensor | None] = dict.fromkeys(exclude)
-    # Saved tensors are held until the block ends, so a freed address is not reused and missed.
-    total = [0]
+    """Peak bytes of the tensors autograd holds for backward inside the block (CPU's transient
+    measure): a storage counts from the first time it is saved until the last saved tensor on
+    it is released by the graph. Storages in ``exclude`` (parameters) are persistent already."""
+    live: dict[int, list[int]] = {}  # storage address -> [saved tensors alive, bytes]
+    state = [0, 0]  # live bytes, peak bytes
+
+    def release(key: int) -> None:
+        entry = live[key]
+        entry[0] -= 1
+        if entry[0] == 0:
+            state[0] -= entry[1]
+            del live[key]
 
     def pack(tensor: torch.Tensor) -> torch.Tensor:
         key = tensor.untyped_storage().data_ptr()
-        if key not in seen:
-            seen[key] = tensor
-            total[0] += tensor.untyped_storage().nbytes()
+        if key in exclude:
+            return tensor
+        if key not in live:
+            live[key] = [0, tensor.untyped_storage().nbytes()]
+            state[0] += live[key][1]
+            state[1] = max(state[1], state[0])
+        live[key][0] += 1
+        weakref.finalize(tensor, release, key)
         return tensor
 
+    peak = [0]
     with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
-        yield total
-    seen.clear()
+        yield peak
+    gc.collect()
+    peak[0] = state[1]
 
 
 def peak_mib(learner: Learner, source: dict, target: dict, device: torch.device) -> float:
@@ -224,6 +241,8 @@ def main(argv: list[str] | None = None) -> dict:
     args = parse_args(argv)
     device = resolve(args.device)
     args.device = str(device)
+    if args.rounds is None:  # CPU runs are the rot check (under two minutes with --model tiny)
+        args.rounds = 20 if device.type == "cuda" else 5
     configs, notes = variant_configs(args)
     for note in notes:
         print(f"note: {note}", file=sys.stderr)
