@@ -16,8 +16,9 @@ both Adam states) plus its step's transient peak, so variants sharing the proces
 each other: on CUDA the transient is max_memory_allocated during the step minus what was
 allocated before it; on CPU, which has no allocator statistics, it is the peak of the bytes
 autograd holds for backward during the step (activations, the create_graph gradient's graph),
-counted per storage from when it is saved until the graph releases it: repeatable, and a
-lower bound of the transient peak (temporaries that are never saved are not counted). ``max_trials_per_80gb`` is
+counted per storage from when it is saved until the graph releases it: a lower bound of the
+transient peak (temporaries that are never saved are not counted) that repeats to about 1 %
+(a storage freed inside a reference cycle can hide a new one at the same address). ``max_trials_per_80gb`` is
 floor(81920 MiB / (peak + 500 MiB CUDA context per trial process)), at the longest length.
 
 The last line of output is one JSON object.
