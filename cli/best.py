@@ -54,12 +54,13 @@ def best(
         rows = ranked_trials(tracker, metric)
         searched = searched_parameters(tracker)
         table = Table(title=f"{name}: top {min(top, len(rows))} of {len(rows)} trials by {metric}")
-        for column in ("#", "trial", "outcome", metric, "test F1 @ best dev", *searched):
+        for column in ("#", "trial", "outcome", metric, "test F1 @ best dev", "peak MiB", *searched):
             table.add_column(column, justify="right" if column not in ("trial", "outcome") else "left")
         for rank, row in enumerate(rows[:top], start=1):
             table.add_row(
                 str(rank), row.trial_id, row.outcome, f"{row.value:.2f}",
                 format_value(row.metrics.get("best_test_f1", "")),
+                format_value(round(row.metrics["peak_memory_mib"]) if "peak_memory_mib" in row.metrics else ""),
                 *(format_value(row.params.get(key, "")) for key in searched),
             )
         Console().print(table)

@@ -55,9 +55,10 @@ def resolve_config(config: Path | None, overrides: dict[str, Any]) -> RunConfig:
 def _print_epoch(entry, epochs: int) -> None:
     meta = f"  meta loss {entry.meta_loss:.4f}" if entry.meta_loss is not None else ""
     stage = "  fine-tune" if entry.stage == "finetune" else ""
+    memory = f", peak {entry.peak_memory_mib:.0f} MiB" if entry.peak_memory_mib is not None else ""
     typer.echo(
         f"epoch {entry.epoch:>3}/{epochs}{stage}  dev F1 {entry.dev_f1:6.2f}  test F1 {entry.test_f1:6.2f}  "
-        f"train loss {entry.train_loss:.4f}{meta}  ({entry.epoch_seconds:.1f} s)"
+        f"train loss {entry.train_loss:.4f}{meta}  ({entry.epoch_seconds:.1f} s{memory})"
     )
 
 

@@ -21,7 +21,9 @@ from torch.func import functional_call
 from transformers import get_linear_schedule_with_warmup
 
 from metaxl_tune.config import RunConfig
+from metaxl_tune.model.attention import second_order_attention
 from metaxl_tune.model.rtn import RTNBank
+from metaxl_tune.precision import Precision
 
 Batch = Mapping[str, torch.Tensor]
 IGNORE_INDEX = -100
@@ -70,6 +72,8 @@ class Learner:
         self.rtn = rtn if config.uses_rtn else None
         self._source_index = 0
         self.config = config
+        # Autocast for every forward, one loss scaler for both optimizers (fp16).
+        self.precision = Precision(config.precision, next(model.parameters()).device)
         self.theta = {name: p for name, p in model.named_parameters() if p.requires_grad}
         # Adam with linear warm-up for both levels, as in the reference code.
         self.main_opt = torch.optim.Adam(self.theta.values(), lr=config.lr)
@@ -85,21 +89,28 @@ class Learner:
     def current_lr(self) -> float:
         return self.main_opt.param_groups[0]["lr"]
 
+    def loss(self, batch: Batch, params: Mapping[str, torch.Tensor] | None = None) -> torch.Tensor:
+        """task_loss under the run's autocast: every forward of every method goes through here."""
+        with self.precision.autocast():
+            return task_loss(self.model, batch, params)
+
     def source_loss(self, source: Batch) -> torch.Tensor:
         """L(x_s; theta, phi): the source forward with every RTN (of this step's source set) applied."""
         if self.rtn is None:
-            return task_loss(self.model, source)
+            return self.loss(source)
         with self.rtn.applied(self._source_index if self.rtn.num_sources > 1 else 0):
-            return task_loss(self.model, source)
+            return self.loss(source)
 
     def _main_step(self) -> None:
         if self.config.max_grad_norm is not None:
+            # Clip the true gradient: unscale first (fp16), as torch.amp prescribes.
+            self.precision.unscale_(self.main_opt)
             torch.nn.utils.clip_grad_norm_(self.theta.values(), self.config.max_grad_norm)
-        self.main_opt.step()
+        self.precision.step(self.main_opt)
         self.main_schedule.step()
 
     def _meta_step(self) -> None:
-        self.meta_opt.step()
+        self.precision.step(self.meta_opt)
         self.meta_schedule.step()
 
     def _zero_grad(self) -> None:
@@ -117,17 +128,21 @@ class Learner:
         self._zero_grad()
         method = self.config.method
         if method == "target-only":
-            return self._plain_step(task_loss(self.model, target))
-        if method == "jt":
-            return self._plain_step(task_loss(self.model, source) + task_loss(self.model, target))
-        if method == "jt-rtn":
-            return self._plain_step(self.source_loss(source) + task_loss(self.model, target))
-        return self.metaxl_step(source, target)
+            losses = self._plain_step(self.loss(target))
+        elif method == "jt":
+            losses = self._plain_step(self.loss(source) + self.loss(target))
+        elif method == "jt-rtn":
+            losses = self._plain_step(self.source_loss(source) + self.loss(target))
+        else:
+            losses = self.metaxl_step(source, target)
+        # One scale update per training step, after both optimizers stepped (fp16 only).
+        self.precision.update()
+        return losses
 
     def _plain_step(self, loss: torch.Tensor) -> StepLosses:
         """Single-level training (target-only, JT, and JT w/ RTN, paper section 4.4, where phi
         is trained on the same loss as theta, by ordinary back-propagation)."""
-        loss.backward()
+        self.precision.scale(loss).backward()
         if self.meta_opt is not None:
             self._meta_step()
         self._main_step()
@@ -138,34 +153,41 @@ class Learner:
         target_train, target_meta = split_target(target, self.config.portion)
 
         # L_train(theta, phi) = L(x_s; theta, phi) + L(x_t_train; theta)   [paper Eq. 3, inner]
-        train_loss = self.source_loss(source)
-        if target_train is not None:
-            train_loss = train_loss + task_loss(self.model, target_train)
+        # The one forward differentiated twice: math attention kernel (fused SDPA has no
+        # double backward); the look-ahead forward below keeps the fused kernels.
+        with second_order_attention():
+            train_loss = self.source_loss(source)
+            if target_train is not None:
+                train_loss = train_loss + self.loss(target_train)
 
         # grad_theta L_train, kept differentiable in phi (create_graph) for the hypergradient.
+        # With fp16 the loss is scaled by S; theta' below uses the unscaled gradient.
         names = list(self.theta)
-        grads = torch.autograd.grad(train_loss, list(self.theta.values()), create_graph=True, allow_unused=True)
+        grads = torch.autograd.grad(
+            self.precision.scale(train_loss), list(self.theta.values()), create_graph=True, allow_unused=True
+        )
 
         # theta' = theta - alpha * grad_theta L_train                          [Algorithm 1, line 5]
         alpha = self.config.lookahead_lr if self.config.lookahead_lr is not None else self.current_lr
         lookahead = {
             name: param if grad is None else param - alpha * grad
-            for name, param, grad in zip(names, self.theta.values(), grads)
+            for name, param, grad in zip(names, self.theta.values(), self.precision.unscale(grads))
         }
 
         # phi <- phi - beta * grad_phi L(x_t_meta; theta')                   [Algorithm 1, line 6]
         # grad_phi L(theta') = -alpha * grad_phi <grad_theta L_train, grad_theta' L_meta>: a
         # Hessian-vector product that autograd takes through the create_graph gradient above.
-        meta_loss = task_loss(self.model, target_meta, params=lookahead)
+        meta_loss = self.loss(target_meta, params=lookahead)
         phi = list(self.rtn.parameters())
         # allow_unused: with one RTN set per source language, the other languages' sets get no gradient.
-        for param, grad in zip(phi, torch.autograd.grad(meta_loss, phi, allow_unused=True)):
+        for param, grad in zip(phi, torch.autograd.grad(self.precision.scale(meta_loss), phi, allow_unused=True)):
             param.grad = grad
         self._meta_step()
 
         # theta <- theta - lr * grad_theta L_train                               [Algorithm 1, line 7]
         if self.config.theta_update == "algorithm1":
-            # Reuse the gradient already computed at the old phi.
+            # Reuse the gradient already computed at the old phi (still scaled by S: the
+            # scaler unscales it in _main_step like any backward's gradient).
             for param, grad in zip(self.theta.values(), grads):
                 param.grad = None if grad is None else grad.detach()
         else:
@@ -173,8 +195,8 @@ class Learner:
             del grads, lookahead
             train_loss = self.source_loss(source)
             if target_train is not None:
-                train_loss = train_loss + task_loss(self.model, target_train)
-            train_loss.backward(inputs=list(self.theta.values()))
+                train_loss = train_loss + self.loss(target_train)
+            self.precision.scale(train_loss).backward(inputs=list(self.theta.values()))
         self._main_step()
         return StepLosses(train_loss=train_loss.item(), meta_loss=meta_loss.item())
 
@@ -182,6 +204,8 @@ class Learner:
 
     def state_dict(self) -> dict[str, Any]:
         state = {"main_opt": self.main_opt.state_dict(), "main_schedule": self.main_schedule.state_dict()}
+        if self.precision.scaling:  # fp16: the loss scale resumes where it was
+            state["scaler"] = self.precision.state_dict()
         if self.meta_opt is not None:
             state["meta_opt"] = self.meta_opt.state_dict()
             state["meta_schedule"] = self.meta_schedule.state_dict()
@@ -190,6 +214,7 @@ class Learner:
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         self.main_opt.load_state_dict(state["main_opt"])
         self.main_schedule.load_state_dict(state["main_schedule"])
+        self.precision.load_state_dict(state.get("scaler", {}))
         if self.meta_opt is not None:
             self.meta_opt.load_state_dict(state["meta_opt"])
             self.meta_schedule.load_state_dict(state["meta_schedule"])
@@ -216,10 +241,12 @@ class BackoffFinetuner:
         learner.model.train()
         learner._source_index = source_index
         self.optimizer.zero_grad(set_to_none=True)
-        loss = learner.source_loss(source) + task_loss(learner.model, target)
-        # Gradients for theta only: phi stays as the MetaXL stage left it.
-        loss.backward(inputs=list(learner.theta.values()))
-        self.optimizer.step()
+        loss = learner.source_loss(source) + learner.loss(target)
+        # Gradients for theta only: phi stays as the MetaXL stage left it. The run's precision
+        # (autocast, fp16 loss scaling) applies here as in the MetaXL stage.
+        learner.precision.scale(loss).backward(inputs=list(learner.theta.values()))
+        learner.precision.step(self.optimizer)
+        learner.precision.update()
         return StepLosses(train_loss=loss.item())
 
     def state_dict(self) -> dict[str, Any]:

@@ -21,6 +21,8 @@ Method = Literal["target-only", "jt", "jt-rtn", "metaxl"]
 ThetaUpdate = Literal["algorithm1", "recompute"]
 LabelFormat = Literal["auto", "binary", "stars", "polarity"]
 SourceStrategy = Literal["sequential", "round-robin", "uniform", "bandit"]
+Precision = Literal["fp32", "bf16", "fp16"]
+Attention = Literal["sdpa", "eager"]
 # An RTN placement: a layer index (0 = after the embeddings, k = after encoder layer k) or a
 # depth-relative name, resolved against the model when it is built ("middle" = depth // 2).
 Placement = Union[int, Literal["middle", "last"]]
@@ -81,7 +83,8 @@ class RunConfig(BaseModel):
     method: Method = "metaxl"
     """Training method: target-only, jt (joint training), jt-rtn (JT with RTN, plain SGD) or metaxl."""
     model: str = "xlm-roberta-base"
-    """Encoder: a Hugging Face hub name, a local directory, or 'tiny' (random-init, offline)."""
+    """Encoder: a Hugging Face hub name, a local directory, 'tiny' (random-init, offline) or
+    'base-random' (xlm-roberta-base's shape, random-init, offline: for cost measurements)."""
     data: str = "hub"
     """Data: 'hub' (WikiAnn from the Hugging Face hub), 'synthetic', or a local directory."""
     label_format: LabelFormat = "auto"
@@ -141,6 +144,10 @@ class RunConfig(BaseModel):
     ('10m', the default: every epoch or 10 minutes, whichever is later); always the final epoch."""
     model_artifacts: bool = True
     """Upload the best-dev weights (best/best.safetensors) to the trial's MLflow run when it ends."""
+    precision: Precision = "fp32"
+    """Forward precision: fp32 (exact), bf16 or fp16 autocast (fp32 master weights; fp16 adds loss scaling)."""
+    attention: Attention = "sdpa"
+    """Attention kernels: sdpa (fused where only first-order gradients are taken) or eager everywhere."""
 
     @field_validator("target")
     @classmethod

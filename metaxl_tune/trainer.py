@@ -37,10 +37,12 @@ from metaxl_tune.checkpoint_policy import CheckpointPolicy
 from metaxl_tune.config import RunConfig
 from metaxl_tune.data.encoding import Batcher
 from metaxl_tune.data.prepare import PreparedData, describe_sizes, prepare_data
+from metaxl_tune.memory import peak_memory_mib, reset_peak_memory
 from metaxl_tune.metrics import ner_f1, positive_f1, sentence_predictions
 from metaxl_tune.model.backbone import encoder_modules, hidden_size, load_backbone, load_model_config
 from metaxl_tune.model.fit import check_fit
 from metaxl_tune.model.rtn import RTNBank
+from metaxl_tune.precision import check_precision
 from metaxl_tune.run_folder import RunFolderError, config_differences
 from metaxl_tune.source_sampler import SourceSchedule
 
@@ -84,6 +86,8 @@ class EpochResult:
     sources: dict[str, float] = field(default_factory=dict)
     """Multi-source bookkeeping, flat metric names: ``source_steps/<lang>`` (steps this epoch)
     and, for the bandit, ``source_weight/<lang>`` (sampling probability at the epoch's end)."""
+    peak_memory_mib: float | None = None
+    """Peak memory during this epoch (CUDA max allocated, or the process's peak RSS on CPU)."""
 
     def metrics(self) -> dict[str, float]:
         # Numbers only (Tune and MLflow metrics): the stage shows as epochs past config.epochs.
@@ -163,6 +167,7 @@ class Run:
         self.progress = progress
         self.save_model = save_model
         self.device = resolve_device(config.device)
+        check_precision(config.precision, self.device)
         fit = check_fit(config)  # placements and max_length against the model, before any data
         model_config, self.placements = fit.model_config, fit.placements
 
@@ -183,7 +188,8 @@ class Run:
 
         torch.manual_seed(config.seed)
         self.model = load_backbone(
-            config.model, model_config, task=config.task, num_labels=len(self.data.label_names)
+            config.model, model_config, task=config.task, num_labels=len(self.data.label_names),
+            attention=config.attention,
         ).to(self.device)
         self.rtn = None
         if config.uses_rtn:
@@ -248,7 +254,8 @@ class Run:
         for start in range(0, len(batcher), EVAL_BATCH_SIZE):
             rows = range(start, min(start + EVAL_BATCH_SIZE, len(batcher)))
             batch = batcher.batch(rows, self.device)
-            logits = self.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+            with self.learner.precision.autocast():
+                logits = self.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
             predictions = logits.argmax(-1).cpu()
             labels = batch["labels"].cpu()
             if self.config.task == "sa":
@@ -401,6 +408,7 @@ class Run:
         try:
             for epoch in range(len(history) + 1, self.config.total_epochs + 1):
                 started = time.perf_counter()
+                reset_peak_memory(self.device)
                 train_loss, meta_loss, source_metrics = self._train_epoch(epoch)
                 dev_f1, test_f1 = self.evaluate(self.data.target_dev), self.evaluate(self.data.target_test)
                 previous = history[-1] if history else None
@@ -417,6 +425,7 @@ class Run:
                     best_test_f1=test_f1 if improved else previous.best_test_f1,
                     stage=self._stage(epoch),
                     sources=source_metrics,
+                    peak_memory_mib=peak_memory_mib(self.device),
                 )
                 history.append(entry)
                 if improved:

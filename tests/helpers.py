@@ -10,12 +10,14 @@ from metaxl_tune.model.rtn import RTNBank
 VOCAB = 60
 
 
-def tiny_model(*, task: str = "ner", num_labels: int = 7, seed: int = 0, dtype=torch.float64, dropout: float = 0.0):
-    """The `tiny` architecture with dropout off, so two forwards are the same function."""
+def tiny_model(*, task: str = "ner", num_labels: int = 7, seed: int = 0, dtype=torch.float64, dropout: float = 0.0,
+               attention: str = "eager"):
+    """The `tiny` architecture with dropout off, so two forwards are the same function. Eager
+    attention by default: tests differentiate their own reference formulations twice."""
     torch.manual_seed(seed)
     config = load_model_config("tiny", max_length=16, vocab_size=VOCAB)
     config.hidden_dropout_prob = config.attention_probs_dropout_prob = dropout
-    return load_backbone("tiny", config, task=task, num_labels=num_labels).to(dtype)
+    return load_backbone("tiny", config, task=task, num_labels=num_labels, attention=attention).to(dtype)
 
 
 def attach_bank(model, layers, *, bottleneck: int = 8, gate: bool = False, detach_input: bool = False, seed: int = 1):

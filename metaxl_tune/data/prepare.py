@@ -24,7 +24,7 @@ from metaxl_tune.config import RunConfig
 from metaxl_tune.data import NER_LABELS, SA_LABELS, Splits, data_fingerprint, load_splits, sample
 from metaxl_tune.data.encoding import ENCODING_VERSION
 from metaxl_tune.data.encoding import Batcher, cache_key, cached_encoding, encode_ner, encode_sa, tokenizer_fingerprint
-from metaxl_tune.model.backbone import TINY
+from metaxl_tune.model.backbone import RANDOM_INIT
 from metaxl_tune.model.tokenizer import load_tokenizer, train_tiny_tokenizer
 
 SPLITS = ("train", "dev", "test")
@@ -152,7 +152,7 @@ def prepare_data(
 
 
 def _tokenizer(config: RunConfig, cache_dir: Path, fingerprints: dict, raw) -> PreTrainedTokenizerFast:
-    if config.model != TINY:
+    if config.model not in RANDOM_INIT:
         return load_tokenizer(config.model)
     # One tiny vocabulary per set of languages, whatever the method, so that the methods of
     # an ablation share it like they would share a pre-trained model's.

@@ -1,7 +1,8 @@
-"""Encoders: any Hugging Face encoder by hub name or local path, or a tiny random-init one.
+"""Encoders: any Hugging Face encoder by hub name or local path, or a random-init one offline.
 
-Models are always built with eager attention: the bi-level step differentiates through a
-gradient (create_graph=True), and PyTorch's fused SDPA kernels have no double backward.
+Models are built with the configured attention (``sdpa`` by default). Fused SDPA kernels have
+no double backward, so the one forward the MetaXL step differentiates twice runs under the
+math kernel (metaxl_tune.model.attention); ``eager`` builds the explicit softmax(QK^T)V path.
 """
 
 from __future__ import annotations
@@ -19,6 +20,22 @@ from transformers import (
 )
 
 TINY = "tiny"
+BASE_RANDOM = "base-random"
+RANDOM_INIT = frozenset({TINY, BASE_RANDOM})
+"""Models built from a config alone (no download); their tokenizer is trained on the run's text."""
+
+# xlm-roberta-base's shape (278 M parameters, 192 M of them in the 250002 x 768 embedding),
+# for measuring paper-scale cost offline; randomly initialised, so its F1 means nothing.
+BASE_ARCHITECTURE = dict(
+    vocab_size=250_002,
+    hidden_size=768,
+    num_hidden_layers=12,
+    num_attention_heads=12,
+    intermediate_size=3072,
+    max_position_embeddings=514,
+    type_vocab_size=1,
+    layer_norm_eps=1e-5,
+)
 
 # About 0.2M parameters: XLM-R's architecture at a size that trains in seconds on a CPU.
 TINY_ARCHITECTURE = dict(
@@ -53,6 +70,8 @@ def load_model_config(name: str, *, max_length: int, vocab_size: int = 8) -> Pre
             eos_token_id=2,
             **TINY_ARCHITECTURE,
         )
+    if name == BASE_RANDOM:
+        return XLMRobertaConfig(pad_token_id=1, bos_token_id=0, eos_token_id=2, **BASE_ARCHITECTURE)
     try:
         return AutoConfig.from_pretrained(name)
     except (OSError, ValueError) as error:
@@ -102,15 +121,15 @@ def model_depth(model_config: PretrainedConfig) -> int:
 
 
 def load_backbone(
-    name: str, model_config: PretrainedConfig, *, task: str, num_labels: int
+    name: str, model_config: PretrainedConfig, *, task: str, num_labels: int, attention: str = "sdpa"
 ) -> PreTrainedModel:
     """Encoder plus task head: token classification for NER, sequence classification for SA."""
     head = AutoModelForTokenClassification if task == "ner" else AutoModelForSequenceClassification
     model_config.num_labels = num_labels
-    if name == TINY:
-        return head.from_config(model_config, attn_implementation="eager")
+    if name in RANDOM_INIT:
+        return head.from_config(model_config, attn_implementation=attention)
     try:
-        return head.from_pretrained(name, config=model_config, attn_implementation="eager")
+        return head.from_pretrained(name, config=model_config, attn_implementation=attention)
     except OSError:
         raise ModelError(_offline_hint(name)) from None
 

@@ -18,7 +18,7 @@ from metaxl_tune.tracking import OUTCOME_TAG, Tracker
 # Keys of a trial's result that are per-epoch metrics (Tune adds many bookkeeping keys).
 EPOCH_METRICS = (
     "dev_f1", "test_f1", "train_loss", "meta_loss", "epoch_seconds", "best_dev_f1", "best_test_f1", "best_epoch",
-    "wall_seconds", "device_seconds",
+    "wall_seconds", "device_seconds", "peak_memory_mib",
 )
 PLACEMENT_TAGS = ("node_id", "hostname", "gpu_ids", "cuda_visible_devices", "device_type", "resumed_from_epoch")
 STOP_TAGS = ("stop_reason", "stop_message")

@@ -218,3 +218,26 @@ def test_overwrite_replaces_the_run(finished, tmp_path):
     assert result.exit_code == 0, result.output
     assert json.loads((folder / "results.json").read_text())["config"]["seed"] == 7
     assert (folder / "notes.txt").read_text() == "mine"
+
+
+def _cpu_has(precision: str) -> bool:
+    from metaxl_tune.precision import PrecisionError, check_precision
+
+    try:
+        check_precision(precision, __import__("torch").device("cpu"))
+    except PrecisionError:
+        return False
+    return True
+
+
+@pytest.mark.parametrize("precision", ["bf16", "fp16"])
+def test_train_end_to_end_in_mixed_precision_on_cpu(tmp_path, precision):
+    if not _cpu_has(precision):
+        pytest.skip(f"this torch has no {precision} autocast on CPU")
+    result = runner.invoke(app, ["train", "--model", "tiny", "--data", "synthetic", "--target", "tk", "--method", "metaxl",
+                                 "--epochs", "1", *FAST, "--precision", precision, "--output", str(tmp_path), "--no-progress"])
+    assert result.exit_code == 0, result.output
+    assert "epoch   1/1  dev F1" in result.output and "MiB)" in result.output
+    results = json.loads((tmp_path / "results.json").read_text())
+    assert results["config"]["precision"] == precision and results["config"]["attention"] == "sdpa"
+    assert results["history"][0]["peak_memory_mib"] > 0

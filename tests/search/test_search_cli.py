@@ -88,6 +88,26 @@ def test_best_exports_a_config_that_train_reproduces(demo_search, shared_cache):
     assert reproduced == pytest.approx(best, abs=1e-9)
 
 
+def test_peak_memory_is_logged_every_epoch_and_shown_by_best(demo_search, shared_cache):
+    workdir, _ = demo_search
+    client = MlflowClient(f"sqlite:///{workdir / 'mlflow.db'}")
+    _, trials = trial_runs(client, "demo")
+    for run in trials:
+        peaks = client.get_metric_history(run.info.run_id, "peak_memory_mib")
+        epochs = client.get_metric_history(run.info.run_id, "dev_f1")
+        assert len(peaks) == len(epochs) >= 1 and all(metric.value > 0 for metric in peaks)
+    shown = subprocess.run(
+        [*CLI, "best", "--name", "demo", "--top", "6"], cwd=workdir,
+        env={**cli_env(shared_cache), "COLUMNS": "250"}, capture_output=True, text=True, timeout=300,
+    )
+    assert shown.returncode == 0, shown.stderr
+    assert "peak MiB" in shown.stdout
+    lines = shown.stdout.splitlines()
+    for run in trials:
+        row = next(line for line in lines if f" {run.data.tags['metaxl.trial_id']} " in line)
+        assert f" {round(run.data.metrics['peak_memory_mib'])} " in row
+
+
 def test_search_logs_to_a_real_mlflow_server(tmp_path, shared_cache):
     server = MlflowServer(tmp_path)
     try:
