@@ -22,36 +22,71 @@ from transformers import get_linear_schedule_with_warmup
 
 from metaxl_tune.config import RunConfig
 from metaxl_tune.model.rtn import RTNBank
+from metaxl_tune.model.tail import EncoderSplit, call_with_params
 
 Batch = Mapping[str, torch.Tensor]
 IGNORE_INDEX = -100
 
 
+def cross_entropy(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Mean cross-entropy over labelled positions (NER: first sub-tokens; SA: one per sentence)."""
+    return F.cross_entropy(logits.flatten(0, -2), labels.flatten(), ignore_index=IGNORE_INDEX)
+
+
 def task_loss(model: nn.Module, batch: Batch, params: Mapping[str, torch.Tensor] | None = None) -> torch.Tensor:
-    """Mean cross-entropy over labelled positions (NER: first sub-tokens; SA: one per sentence).
+    """The plain forward and its loss: target batches, and source batches for the stack combination
+    (with the RTN hooks active).
 
     With ``params`` the model runs with those tensors in place of its own parameters, which is
     how theta' = theta - alpha * grad stays differentiable with respect to phi.
     """
     inputs = {"input_ids": batch["input_ids"], "attention_mask": batch["attention_mask"]}
     logits = (functional_call(model, dict(params), (), inputs) if params is not None else model(**inputs)).logits
-    return F.cross_entropy(logits.flatten(0, -2), batch["labels"].flatten(), ignore_index=IGNORE_INDEX)
+    return cross_entropy(logits, batch["labels"])
+
+
+def mixture_loss(split: EncoderSplit, bank: RTNBank, batch: Batch, source_index: int = 0) -> torch.Tensor:
+    """sum_k softmax(a_s)_k * L(tail_k(h_k + g_k(h_k))): the reference's multi-placement source loss
+    (``mlt.py: step_metaxl``, its loop over ``transfer_layers``). One pass over the layers up to the
+    highest placement gives every h_k; each placement then re-runs only the layers above it."""
+    states = split.states(batch, bank.layers)
+    weights = bank.mixture_weights(source_index)
+    loss = 0
+    for weight, layer in zip(weights, bank.layers):
+        hidden = bank.rtn(layer, source_index)(states[layer])
+        loss = loss + weight * cross_entropy(split.tail_logits(hidden, layer, batch), batch["labels"])
+    return loss
 
 
 def split_target(batch: Batch, portion: int) -> tuple[Batch | None, Batch]:
-    """Reference-code split: the last 1/portion of the target batch is the meta batch, the
-    rest joins the training loss as plain joint training (portion 1: all of it is meta)."""
+    """The reference's split (``mtrain.py``: ``half = int(len / portion)``): the first
+    ``n // portion`` target examples join the training loss as plain joint training, the other
+    ``n - n // portion`` are the meta batch. Returns ``(train_part, meta_part)``.
+
+    ``portion 1`` is our extension: every example is meta and none joins the training loss (the
+    reference would take all of them for training and skip the step, its meta batch being empty).
+    A batch too small to give the training share an example is likewise all meta.
+    """
     size = batch["input_ids"].shape[0]
-    meta_size = max(1, size // portion)
-    if meta_size == size:
+    train_size = 0 if portion == 1 else size // portion
+    if train_size == 0:
         return None, batch
-    head = {key: value[: size - meta_size] for key, value in batch.items()}
-    tail = {key: value[size - meta_size :] for key, value in batch.items()}
+    head = {key: value[:train_size] for key, value in batch.items()}
+    tail = {key: value[train_size:] for key, value in batch.items()}
     return head, tail
 
 
 def warmup_schedule(optimizer: torch.optim.Optimizer, total_steps: int, warmup_ratio: float):
     return get_linear_schedule_with_warmup(optimizer, int(warmup_ratio * total_steps), total_steps)
+
+
+# The finite-difference hypergradient moves theta by eps = FD_STEP / ||v|| times v: a step of fixed
+# length FD_STEP. DARTS (Liu et al. 2019, Eq. 8) uses 0.01; with the RTN's ReLU that length already
+# flips RTN units across the kink on the tiny model (cosine with the exact hypergradient 0.32 at
+# 0.01, 0.09 at 1e-3), while 1e-4 gives > 0.9999 in float32 and float64 alike.
+FD_STEP = 1e-4
+# The reference's Adam epsilon (mtrain.py, --adam_epsilon).
+ADAM_EPS = 1e-8
 
 
 @dataclass
@@ -61,7 +96,11 @@ class StepLosses:
 
 
 class Learner:
-    """Holds theta's and phi's optimizers and applies one step of the configured method."""
+    """Holds theta's and phi's optimizers and applies one step of the configured method.
+
+    phi is every parameter of the RTN bank: the RTNs and the mixture logits (reference: Raptors'
+    nets and ``alpha``, both stepped by ``meta_opt``).
+    """
 
     def __init__(self, model: nn.Module, rtn: RTNBank | None, config: RunConfig, *, total_steps: int):
         if config.uses_rtn and rtn is None:
@@ -70,12 +109,21 @@ class Learner:
         self.rtn = rtn if config.uses_rtn else None
         self.config = config
         self.theta = {name: p for name, p in model.named_parameters() if p.requires_grad}
-        # Adam with linear warm-up for both levels, as in the reference code.
-        self.main_opt = torch.optim.Adam(self.theta.values(), lr=config.lr)
+        # With one placement the mixture is the plain forward with weight softmax(a) = 1.
+        self.split = None
+        if self.rtn is not None and config.rtn_combine == "mixture" and len(self.rtn.layers) > 1:
+            self.split = EncoderSplit(model)
+        # Adam (L2 weight decay added to the gradient, torch.optim.Adam as in mtrain.py, not
+        # AdamW) with linear warm-up for both levels.
+        self.main_opt = torch.optim.Adam(
+            self.theta.values(), lr=config.lr, eps=ADAM_EPS, weight_decay=config.weight_decay
+        )
         self.main_schedule = warmup_schedule(self.main_opt, total_steps, config.warmup_ratio)
         self.meta_opt = self.meta_schedule = None
         if self.rtn is not None:
-            self.meta_opt = torch.optim.Adam(self.rtn.parameters(), lr=config.meta_lr)
+            self.meta_opt = torch.optim.Adam(
+                self.rtn.parameters(), lr=config.meta_lr, eps=ADAM_EPS, weight_decay=config.weight_decay
+            )
             self.meta_schedule = warmup_schedule(self.meta_opt, total_steps, config.warmup_ratio)
 
     # ---- shared pieces -------------------------------------------------------------------
@@ -84,15 +132,20 @@ class Learner:
     def current_lr(self) -> float:
         return self.main_opt.param_groups[0]["lr"]
 
-    def source_loss(self, source: Batch) -> torch.Tensor:
-        """L(x_s; theta, phi): the source forward with every RTN applied."""
+    def source_loss(
+        self, source: Batch, params: Mapping[str, torch.Tensor] | None = None, *, source_index: int = 0
+    ) -> torch.Tensor:
+        """L(x_s; theta, phi) with source language ``source_index``'s RTNs, combined as configured;
+        ``params`` replaces theta for the call."""
         if self.rtn is None:
-            return task_loss(self.model, source)
-        with self.rtn.applied():
-            return task_loss(self.model, source)
+            return task_loss(self.model, source, params)
+        if self.split is None:
+            with self.rtn.applied(source_index):
+                return task_loss(self.model, source, params)
+        return call_with_params(self.model, params, mixture_loss, self.split, self.rtn, source, source_index)
 
-    def _main_step(self) -> None:
-        if self.config.max_grad_norm is not None:
+    def _main_step(self, *, clip: bool = True) -> None:
+        if clip and self.config.max_grad_norm is not None:
             torch.nn.utils.clip_grad_norm_(self.theta.values(), self.config.max_grad_norm)
         self.main_opt.step()
         self.main_schedule.step()
@@ -108,54 +161,54 @@ class Learner:
 
     # ---- the methods -----------------------------------------------------------------------
 
-    def step(self, source: Batch | None, target: Batch) -> StepLosses:
+    def step(self, source: Batch | None, target: Batch, *, source_index: int = 0) -> StepLosses:
+        """One step; ``source_index`` picks the source language's RTNs and mixture logits."""
         self.model.train()
         self._zero_grad()
         method = self.config.method
         if method == "target-only":
             return self._plain_step(task_loss(self.model, target))
         if method == "jt":
-            return self._plain_step(task_loss(self.model, source) + task_loss(self.model, target))
+            # Reference joint_training (mlt.py: step_gold_mix): the mean of the two losses, no clipping.
+            return self._plain_step((task_loss(self.model, source) + task_loss(self.model, target)) / 2, clip=False)
         if method == "jt-rtn":
-            return self._plain_step(self.source_loss(source) + task_loss(self.model, target))
-        return self.metaxl_step(source, target)
+            loss = self.source_loss(source, source_index=source_index) + task_loss(self.model, target)
+            return self._plain_step(loss)
+        return self.metaxl_step(source, target, source_index=source_index)
 
-    def _plain_step(self, loss: torch.Tensor) -> StepLosses:
+    def _plain_step(self, loss: torch.Tensor, *, clip: bool = True) -> StepLosses:
         """Single-level training (target-only, JT, and JT w/ RTN, paper section 4.4, where phi
         is trained on the same loss as theta, by ordinary back-propagation)."""
         loss.backward()
         if self.meta_opt is not None:
             self._meta_step()
-        self._main_step()
+        self._main_step(clip=clip)
         return StepLosses(train_loss=loss.item())
 
-    def metaxl_step(self, source: Batch, target: Batch) -> StepLosses:
+    def metaxl_step(self, source: Batch, target: Batch, *, source_index: int = 0) -> StepLosses:
         """Paper Algorithm 1, lines 4-7, with the reference code's target split."""
         target_train, target_meta = split_target(target, self.config.portion)
 
-        # L_train(theta, phi) = L(x_s; theta, phi) + L(x_t_train; theta)   [paper Eq. 3, inner]
-        train_loss = self.source_loss(source)
-        if target_train is not None:
-            train_loss = train_loss + task_loss(self.model, target_train)
+        def training_loss() -> torch.Tensor:
+            # L_train(theta, phi) = L(x_s; theta, phi) + L(x_t_train; theta)   [paper Eq. 3, inner]
+            loss = self.source_loss(source, source_index=source_index)
+            if target_train is not None:
+                loss = loss + task_loss(self.model, target_train)
+            return loss
 
-        # grad_theta L_train, kept differentiable in phi (create_graph) for the hypergradient.
-        names = list(self.theta)
-        grads = torch.autograd.grad(train_loss, list(self.theta.values()), create_graph=True, allow_unused=True)
-
-        # theta' = theta - alpha * grad_theta L_train                          [Algorithm 1, line 5]
         alpha = self.config.lookahead_lr if self.config.lookahead_lr is not None else self.current_lr
-        lookahead = {
-            name: param if grad is None else param - alpha * grad
-            for name, param, grad in zip(names, self.theta.values(), grads)
-        }
-
-        # phi <- phi - beta * grad_phi L(x_t_meta; theta')                   [Algorithm 1, line 6]
-        # grad_phi L(theta') = -alpha * grad_phi <grad_theta L_train, grad_theta' L_meta>: a
-        # Hessian-vector product that autograd takes through the create_graph gradient above.
-        meta_loss = task_loss(self.model, target_meta, params=lookahead)
         phi = list(self.rtn.parameters())
-        for param, grad in zip(phi, torch.autograd.grad(meta_loss, phi)):
-            param.grad = grad
+        if self.config.hypergradient == "exact":
+            train_loss, grads, meta_loss, hypergradient = self._exact_hypergradient(
+                training_loss, target_meta, alpha, phi
+            )
+        else:
+            train_loss, grads, meta_loss, hypergradient = self._finite_difference_hypergradient(
+                training_loss, source, target_meta, alpha, phi, source_index
+            )
+        # phi <- phi - beta * grad_phi L(x_t_meta; theta')                   [Algorithm 1, line 6]
+        for param, grad in zip(phi, hypergradient):
+            param.grad = grad  # None for the RTNs of other source languages: Adam skips them
         self._meta_step()
 
         # theta <- theta - lr * grad_theta L_train                               [Algorithm 1, line 7]
@@ -165,13 +218,76 @@ class Learner:
                 param.grad = None if grad is None else grad.detach()
         else:
             # Reference code: recompute the training loss with the updated phi and step on that.
-            del grads, lookahead
-            train_loss = self.source_loss(source)
-            if target_train is not None:
-                train_loss = train_loss + task_loss(self.model, target_train)
+            del grads
+            train_loss = training_loss()
             train_loss.backward(inputs=list(self.theta.values()))
         self._main_step()
         return StepLosses(train_loss=train_loss.item(), meta_loss=meta_loss.item())
+
+    def _exact_hypergradient(self, training_loss, target_meta: Batch, alpha: float, phi: list[torch.Tensor]):
+        """grad_phi L_meta(theta - alpha * grad_theta L_train(theta, phi)), exactly."""
+        train_loss = training_loss()
+        # grad_theta L_train, kept differentiable in phi (create_graph) for the hypergradient.
+        names = list(self.theta)
+        grads = torch.autograd.grad(train_loss, list(self.theta.values()), create_graph=True, allow_unused=True)
+
+        # theta' = theta - alpha * grad_theta L_train                          [Algorithm 1, line 5]
+        lookahead = {
+            name: param if grad is None else param - alpha * grad
+            for name, param, grad in zip(names, self.theta.values(), grads)
+        }
+        # grad_phi L(theta') = -alpha * grad_phi <grad_theta L_train, grad_theta' L_meta>: a
+        # Hessian-vector product that autograd takes through the create_graph gradient above.
+        meta_loss = task_loss(self.model, target_meta, params=lookahead)
+        hypergradient = torch.autograd.grad(meta_loss, phi, allow_unused=True)
+        return train_loss, grads, meta_loss, hypergradient
+
+    def _finite_difference_hypergradient(
+        self, training_loss, source: Batch, target_meta: Batch, alpha: float, phi: list[torch.Tensor], source_index: int
+    ):
+        """The DARTS estimate of the same hypergradient, with no second-order graph:
+
+            grad_phi L_meta(theta') ~ -alpha * [grad_phi L_train(theta+, phi) - grad_phi L_train(theta-, phi)] / (2 eps)
+            theta+- = theta +- eps * v,   v = grad_theta' L_meta(theta'),   eps = FD_STEP / ||v||
+
+        so theta moves by exactly FD_STEP (1e-4; DARTS's 0.01 crosses the RTN's ReLU kinks, see
+        FD_STEP) in the direction of v whatever v's scale. Only the source part of L_train depends on phi, so only it is evaluated at theta+-.
+        The reference's ``step_mlt_multi_fd`` differs: a fixed eps = 1e-3 (the norm scaling is
+        commented out there), perturbations applied in place to theta and undone by adding them
+        back (we evaluate at fresh detached tensors, theta itself never changes), and the whole
+        training loss (target part included) evaluated at theta+-.
+        """
+        train_loss = training_loss()
+        names = list(self.theta)
+        values = list(self.theta.values())
+        grads = torch.autograd.grad(train_loss, values, allow_unused=True)
+        train_loss = train_loss.detach()
+
+        # theta' = theta - alpha * grad_theta L_train, detached: v is a plain first-order gradient.
+        lookahead = {
+            name: (param.detach() if grad is None else param.detach() - alpha * grad).requires_grad_()
+            for name, param, grad in zip(names, values, grads)
+        }
+        meta_loss = task_loss(self.model, target_meta, params=lookahead)
+        direction = torch.autograd.grad(meta_loss, list(lookahead.values()), allow_unused=True)
+        del lookahead
+        direction = [torch.zeros_like(p) if d is None else d for p, d in zip(values, direction)]
+        norm = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(d) for d in direction]))
+        if norm == 0:  # L_meta is flat at theta': the hypergradient is zero
+            return train_loss, grads, meta_loss.detach(), [torch.zeros_like(p) for p in phi]
+        eps = FD_STEP / norm.item()
+
+        def phi_gradient(sign: float) -> tuple[torch.Tensor | None, ...]:
+            shifted = {name: (param.detach() + sign * eps * d) for name, param, d in zip(names, values, direction)}
+            loss = self.source_loss(source, shifted, source_index=source_index)
+            return torch.autograd.grad(loss, phi, allow_unused=True)
+
+        plus = phi_gradient(1.0)
+        minus = phi_gradient(-1.0)
+        hypergradient = [
+            None if p is None else -alpha * (p - m) / (2 * eps) for p, m in zip(plus, minus)
+        ]
+        return train_loss, grads, meta_loss.detach(), hypergradient
 
     # ---- checkpointing -------------------------------------------------------------------------
 
