@@ -61,9 +61,12 @@ class EpochResult:
     best_dev_f1: float
     best_test_f1: float
     """Test F1 at the best-dev epoch: the number the paper reports."""
+    rtn_mix: dict[str, float] = field(default_factory=dict)
+    """The learned mixture weights at the end of the epoch (rtn_combine mixture), e.g. rtn_mix_12."""
 
     def metrics(self) -> dict[str, float]:
-        return {key: value for key, value in asdict(self).items() if value is not None}
+        flat = {key: value for key, value in asdict(self).items() if value is not None and key != "rtn_mix"}
+        return {**flat, **self.rtn_mix}
 
 
 @dataclass
@@ -272,6 +275,7 @@ class Run:
                 best_epoch=epoch if improved else previous.best_epoch,
                 best_dev_f1=dev_f1 if improved else previous.best_dev_f1,
                 best_test_f1=test_f1 if improved else previous.best_test_f1,
+                rtn_mix=self.rtn.mixture_report() if self.rtn is not None and self.config.rtn_combine == "mixture" else {},
             )
             history.append(entry)
             if improved and self.save_model:

@@ -129,10 +129,8 @@ CASES = {
     "last": dict(layers=[4], combine="mixture"),
     "stack-emb+last": dict(layers=[0, 4], combine="stack"),
     "mixture-emb+last": dict(layers=[0, 4], combine="mixture"),
-    "mixture-emb+middle-gated": dict(layers=[0, 2], combine="mixture", gate=True),
     "middle-portion1": dict(layers=[2], combine="mixture", portion=1),
     "two-sources-mixture": dict(layers=[0, 4], combine="mixture", num_sources=2, source_index=1),
-    "two-sources-stack": dict(layers=[2, 4], combine="stack", num_sources=2, source_index=1),
 }
 
 
@@ -181,12 +179,12 @@ def test_exact_hypergradient_equals_central_finite_differences(case):
         assert abs(numeric - exact) <= 1e-6 * abs(exact), (numeric, exact)
 
     generator = torch.Generator().manual_seed(0)
-    for _ in range(2):  # directional derivatives along random directions cover every coordinate
-        check([torch.randn(p.shape, generator=generator, dtype=p.dtype) for p in phi])
+    # a directional derivative along a random direction covers every coordinate
+    check([torch.randn(p.shape, generator=generator, dtype=p.dtype) for p in phi])
     flat = torch.cat([g.flatten() for g in analytic])
     assert flat.abs().max() > 0
     sizes = [p.numel() for p in phi]
-    for index in torch.topk(flat.abs(), 3).indices.tolist():  # and the largest single coordinates
+    for index in torch.topk(flat.abs(), 2).indices.tolist():  # and the largest single coordinates
         unit = torch.zeros_like(flat)
         unit[index] = 1
         check([o.view(p.shape) for o, p in zip(torch.split(unit, sizes), phi)])
@@ -248,10 +246,10 @@ def reference_optimizers(model, bank, lr, meta_lr, total_steps):
 
 def test_mixture_recompute_equals_the_reference_step_metaxl():
     config = metaxl_config(theta_update="recompute", lookahead_lr=None, max_grad_norm=10.0, lr=1e-2, meta_lr=1e-2,
-                           rtn_layers=[0, 2, "last"], rtn_combine="mixture", rtn_detach_input=True)
+                           rtn_layers=[0, "last"], rtn_combine="mixture", rtn_detach_input=True)
     ours_model, ref_model = tiny_model(), tiny_model()
-    ours_bank = attach_bank(ours_model, [0, 2, 4], detach_input=True)
-    ref_bank = attach_bank(ref_model, [0, 2, 4], detach_input=True)
+    ours_bank = attach_bank(ours_model, [0, 4], detach_input=True)
+    ref_bank = attach_bank(ref_model, [0, 4], detach_input=True)
     ours = Learner(ours_model, ours_bank, config, total_steps=10)
     opts = reference_optimizers(ref_model, ref_bank, 1e-2, 1e-2, 10)
     for step in range(3):
@@ -352,8 +350,6 @@ def test_single_level_methods_take_one_gradient_step(method):
     config = metaxl_config(method=method, max_grad_norm=1e-3)
     phi_before = [p.detach().clone() for p in bank.parameters()]
     rtn = bank.rtns["4"]
-    with torch.no_grad():
-        pass
     states = hidden_states(model, source)
     source_rtn = ce(classifier(model, transform(bank, 0, 4, states[4], False)), source["labels"])
     source_plain = ce(classifier(model, states[4]), source["labels"])
