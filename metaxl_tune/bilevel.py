@@ -80,11 +80,24 @@ def warmup_schedule(optimizer: torch.optim.Optimizer, total_steps: int, warmup_r
     return get_linear_schedule_with_warmup(optimizer, int(warmup_ratio * total_steps), total_steps)
 
 
+def _rng_state() -> tuple[torch.Tensor, list[torch.Tensor] | None]:
+    cuda = torch.cuda.get_rng_state_all() if torch.cuda.is_available() and torch.cuda.is_initialized() else None
+    return torch.get_rng_state(), cuda
+
+
+def _set_rng_state(state: tuple[torch.Tensor, list[torch.Tensor] | None]) -> None:
+    torch.set_rng_state(state[0])
+    if state[1] is not None:
+        torch.cuda.set_rng_state_all(state[1])
+
+
 # The finite-difference hypergradient moves theta by eps = FD_STEP / ||v|| times v: a step of fixed
-# length FD_STEP. DARTS (Liu et al. 2019, Eq. 8) uses 0.01; with the RTN's ReLU that length already
-# flips RTN units across the kink on the tiny model (cosine with the exact hypergradient 0.32 at
-# 0.01, 0.09 at 1e-3), while 1e-4 gives > 0.9999 in float32 and float64 alike.
-FD_STEP = 1e-4
+# length FD_STEP. DARTS (Liu et al. 2019, Eq. 8) uses 0.01. Through the RTN's ReLU a difference is
+# only right while no RTN unit crosses its kink between theta- and theta+; a crossing spoils the
+# estimate whatever the step, but its chance grows with the step length. On the tiny model the
+# cosine with the exact hypergradient is 0.32 at 0.01, 0.09 at 1e-3, 0.15 or 1.0 at 1e-4
+# (depending on the batch), >= 0.9998 at 1e-5 in float32 and float64 (1e-6: float32 noise, 0.994).
+FD_STEP = 1e-5
 # The reference's Adam epsilon (mtrain.py, --adam_epsilon).
 ADAM_EPS = 1e-8
 
@@ -226,15 +239,14 @@ class Learner:
 
     def _exact_hypergradient(self, training_loss, target_meta: Batch, alpha: float, phi: list[torch.Tensor]):
         """grad_phi L_meta(theta - alpha * grad_theta L_train(theta, phi)), exactly."""
+        names, values = list(self.theta), list(self.theta.values())
         train_loss = training_loss()
         # grad_theta L_train, kept differentiable in phi (create_graph) for the hypergradient.
-        names = list(self.theta)
-        grads = torch.autograd.grad(train_loss, list(self.theta.values()), create_graph=True, allow_unused=True)
+        grads = torch.autograd.grad(train_loss, values, create_graph=True, allow_unused=True)
 
         # theta' = theta - alpha * grad_theta L_train                          [Algorithm 1, line 5]
         lookahead = {
-            name: param if grad is None else param - alpha * grad
-            for name, param, grad in zip(names, self.theta.values(), grads)
+            name: param if grad is None else param - alpha * grad for name, param, grad in zip(names, values, grads)
         }
         # grad_phi L(theta') = -alpha * grad_phi <grad_theta L_train, grad_theta' L_meta>: a
         # Hessian-vector product that autograd takes through the create_graph gradient above.
@@ -250,13 +262,18 @@ class Learner:
             grad_phi L_meta(theta') ~ -alpha * [grad_phi L_train(theta+, phi) - grad_phi L_train(theta-, phi)] / (2 eps)
             theta+- = theta +- eps * v,   v = grad_theta' L_meta(theta'),   eps = FD_STEP / ||v||
 
-        so theta moves by exactly FD_STEP (1e-4; DARTS's 0.01 crosses the RTN's ReLU kinks, see
-        FD_STEP) in the direction of v whatever v's scale. Only the source part of L_train depends on phi, so only it is evaluated at theta+-.
+        so theta moves by exactly FD_STEP (1e-5; DARTS's 0.01 crosses the RTN's ReLU kinks, see
+        FD_STEP) in the direction of v whatever v's scale. The source forwards at theta+- replay
+        the dropout masks of the training forward. Only the source part of L_train depends on phi, so only it is evaluated at theta+-.
         The reference's ``step_mlt_multi_fd`` differs: a fixed eps = 1e-3 (the norm scaling is
         commented out there), perturbations applied in place to theta and undone by adding them
         back (we evaluate at fresh detached tensors, theta itself never changes), and the whole
         training loss (target part included) evaluated at theta+-.
         """
+        # The source forwards at theta+- draw the dropout masks of the training loss's source
+        # forward (which runs first): all three are the same stochastic function of theta, so
+        # the difference measures theta's effect and not dropout noise.
+        draws = _rng_state()
         train_loss = training_loss()
         names = list(self.theta)
         values = list(self.theta.values())
@@ -278,12 +295,15 @@ class Learner:
         eps = FD_STEP / norm.item()
 
         def phi_gradient(sign: float) -> tuple[torch.Tensor | None, ...]:
+            _set_rng_state(draws)
             shifted = {name: (param.detach() + sign * eps * d) for name, param, d in zip(names, values, direction)}
             loss = self.source_loss(source, shifted, source_index=source_index)
             return torch.autograd.grad(loss, phi, allow_unused=True)
 
+        after = _rng_state()
         plus = phi_gradient(1.0)
         minus = phi_gradient(-1.0)
+        _set_rng_state(after)  # the random stream goes on as if the re-runs had not happened
         hypergradient = [
             None if p is None else -alpha * (p - m) / (2 * eps) for p, m in zip(plus, minus)
         ]
