@@ -44,6 +44,9 @@ def test_overrides_replace_file_fields(tmp_path):
         ({"device": "gpu"}, "device: must be auto, cpu, cuda or cuda:N"),
         ({"meta_lrr": 1e-6}, "meta_lrr: unknown field (known: task, target"),
         ({"source": "tk", "target": "tk"}, "source: must differ from target"),
+        ({"weight_decay": -1e-4}, "weight_decay: must be >= 0"),
+        ({"rtn_combine": "sum"}, "rtn_combine: Input should be 'mixture' or 'stack' (got 'sum')"),
+        ({"hypergradient": "fd"}, "hypergradient: Input should be 'exact' or 'finite-difference' (got 'fd')"),
     ],
 )
 def test_invalid_values_fail_with_one_line_naming_the_field(values, message):
