@@ -5,8 +5,8 @@
 
 Every variant lives in this one process with its own copy of the same initial model and steps on
 the same batches. The steps are interleaved round by round (the order rotates each round, so no
-variant always runs right after another), each round's step time is divided by JT's step time of
-that round, and the median of those per-round ratios is reported: machine noise that lasts longer
+variant always runs right after another), a variant's time in a round is the fastest of
+``--repeats`` back-to-back steps, each round's time is divided by JT's time in that round, and the median of those per-round ratios is reported: machine noise that lasts longer
 than a round cancels out of the ratio.
 
 Peak memory is the highest point reached during one step above what was allocated when the step
@@ -120,8 +120,9 @@ def main() -> None:
     parser.add_argument("--min-len", type=int, default=32)
     parser.add_argument("--max-len", type=int, default=64)
     parser.add_argument("--bottleneck", type=int, default=384)
-    parser.add_argument("--rounds", type=int, default=40, help="timed rounds (one step of every variant each)")
-    parser.add_argument("--warmup", type=int, default=3, help="untimed rounds first")
+    parser.add_argument("--rounds", type=int, default=20, help="timed rounds (--repeats steps of every variant each)")
+    parser.add_argument("--warmup", type=int, default=2, help="untimed rounds first")
+    parser.add_argument("--repeats", type=int, default=3, help="steps per variant per round; the fastest counts")
     parser.add_argument("--distinct-batches", type=int, default=6)
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (1: steadier timings on a shared machine)")
     parser.add_argument("--variants", default=",".join(VARIANTS), help="comma list; jt is always included")
@@ -146,12 +147,17 @@ def main() -> None:
         source, target = data[round_index % len(data)]
         shift = round_index % len(variants)
         for variant in variants[shift:] + variants[:shift]:
-            sync()
-            started = time.perf_counter()
-            variant.step(source, target)
-            sync()
+            # A variant's time in a round is its fastest of --repeats back-to-back steps: on a
+            # shared machine a step that another process preempts only ever gets slower.
+            fastest = float("inf")
+            for _ in range(args.repeats):
+                sync()
+                started = time.perf_counter()
+                variant.step(source, target)
+                sync()
+                fastest = min(fastest, time.perf_counter() - started)
             if round_index >= args.warmup:
-                variant.times.append(time.perf_counter() - started)
+                variant.times.append(fastest)
 
     source, target = data[0]
     memory = {variant.name: peak_memory(variant, source, target, device) for variant in variants}
@@ -174,6 +180,7 @@ def main() -> None:
         "batch": args.batch,
         "length": [args.min_len, args.max_len],
         "rounds": args.rounds,
+        "repeats": args.repeats,
         "metaxl_over_jt": time_ratio("metaxl"),
         "recompute_over_jt": time_ratio("metaxl-recompute"),
         "fd_over_jt": time_ratio("metaxl-fd"),
