@@ -1,22 +1,30 @@
-"""Cost of one training step per method on the same batches: time and peak memory, as ratios.
+"""Cost of one training step per method, measured side by side: time and peak memory as ratios.
 
     python bench/step.py                                  # tiny model on CPU (batch 16, 32-64 tokens)
     python bench/step.py --model base --min-len 128 --max-len 128 --device cuda   # XLM-R base size, random init
 
-Each method runs in its own subprocess so peak memory is its own (CUDA peak allocation on a
-GPU; growth of the peak resident set over the model's footprint on a CPU). The last line of
-output is one JSON object with the ratios (metaxl_over_jt, recompute_over_jt,
-peak_memory_metaxl_over_jt, ...).
+Every variant lives in this one process with its own copy of the same initial model and steps on
+the same batches. The steps are interleaved round by round (the order rotates each round, so no
+variant always runs right after another), a variant's time in a round is the fastest of
+``--repeats`` back-to-back steps, each round's time is divided by JT's time in that round, and the median of those per-round ratios is reported: machine noise that lasts longer
+than a round cancels out of the ratio.
+
+Peak memory is the highest point reached during one step above what was allocated when the step
+began, read from the allocator itself, so it repeats exactly from run to run: on a GPU CUDA's peak
+allocation counter, on a CPU the allocations and frees that torch.profiler records with ``profile_memory``
+(each op's own, summed in order; the running maximum, at op granularity). Process RSS is not used.
+
+Variants: target-only, jt, jt-rtn, metaxl (Algorithm 1, RTN after the last layer), metaxl-recompute
+(the reference's theta update), metaxl-fd (finite-difference hypergradient) and mixture2 (placements
+emb + last, rtn_combine mixture). The last line of output is one JSON object with the ratios.
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
 import json
-import resource
 import statistics
-import subprocess
-import sys
 import time
 
 import torch
@@ -27,12 +35,15 @@ from metaxl_tune.config import RunConfig
 from metaxl_tune.model.backbone import encoder_modules, hidden_size, load_model_config, model_depth
 from metaxl_tune.model.rtn import RTNBank
 
-METHODS = {
+LAST = "last"
+VARIANTS = {
     "target-only": {"method": "target-only"},
     "jt": {"method": "jt"},
     "jt-rtn": {"method": "jt-rtn"},
     "metaxl": {"method": "metaxl", "theta_update": "algorithm1"},
     "metaxl-recompute": {"method": "metaxl", "theta_update": "recompute"},
+    "metaxl-fd": {"method": "metaxl", "hypergradient": "finite-difference"},
+    "mixture2": {"method": "metaxl", "rtn_layers": [0, LAST], "rtn_combine": "mixture"},
 }
 
 
@@ -56,38 +67,49 @@ def batches(args, vocab_size: int, device: torch.device) -> list[tuple[dict, dic
     return [(one(), one()) for _ in range(args.distinct_batches)]
 
 
-def measure(args, method: str) -> dict:
-    device = torch.device(args.device if args.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu"))
-    config = model_config(args.model, args.max_len)
-    config.num_labels = 7
-    torch.manual_seed(0)
-    model = AutoModelForTokenClassification.from_config(config, attn_implementation="eager").to(device)
-    run_config = RunConfig(model="tiny", data="synthetic", rtn_bottleneck=args.bottleneck, batch_size=args.batch, **METHODS[method])
-    bank = RTNBank([model_depth(config)], hidden_size(config), args.bottleneck, gate=False, detach_input=False).to(device)
-    bank.attach(*encoder_modules(model))
-    learner = Learner(model, bank, run_config, total_steps=10_000)
-    data = batches(args, config.vocab_size, device)
-    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+class Variant:
+    """One method's model, RTN bank and learner, built from the shared initial weights."""
 
-    for source, target in data[: args.warmup]:
-        learner.step(source, target)
-    sync()
+    def __init__(self, name: str, base_model, config, args, device: torch.device):
+        self.name = name
+        settings = dict(VARIANTS[name])
+        depth = model_depth(config)
+        layers = [depth if layer == LAST else layer for layer in settings.pop("rtn_layers", [LAST])]
+        run_config = RunConfig(
+            model="tiny", data="synthetic", rtn_bottleneck=args.bottleneck, batch_size=args.batch,
+            rtn_layers=layers, **settings,
+        )
+        self.model = copy.deepcopy(base_model)
+        torch.manual_seed(1)
+        self.bank = RTNBank(layers, hidden_size(config), args.bottleneck, gate=False, detach_input=False).to(device)
+        self.bank.attach(*encoder_modules(self.model))
+        self.learner = Learner(self.model, self.bank, run_config, total_steps=100_000)
+        self.times: list[float] = []
+
+    def step(self, source, target) -> None:
+        self.learner.step(source, target)
+
+
+def peak_memory(variant: Variant, source, target, device: torch.device) -> int:
+    """Bytes allocated at the step's highest point above what was allocated when it began."""
     if device.type == "cuda":
+        torch.cuda.synchronize()
+        start = torch.cuda.memory_allocated()
         torch.cuda.reset_peak_memory_stats()
-    baseline_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    times = []
-    for repeat in range(args.steps):
-        source, target = data[repeat % len(data)]
-        started = time.perf_counter()
-        learner.step(source, target)
-        sync()
-        times.append(time.perf_counter() - started)
-    if device.type == "cuda":
-        peak = torch.cuda.max_memory_allocated() / 2**20
-    else:
-        # ru_maxrss is in KiB on Linux: the peak over what the model and warm-up already held.
-        peak = max(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - baseline_rss, 1) / 1024
-    return {"method": method, "median_s": statistics.median(times), "peak_mib": peak, "device": str(device)}
+        variant.step(source, target)
+        torch.cuda.synchronize()
+        return torch.cuda.max_memory_allocated() - start
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+        variant.step(source, target)
+    # Each op's own allocations net of its own frees, plus the frees outside any op ("[memory]"
+    # events), in the order they happened: the level of allocated memory op by op.
+    level = peak = 0
+    for event in sorted(prof.events(), key=lambda event: event.time_range.start):
+        level += event.self_cpu_memory_usage
+        peak = max(peak, level)
+    return peak
 
 
 def main() -> None:
@@ -98,41 +120,78 @@ def main() -> None:
     parser.add_argument("--min-len", type=int, default=32)
     parser.add_argument("--max-len", type=int, default=64)
     parser.add_argument("--bottleneck", type=int, default=384)
-    parser.add_argument("--steps", type=int, default=60, help="timed steps per method (the VM is noisy: fewer vary by 20 %)")
-    parser.add_argument("--warmup", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=20, help="timed rounds (--repeats steps of every variant each)")
+    parser.add_argument("--warmup", type=int, default=2, help="untimed rounds first")
+    parser.add_argument("--repeats", type=int, default=3, help="steps per variant per round; the fastest counts")
     parser.add_argument("--distinct-batches", type=int, default=6)
-    parser.add_argument("--methods", default=",".join(METHODS))
-    parser.add_argument("--worker", help=argparse.SUPPRESS)
+    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (1: steadier timings on a shared machine)")
+    parser.add_argument("--variants", default=",".join(VARIANTS), help="comma list; jt is always included")
     args = parser.parse_args()
 
-    if args.worker:
-        print(json.dumps(measure(args, args.worker)))
-        return
+    device = torch.device(args.device if args.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu"))
+    if device.type == "cpu":
+        torch.set_num_threads(args.threads)
+    config = model_config(args.model, args.max_len)
+    config.num_labels = 7
+    torch.manual_seed(0)
+    base_model = AutoModelForTokenClassification.from_config(config, attn_implementation="eager").to(device)
+    names = ["jt", *(name for name in args.variants.split(",") if name != "jt")]
+    unknown = [name for name in names if name not in VARIANTS]
+    if unknown:
+        parser.error(f"--variants: unknown {', '.join(unknown)}; choose from {', '.join(VARIANTS)}")
+    variants = [Variant(name, base_model, config, args, device) for name in names]
+    data = batches(args, config.vocab_size, device)
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
 
-    forwarded = sys.argv[1:]
-    results = {}
-    for method in args.methods.split(","):
-        output = subprocess.run(
-            [sys.executable, __file__, *forwarded, "--worker", method], check=True, capture_output=True, text=True
-        ).stdout
-        results[method] = json.loads(output.strip().splitlines()[-1])
-        row = results[method]
-        print(f"{method:>17}  median step {row['median_s'] * 1000:8.1f} ms   peak memory {row['peak_mib']:9.1f} MiB")
+    for round_index in range(args.warmup + args.rounds):
+        source, target = data[round_index % len(data)]
+        shift = round_index % len(variants)
+        for variant in variants[shift:] + variants[:shift]:
+            # A variant's time in a round is its fastest of --repeats back-to-back steps: on a
+            # shared machine a step that another process preempts only ever gets slower.
+            fastest = float("inf")
+            for _ in range(args.repeats):
+                sync()
+                started = time.perf_counter()
+                variant.step(source, target)
+                sync()
+                fastest = min(fastest, time.perf_counter() - started)
+            if round_index >= args.warmup:
+                variant.times.append(fastest)
 
-    jt = results["jt"]
+    source, target = data[0]
+    memory = {variant.name: peak_memory(variant, source, target, device) for variant in variants}
+    by_name = {variant.name: variant for variant in variants}
+
+    def time_ratio(name: str, over: str = "jt") -> float | None:
+        if name not in by_name or over not in by_name:
+            return None
+        return statistics.median(a / b for a, b in zip(by_name[name].times, by_name[over].times))
+
+    def memory_ratio(name: str, over: str = "jt") -> float | None:
+        return memory[name] / memory[over] if name in memory and over in memory else None
+
+    for variant in variants:
+        print(f"{variant.name:>17}  median step {statistics.median(variant.times) * 1000:8.1f} ms   "
+              f"over jt {time_ratio(variant.name):5.2f}x   peak memory {memory[variant.name] / 2**20:8.2f} MiB")
     summary = {
         "model": args.model,
-        "device": jt["device"],
+        "device": str(device),
         "batch": args.batch,
         "length": [args.min_len, args.max_len],
-        "metaxl_over_jt": results["metaxl"]["median_s"] / jt["median_s"],
-        "recompute_over_jt": results["metaxl-recompute"]["median_s"] / jt["median_s"],
-        "peak_memory_metaxl_over_jt": results["metaxl"]["peak_mib"] / jt["peak_mib"],
-        "peak_memory_recompute_over_jt": results["metaxl-recompute"]["peak_mib"] / jt["peak_mib"],
-        "step_ms": {method: row["median_s"] * 1000 for method, row in results.items()},
+        "rounds": args.rounds,
+        "repeats": args.repeats,
+        "metaxl_over_jt": time_ratio("metaxl"),
+        "recompute_over_jt": time_ratio("metaxl-recompute"),
+        "fd_over_jt": time_ratio("metaxl-fd"),
+        "mixture2_over_metaxl": time_ratio("mixture2", "metaxl"),
+        "peak_memory_metaxl_over_jt": memory_ratio("metaxl"),
+        "peak_memory_recompute_over_jt": memory_ratio("metaxl-recompute"),
+        "peak_memory_fd_over_jt": memory_ratio("metaxl-fd"),
+        "peak_memory_mixture2_over_metaxl": memory_ratio("mixture2", "metaxl"),
+        "step_ms": {variant.name: statistics.median(variant.times) * 1000 for variant in variants},
+        "peak_memory_mib": {name: value / 2**20 for name, value in memory.items()},
     }
-    print(f"metaxl / jt step time: {summary['metaxl_over_jt']:.2f}x   recompute / jt: {summary['recompute_over_jt']:.2f}x   "
-          f"peak memory metaxl / jt: {summary['peak_memory_metaxl_over_jt']:.2f}x")
     print(json.dumps(summary))
 
 

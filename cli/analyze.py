@@ -54,6 +54,9 @@ def analyze(
     table.add_row("with RTN", *(f"{value:.4g}" for value in (
         result.hausdorff_rtn_source_target, result.directed_rtn_source_to_target, result.directed_target_to_rtn_source)))
     Console().print(table)
+    if result.mixture_weights:
+        weights = "  ".join(f"{key.removeprefix('rtn_mix_')}: {value:.3f}" for key, value in result.mixture_weights.items())
+        typer.echo(f"RTN mixture weights (placement: softmax weight): {weights}")
     typer.echo(f"PCA plot: {result.plot}")
     typer.echo(f"logged metrics and {ARTIFACT_DIR}/{PLOT_FILE} to MLflow run {run} at {uri}")
 

@@ -37,7 +37,9 @@ def best(
     """List a search's best trials and export the winner as a config that `train --config` reproduces."""
     from metaxl_tune.report import collect
     from metaxl_tune.search.ending import check_some_trial_finished
-    from metaxl_tune.results import export_config, format_value, ranked_trials, searched_parameters, trial_config
+    from metaxl_tune.results import (
+        export_config, format_value, mixture_weights, ranked_trials, searched_parameters, trial_config,
+    )
     from metaxl_tune.tracking import Tracker, check_tracking_uri, default_tracking_uri
 
     with user_errors():
@@ -54,7 +56,8 @@ def best(
         rows = ranked_trials(tracker, metric)
         searched = searched_parameters(tracker)
         table = Table(title=f"{name}: top {min(top, len(rows))} of {len(rows)} trials by {metric}")
-        for column in ("#", "trial", "outcome", metric, "test F1 @ best dev", "peak MiB", *searched):
+        mixture = any(mixture_weights(row.metrics) for row in rows[:top])
+        for column in ("#", "trial", "outcome", metric, "test F1 @ best dev", "peak MiB", *searched, *(["RTN mix"] if mixture else [])):
             table.add_column(column, justify="right" if column not in ("trial", "outcome") else "left")
         for rank, row in enumerate(rows[:top], start=1):
             table.add_row(
@@ -62,6 +65,7 @@ def best(
                 format_value(row.metrics.get("best_test_f1", "")),
                 format_value(round(row.metrics["peak_memory_mib"]) if "peak_memory_mib" in row.metrics else ""),
                 *(format_value(row.params.get(key, "")) for key in searched),
+                *([mixture_weights(row.metrics)] if mixture else []),
             )
         Console().print(table)
         typer.echo(collect(tracker, metric=metric).cost.line())

@@ -22,7 +22,7 @@ import json
 import os
 import tempfile
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
@@ -153,6 +153,8 @@ class AnalysisResult:
     source_language: str
     method: str
     plot: Path
+    mixture_weights: dict[str, float] = field(default_factory=dict)
+    """The checkpoint's learned RTN mixture weights (rtn_combine mixture), e.g. {"rtn_mix_12": 1.0}."""
 
     def metrics(self) -> dict[str, float]:
         """The distances under their MLflow metric names."""
@@ -248,6 +250,7 @@ def analyze(
         source_language=run.data.source_language,
         method=config.method,
         plot=output_dir / PLOT_FILE,
+        mixture_weights=run.rtn.mixture_report() if config.rtn_combine == "mixture" else {},
     )
     output_dir.mkdir(parents=True, exist_ok=True)
     plot_pca(target, source, rtn_source, result)

@@ -23,37 +23,85 @@ from transformers import get_linear_schedule_with_warmup
 from metaxl_tune.config import RunConfig
 from metaxl_tune.model.attention import second_order_attention
 from metaxl_tune.model.rtn import RTNBank
+from metaxl_tune.model.tail import EncoderSplit, call_with_params
 from metaxl_tune.precision import Precision
 
 Batch = Mapping[str, torch.Tensor]
 IGNORE_INDEX = -100
 
 
+def cross_entropy(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Mean cross-entropy over labelled positions (NER: first sub-tokens; SA: one per sentence)."""
+    return F.cross_entropy(logits.flatten(0, -2), labels.flatten(), ignore_index=IGNORE_INDEX)
+
+
 def task_loss(model: nn.Module, batch: Batch, params: Mapping[str, torch.Tensor] | None = None) -> torch.Tensor:
-    """Mean cross-entropy over labelled positions (NER: first sub-tokens; SA: one per sentence).
+    """The plain forward and its loss: target batches, and source batches for the stack combination
+    (with the RTN hooks active).
 
     With ``params`` the model runs with those tensors in place of its own parameters, which is
     how theta' = theta - alpha * grad stays differentiable with respect to phi.
     """
     inputs = {"input_ids": batch["input_ids"], "attention_mask": batch["attention_mask"]}
     logits = (functional_call(model, dict(params), (), inputs) if params is not None else model(**inputs)).logits
-    return F.cross_entropy(logits.flatten(0, -2), batch["labels"].flatten(), ignore_index=IGNORE_INDEX)
+    return cross_entropy(logits, batch["labels"])
+
+
+def mixture_loss(split: EncoderSplit, bank: RTNBank, batch: Batch, source_index: int = 0) -> torch.Tensor:
+    """sum_k softmax(a_s)_k * L(tail_k(h_k + g_k(h_k))): the reference's multi-placement source loss
+    (``mlt.py: step_metaxl``, its loop over ``transfer_layers``). One pass over the layers up to the
+    highest placement gives every h_k; each placement then re-runs only the layers above it."""
+    states = split.states(batch, bank.layers)
+    weights = bank.mixture_weights(source_index)
+    loss = 0
+    for weight, layer in zip(weights, bank.layers):
+        hidden = bank.rtn(layer, source_index)(states[layer])
+        loss = loss + weight * cross_entropy(split.tail_logits(hidden, layer, batch), batch["labels"])
+    return loss
 
 
 def split_target(batch: Batch, portion: int) -> tuple[Batch | None, Batch]:
-    """Reference-code split: the last 1/portion of the target batch is the meta batch, the
-    rest joins the training loss as plain joint training (portion 1: all of it is meta)."""
+    """The reference's split (``mtrain.py``: ``half = int(len / portion)``): the first
+    ``n // portion`` target examples join the training loss as plain joint training, the other
+    ``n - n // portion`` are the meta batch. Returns ``(train_part, meta_part)``.
+
+    ``portion 1`` is our extension: every example is meta and none joins the training loss (the
+    reference would take all of them for training and skip the step, its meta batch being empty).
+    A batch too small to give the training share an example is likewise all meta.
+    """
     size = batch["input_ids"].shape[0]
-    meta_size = max(1, size // portion)
-    if meta_size == size:
+    train_size = 0 if portion == 1 else size // portion
+    if train_size == 0:
         return None, batch
-    head = {key: value[: size - meta_size] for key, value in batch.items()}
-    tail = {key: value[size - meta_size :] for key, value in batch.items()}
+    head = {key: value[:train_size] for key, value in batch.items()}
+    tail = {key: value[train_size:] for key, value in batch.items()}
     return head, tail
 
 
 def warmup_schedule(optimizer: torch.optim.Optimizer, total_steps: int, warmup_ratio: float):
     return get_linear_schedule_with_warmup(optimizer, int(warmup_ratio * total_steps), total_steps)
+
+
+def _rng_state() -> tuple[torch.Tensor, list[torch.Tensor] | None]:
+    cuda = torch.cuda.get_rng_state_all() if torch.cuda.is_available() and torch.cuda.is_initialized() else None
+    return torch.get_rng_state(), cuda
+
+
+def _set_rng_state(state: tuple[torch.Tensor, list[torch.Tensor] | None]) -> None:
+    torch.set_rng_state(state[0])
+    if state[1] is not None:
+        torch.cuda.set_rng_state_all(state[1])
+
+
+# The finite-difference hypergradient moves theta by eps = FD_STEP / ||v|| times v: a step of fixed
+# length FD_STEP. DARTS (Liu et al. 2019, Eq. 8) uses 0.01. Through the RTN's ReLU a difference is
+# only right while no RTN unit crosses its kink between theta- and theta+; a crossing spoils the
+# estimate whatever the step, but its chance grows with the step length. On the tiny model the
+# cosine with the exact hypergradient is 0.32 at 0.01, 0.09 at 1e-3, 0.15 or 1.0 at 1e-4
+# (depending on the batch), >= 0.9998 at 1e-5 in float32 and float64 (1e-6: float32 noise, 0.994).
+FD_STEP = 1e-5
+# The reference's Adam epsilon (mtrain.py, --adam_epsilon).
+ADAM_EPS = 1e-8
 
 
 @dataclass
@@ -63,24 +111,36 @@ class StepLosses:
 
 
 class Learner:
-    """Holds theta's and phi's optimizers and applies one step of the configured method."""
+    """Holds theta's and phi's optimizers and applies one step of the configured method.
+
+    phi is every parameter of the RTN bank: the RTNs and the mixture logits (reference: Raptors'
+    nets and ``alpha``, both stepped by ``meta_opt``).
+    """
 
     def __init__(self, model: nn.Module, rtn: RTNBank | None, config: RunConfig, *, total_steps: int):
         if config.uses_rtn and rtn is None:
             raise ValueError(f"method {config.method} needs an RTN")
         self.model = model
         self.rtn = rtn if config.uses_rtn else None
-        self._source_index = 0
         self.config = config
         # Autocast for every forward, one loss scaler for both optimizers (fp16).
         self.precision = Precision(config.precision, next(model.parameters()).device)
         self.theta = {name: p for name, p in model.named_parameters() if p.requires_grad}
-        # Adam with linear warm-up for both levels, as in the reference code.
-        self.main_opt = torch.optim.Adam(self.theta.values(), lr=config.lr)
+        # With one placement the mixture is the plain forward with weight softmax(a) = 1.
+        self.split = None
+        if self.rtn is not None and config.rtn_combine == "mixture" and len(self.rtn.layers) > 1:
+            self.split = EncoderSplit(model)
+        # Adam (L2 weight decay added to the gradient, torch.optim.Adam as in mtrain.py, not
+        # AdamW) with linear warm-up for both levels.
+        self.main_opt = torch.optim.Adam(
+            self.theta.values(), lr=config.lr, eps=ADAM_EPS, weight_decay=config.weight_decay
+        )
         self.main_schedule = warmup_schedule(self.main_opt, total_steps, config.warmup_ratio)
         self.meta_opt = self.meta_schedule = None
         if self.rtn is not None:
-            self.meta_opt = torch.optim.Adam(self.rtn.parameters(), lr=config.meta_lr)
+            self.meta_opt = torch.optim.Adam(
+                self.rtn.parameters(), lr=config.meta_lr, eps=ADAM_EPS, weight_decay=config.weight_decay
+            )
             self.meta_schedule = warmup_schedule(self.meta_opt, total_steps, config.warmup_ratio)
 
     # ---- shared pieces -------------------------------------------------------------------
@@ -90,19 +150,25 @@ class Learner:
         return self.main_opt.param_groups[0]["lr"]
 
     def loss(self, batch: Batch, params: Mapping[str, torch.Tensor] | None = None) -> torch.Tensor:
-        """task_loss under the run's autocast: every forward of every method goes through here."""
+        """task_loss under the run's autocast: every plain forward of every method goes through here."""
         with self.precision.autocast():
             return task_loss(self.model, batch, params)
 
-    def source_loss(self, source: Batch) -> torch.Tensor:
-        """L(x_s; theta, phi): the source forward with every RTN (of this step's source set) applied."""
+    def source_loss(
+        self, source: Batch, params: Mapping[str, torch.Tensor] | None = None, *, source_index: int = 0
+    ) -> torch.Tensor:
+        """L(x_s; theta, phi) with source language ``source_index``'s RTNs, combined as configured;
+        ``params`` replaces theta for the call."""
         if self.rtn is None:
-            return self.loss(source)
-        with self.rtn.applied(self._source_index if self.rtn.num_sources > 1 else 0):
-            return self.loss(source)
+            return self.loss(source, params)
+        if self.split is None:
+            with self.rtn.applied(source_index):
+                return self.loss(source, params)
+        with self.precision.autocast():
+            return call_with_params(self.model, params, mixture_loss, self.split, self.rtn, source, source_index)
 
-    def _main_step(self) -> None:
-        if self.config.max_grad_norm is not None:
+    def _main_step(self, *, clip: bool = True) -> None:
+        if clip and self.config.max_grad_norm is not None:
             # Clip the true gradient: unscale first (fp16), as torch.amp prescribes.
             self.precision.unscale_(self.main_opt)
             torch.nn.utils.clip_grad_norm_(self.theta.values(), self.config.max_grad_norm)
@@ -121,84 +187,152 @@ class Learner:
     # ---- the methods -----------------------------------------------------------------------
 
     def step(self, source: Batch | None, target: Batch, *, source_index: int = 0) -> StepLosses:
-        # multi-source (sources branch, minimal): which source language the batch is from; it
-        # selects that language's RTN set when the bank has one per source (rtn_per_source).
-        self._source_index = source_index
+        """One step; ``source_index`` picks the source language's RTNs and mixture logits."""
         self.model.train()
         self._zero_grad()
         method = self.config.method
         if method == "target-only":
             losses = self._plain_step(self.loss(target))
         elif method == "jt":
-            losses = self._plain_step(self.loss(source) + self.loss(target))
+            # Reference joint_training (mlt.py: step_gold_mix): the mean of the two losses, no clipping.
+            losses = self._plain_step((self.loss(source) + self.loss(target)) / 2, clip=False)
         elif method == "jt-rtn":
-            losses = self._plain_step(self.source_loss(source) + self.loss(target))
+            losses = self._plain_step(self.source_loss(source, source_index=source_index) + self.loss(target))
         else:
-            losses = self.metaxl_step(source, target)
+            losses = self.metaxl_step(source, target, source_index=source_index)
         # One scale update per training step, after both optimizers stepped (fp16 only).
         self.precision.update()
         return losses
 
-    def _plain_step(self, loss: torch.Tensor) -> StepLosses:
+    def _plain_step(self, loss: torch.Tensor, *, clip: bool = True) -> StepLosses:
         """Single-level training (target-only, JT, and JT w/ RTN, paper section 4.4, where phi
         is trained on the same loss as theta, by ordinary back-propagation)."""
         self.precision.scale(loss).backward()
         if self.meta_opt is not None:
             self._meta_step()
-        self._main_step()
+        self._main_step(clip=clip)
         return StepLosses(train_loss=loss.item())
 
-    def metaxl_step(self, source: Batch, target: Batch) -> StepLosses:
+    def metaxl_step(self, source: Batch, target: Batch, *, source_index: int = 0) -> StepLosses:
         """Paper Algorithm 1, lines 4-7, with the reference code's target split."""
         target_train, target_meta = split_target(target, self.config.portion)
 
-        # L_train(theta, phi) = L(x_s; theta, phi) + L(x_t_train; theta)   [paper Eq. 3, inner]
-        # The one forward differentiated twice: math attention kernel (fused SDPA has no
-        # double backward); the look-ahead forward below keeps the fused kernels.
-        with second_order_attention():
-            train_loss = self.source_loss(source)
+        def training_loss() -> torch.Tensor:
+            # L_train(theta, phi) = L(x_s; theta, phi) + L(x_t_train; theta)   [paper Eq. 3, inner]
+            loss = self.source_loss(source, source_index=source_index)
             if target_train is not None:
-                train_loss = train_loss + self.loss(target_train)
+                loss = loss + self.loss(target_train)
+            return loss
 
-        # grad_theta L_train, kept differentiable in phi (create_graph) for the hypergradient.
-        # With fp16 the loss is scaled by S; theta' below uses the unscaled gradient.
-        names = list(self.theta)
-        grads = torch.autograd.grad(
-            self.precision.scale(train_loss), list(self.theta.values()), create_graph=True, allow_unused=True
-        )
-
-        # theta' = theta - alpha * grad_theta L_train                          [Algorithm 1, line 5]
         alpha = self.config.lookahead_lr if self.config.lookahead_lr is not None else self.current_lr
-        lookahead = {
-            name: param if grad is None else param - alpha * grad
-            for name, param, grad in zip(names, self.theta.values(), self.precision.unscale(grads))
-        }
-
-        # phi <- phi - beta * grad_phi L(x_t_meta; theta')                   [Algorithm 1, line 6]
-        # grad_phi L(theta') = -alpha * grad_phi <grad_theta L_train, grad_theta' L_meta>: a
-        # Hessian-vector product that autograd takes through the create_graph gradient above.
-        meta_loss = self.loss(target_meta, params=lookahead)
         phi = list(self.rtn.parameters())
-        # allow_unused: with one RTN set per source language, the other languages' sets get no gradient.
-        for param, grad in zip(phi, torch.autograd.grad(self.precision.scale(meta_loss), phi, allow_unused=True)):
-            param.grad = grad
+        if self.config.hypergradient == "exact":
+            train_loss, grads, meta_loss, hypergradient = self._exact_hypergradient(
+                training_loss, target_meta, alpha, phi
+            )
+        else:
+            train_loss, grads, meta_loss, hypergradient = self._finite_difference_hypergradient(
+                training_loss, source, target_meta, alpha, phi, source_index
+            )
+        # phi <- phi - beta * grad_phi L(x_t_meta; theta')                   [Algorithm 1, line 6]
+        for param, grad in zip(phi, hypergradient):
+            param.grad = grad  # None for the RTNs of other source languages: Adam skips them
         self._meta_step()
 
         # theta <- theta - lr * grad_theta L_train                               [Algorithm 1, line 7]
         if self.config.theta_update == "algorithm1":
-            # Reuse the gradient already computed at the old phi (still scaled by S: the
-            # scaler unscales it in _main_step like any backward's gradient).
+            # Reuse the gradient already computed at the old phi (still scaled by S under fp16:
+            # the scaler unscales it in _main_step like any backward's gradient).
             for param, grad in zip(self.theta.values(), grads):
                 param.grad = None if grad is None else grad.detach()
         else:
             # Reference code: recompute the training loss with the updated phi and step on that.
-            del grads, lookahead
-            train_loss = self.source_loss(source)
-            if target_train is not None:
-                train_loss = train_loss + self.loss(target_train)
+            del grads
+            train_loss = training_loss()
             self.precision.scale(train_loss).backward(inputs=list(self.theta.values()))
         self._main_step()
         return StepLosses(train_loss=train_loss.item(), meta_loss=meta_loss.item())
+
+    def _exact_hypergradient(self, training_loss, target_meta: Batch, alpha: float, phi: list[torch.Tensor]):
+        """grad_phi L_meta(theta - alpha * grad_theta L_train(theta, phi)), exactly."""
+        names, values = list(self.theta), list(self.theta.values())
+        # The one forward differentiated twice: math attention kernel (fused SDPA has no double
+        # backward); the look-ahead forward below keeps the fused kernels.
+        with second_order_attention():
+            train_loss = training_loss()
+        # grad_theta L_train, kept differentiable in phi (create_graph) for the hypergradient.
+        # Under fp16 the loss is scaled by S; theta' below uses the unscaled gradient.
+        grads = torch.autograd.grad(self.precision.scale(train_loss), values, create_graph=True, allow_unused=True)
+
+        # theta' = theta - alpha * grad_theta L_train                          [Algorithm 1, line 5]
+        lookahead = {
+            name: param if grad is None else param - alpha * grad
+            for name, param, grad in zip(names, values, self.precision.unscale(grads))
+        }
+        # grad_phi L(theta') = -alpha * grad_phi <grad_theta L_train, grad_theta' L_meta>: a
+        # Hessian-vector product that autograd takes through the create_graph gradient above.
+        # Scaled like every gradient under fp16; the meta optimizer's step unscales it.
+        meta_loss = self.loss(target_meta, params=lookahead)
+        hypergradient = torch.autograd.grad(self.precision.scale(meta_loss), phi, allow_unused=True)
+        return train_loss, grads, meta_loss, hypergradient
+
+    def _finite_difference_hypergradient(
+        self, training_loss, source: Batch, target_meta: Batch, alpha: float, phi: list[torch.Tensor], source_index: int
+    ):
+        """The DARTS estimate of the same hypergradient, with no second-order graph:
+
+            grad_phi L_meta(theta') ~ -alpha * [grad_phi L_train(theta+, phi) - grad_phi L_train(theta-, phi)] / (2 eps)
+            theta+- = theta +- eps * v,   v = grad_theta' L_meta(theta'),   eps = FD_STEP / ||v||
+
+        so theta moves by exactly FD_STEP (1e-5; DARTS's 0.01 crosses the RTN's ReLU kinks, see
+        FD_STEP) in the direction of v whatever v's scale. The source forwards at theta+- replay
+        the dropout masks of the training forward. Only the source part of L_train depends on phi, so only it is evaluated at theta+-.
+        The reference's ``step_mlt_multi_fd`` differs: a fixed eps = 1e-3 (the norm scaling is
+        commented out there), perturbations applied in place to theta and undone by adding them
+        back (we evaluate at fresh detached tensors, theta itself never changes), and the whole
+        training loss (target part included) evaluated at theta+-.
+        """
+        # The source forwards at theta+- draw the dropout masks of the training loss's source
+        # forward (which runs first): all three are the same stochastic function of theta, so
+        # the difference measures theta's effect and not dropout noise.
+        draws = _rng_state()
+        train_loss = training_loss()
+        names = list(self.theta)
+        values = list(self.theta.values())
+        grads = torch.autograd.grad(self.precision.scale(train_loss), values, allow_unused=True)
+        train_loss = train_loss.detach()
+
+        # theta' = theta - alpha * grad_theta L_train, detached: v is a plain first-order gradient.
+        lookahead = {
+            name: (param.detach() if grad is None else param.detach() - alpha * grad).requires_grad_()
+            for name, param, grad in zip(names, values, self.precision.unscale(grads))
+        }
+        meta_loss = self.loss(target_meta, params=lookahead)
+        direction = self.precision.unscale(
+            torch.autograd.grad(self.precision.scale(meta_loss), list(lookahead.values()), allow_unused=True)
+        )
+        del lookahead
+        direction = [torch.zeros_like(p) if d is None else d for p, d in zip(values, direction)]
+        norm = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(d) for d in direction]))
+        if norm == 0:  # L_meta is flat at theta': the hypergradient is zero
+            return train_loss, grads, meta_loss.detach(), [torch.zeros_like(p) for p in phi]
+        eps = FD_STEP / norm.item()
+
+        def phi_gradient(sign: float) -> tuple[torch.Tensor | None, ...]:
+            _set_rng_state(draws)
+            shifted = {name: (param.detach() + sign * eps * d) for name, param, d in zip(names, values, direction)}
+            loss = self.source_loss(source, shifted, source_index=source_index)
+            # Scaled under fp16 (so is the hypergradient below); the meta optimizer's step unscales.
+            return torch.autograd.grad(self.precision.scale(loss), phi, allow_unused=True)
+
+        after = _rng_state()
+        plus = phi_gradient(1.0)
+        minus = phi_gradient(-1.0)
+        _set_rng_state(after)  # the random stream goes on as if the re-runs had not happened
+        hypergradient = [
+            None if p is None else -alpha * (p - m) / (2 * eps) for p, m in zip(plus, minus)
+        ]
+        return train_loss, grads, meta_loss.detach(), hypergradient
 
     # ---- checkpointing -------------------------------------------------------------------------
 
@@ -239,9 +373,8 @@ class BackoffFinetuner:
     def step(self, source: Batch, target: Batch, *, source_index: int = 0) -> StepLosses:
         learner = self.learner
         learner.model.train()
-        learner._source_index = source_index
         self.optimizer.zero_grad(set_to_none=True)
-        loss = learner.source_loss(source) + learner.loss(target)
+        loss = learner.source_loss(source, source_index=source_index) + learner.loss(target)
         # Gradients for theta only: phi stays as the MetaXL stage left it. The run's precision
         # (autocast, fp16 loss scaling) applies here as in the MetaXL stage.
         learner.precision.scale(loss).backward(inputs=list(learner.theta.values()))

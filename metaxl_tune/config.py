@@ -19,6 +19,8 @@ from metaxl_tune.languages import RELATED_SOURCE, is_language_code
 Task = Literal["ner", "sa"]
 Method = Literal["target-only", "jt", "jt-rtn", "metaxl"]
 ThetaUpdate = Literal["algorithm1", "recompute"]
+RTNCombine = Literal["mixture", "stack"]
+Hypergradient = Literal["exact", "finite-difference"]
 LabelFormat = Literal["auto", "binary", "stars", "polarity"]
 SourceStrategy = Literal["sequential", "round-robin", "uniform", "bandit"]
 Precision = Literal["fp32", "bf16", "fp16"]
@@ -106,6 +108,13 @@ class RunConfig(BaseModel):
     """Feed the RTN a detached hidden state, as the reference code does (the residual keeps the
     gradient path). With several placements the detach also cuts phi's path through later RTN
     inputs, so phi's gradient is then a surrogate rather than the exact hypergradient."""
+    rtn_combine: RTNCombine = "mixture"
+    """Several placements: 'mixture' (reference) runs the source batch through the encoder once, re-runs
+    the layers above each placement with that placement's RTN alone and mixes the losses by softmax of
+    learned logits; 'stack' applies every RTN in one chained forward. Identical for one placement."""
+    hypergradient: Hypergradient = "exact"
+    """phi's gradient in MetaXL: 'exact' (second-order, through theta') or 'finite-difference' (DARTS
+    central difference, no second-order graph)."""
     lr: float = 3e-5
     """Main (encoder) learning rate for Adam with linear warm-up."""
     meta_lr: float = 3e-5
@@ -113,11 +122,14 @@ class RunConfig(BaseModel):
     lookahead_lr: float | None = None
     """Look-ahead step size alpha for theta' (default: the main optimizer's current lr)."""
     portion: int = 2
-    """Split of the target batch: 1/portion is the meta batch, the rest joins the training loss."""
+    """Split of the target batch (reference): the first n // portion examples join the training loss,
+    the rest are the meta batch; portion 1 (our extension) sends all of it to the meta batch."""
     theta_update: ThetaUpdate = "algorithm1"
     """theta update: 'algorithm1' reuses the source gradient; 'recompute' re-runs it with the new phi."""
     warmup_ratio: float = 0.1
     """Fraction of all steps spent in linear learning-rate warm-up (both optimizers)."""
+    weight_decay: float = 5e-4
+    """L2 weight decay of both Adam optimizers (theta's and phi's), as in the reference (5e-4)."""
     max_grad_norm: float | None = 10.0
     """Clip the theta gradient to this norm before the main step (reference code: 10); null = off."""
     epochs: int = 20
@@ -231,13 +243,15 @@ class RunConfig(BaseModel):
                 raise _field_error(name, f"must be > 0 (got {getattr(self, name)})")
         if self.lookahead_lr is not None and self.lookahead_lr <= 0:
             raise _field_error("lookahead_lr", f"must be > 0 or null (got {self.lookahead_lr})")
+        if self.weight_decay < 0:
+            raise _field_error("weight_decay", f"must be >= 0 (got {self.weight_decay})")
         if not 0 <= self.warmup_ratio < 1:
             raise _field_error("warmup_ratio", f"must be in [0, 1) (got {self.warmup_ratio})")
         if self.max_grad_norm is not None and self.max_grad_norm <= 0:
             raise _field_error("max_grad_norm", f"must be > 0 or null (got {self.max_grad_norm})")
         if self.portion > self.batch_size:
             raise _field_error(
-                "portion", f"must be <= batch_size ({self.batch_size}) so the meta batch is not empty"
+                "portion", f"must be <= batch_size ({self.batch_size}) so the training share n // portion is not empty"
             )
         if "related" in self.source.split(",") and self.target not in RELATED_SOURCE:
             known = ", ".join(f"{t}->{s}" for t, s in RELATED_SOURCE.items())

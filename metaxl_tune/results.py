@@ -98,3 +98,16 @@ def format_value(value: Any) -> str:
     except (TypeError, ValueError):
         return str(value)
     return f"{number:.3g}" if not number.is_integer() else str(int(number))
+
+
+def mixture_weights(metrics: dict[str, float]) -> str:
+    """A trial's learned RTN mixture weights (its last logged ``rtn_mix_*`` metrics), e.g.
+    ``0:0.41 12:0.59``; empty for trials without a mixture."""
+    return " ".join(
+        f"{key.removeprefix('rtn_mix_')}:{value:.2f}" for key, value in sorted(metrics.items(), key=_placement_order) if key.startswith("rtn_mix_")
+    )
+
+
+def _placement_order(item: tuple[str, float]) -> list[tuple[int, int | str]]:
+    # rtn_mix_2 before rtn_mix_12
+    return [(0, int(part)) if part.isdigit() else (1, part) for part in item[0].split("_")]

@@ -88,11 +88,13 @@ class EpochResult:
     and, for the bandit, ``source_weight/<lang>`` (sampling probability at the epoch's end)."""
     peak_memory_mib: float | None = None
     """Peak memory during this epoch (CUDA max allocated, or the process's peak RSS on CPU)."""
+    rtn_mix: dict[str, float] = field(default_factory=dict)
+    """The learned mixture weights at the end of the epoch (rtn_combine mixture), e.g. rtn_mix_12."""
 
     def metrics(self) -> dict[str, float]:
         # Numbers only (Tune and MLflow metrics): the stage shows as epochs past config.epochs.
         values = {key: value for key, value in asdict(self).items() if isinstance(value, (int, float))}
-        return {**values, **self.sources}
+        return {**values, **self.sources, **self.rtn_mix}
 
 
 @dataclass
@@ -321,6 +323,13 @@ class Run:
             )
         return metrics
 
+    def _mixture_weights(self) -> dict[str, float]:
+        """softmax of the learned mixture logits (rtn_combine mixture), per source language."""
+        if self.rtn is None or self.config.rtn_combine != "mixture":
+            return {}
+        names = self.data.source_languages if self.rtn.num_sources > 1 else None
+        return self.rtn.mixture_report(names)
+
     # ---- checkpoints (policy: metaxl_tune/checkpoint_policy.py; files: metaxl_tune/checkpoint.py) ----
 
     def _state(self, epoch: int, history: list[EpochResult]) -> dict:
@@ -426,6 +435,7 @@ class Run:
                     stage=self._stage(epoch),
                     sources=source_metrics,
                     peak_memory_mib=peak_memory_mib(self.device),
+                    rtn_mix=self._mixture_weights(),
                 )
                 history.append(entry)
                 if improved:

@@ -20,9 +20,14 @@ def tiny_model(*, task: str = "ner", num_labels: int = 7, seed: int = 0, dtype=t
     return load_backbone("tiny", config, task=task, num_labels=num_labels, attention=attention).to(dtype)
 
 
-def attach_bank(model, layers, *, bottleneck: int = 8, gate: bool = False, detach_input: bool = False, seed: int = 1):
+def attach_bank(
+    model, layers, *, bottleneck: int = 8, gate: bool = False, detach_input: bool = False, seed: int = 1,
+    num_sources: int = 1,
+):
     torch.manual_seed(seed)
-    bank = RTNBank(layers, model.config.hidden_size, bottleneck, gate=gate, detach_input=detach_input)
+    bank = RTNBank(
+        layers, model.config.hidden_size, bottleneck, gate=gate, detach_input=detach_input, num_sources=num_sources
+    )
     bank = bank.to(next(model.parameters()).dtype)
     bank.attach(*encoder_modules(model))
     return bank

@@ -83,6 +83,7 @@ def test_analyze_end_to_end(trained, tmp_path, shared_cache):
     assert result.plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     saved = json.loads((tmp_path / "out" / "analysis.json").read_text())
     assert saved["hausdorff_rtn_source_target"] == result.hausdorff_rtn_source_target
+    assert result.mixture_weights == {"rtn_mix_4": 1.0}  # one placement: weight 1
 
 
 def test_rtn_changes_the_source_representations(trained, tmp_path, shared_cache):

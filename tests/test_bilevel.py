@@ -1,16 +1,28 @@
-"""The bi-level step: exact hypergradient, the reference's recompute variant, the baselines."""
+"""The bi-level step: exact and finite-difference hypergradients, the reference's multi-placement
+step, the target split, and the baselines.
+
+The expected values are restated here from the paper and from microsoft/MetaXL (``mlt.py``,
+``models.py``, ``mtrain.py``) with the model's own submodules: the embeddings, each encoder layer
+called on the reference's extended mask, the classifier. None of metaxl-tune's forward code is
+used to produce them.
+"""
 
 from __future__ import annotations
 
+import copy
+
 import pytest
 import torch
+import torch.nn.functional as F
 from torch.func import functional_call
+from transformers import get_linear_schedule_with_warmup
 
 from helpers import attach_bank, make_batch, tiny_model
 from metaxl_tune.bilevel import BackoffFinetuner, Learner, split_target, task_loss
 from metaxl_tune.config import RunConfig
 
 ALPHA = 0.05
+DEPTH = 4  # the tiny model's layers
 
 
 def metaxl_config(**changes) -> RunConfig:
@@ -19,36 +31,136 @@ def metaxl_config(**changes) -> RunConfig:
     return RunConfig(**{**values, **changes})
 
 
-def meta_objective(model, bank, source, target, portion, alpha):
-    """L_meta(theta - alpha * grad_theta L_train(theta, phi)) as a plain function of phi's values."""
-    target_train, target_meta = split_target(target, portion)
+# ---- the reference, restated ---------------------------------------------------------------------
+
+
+def ext_mask(mask):
+    """models.py get_ext_mask: 0 where attended, -10000 where padded."""
+    return (1.0 - mask[:, None, None, :].to(torch.float64)) * -10000.0
+
+
+def ce(logits, labels):
+    """mlt.py masked_cross_entropy: summed over labelled positions, divided by their count."""
+    flat = labels.reshape(-1)
+    return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), flat, ignore_index=-100, reduction="sum") / (flat != -100).sum()
+
+
+def rtn_key(bank, source, layer):
+    return str(layer) if bank.num_sources == 1 else f"{source}_{layer}"
+
+
+def transform(bank, source, layer, hidden, detach):
+    """Raptors' perceptron on the (optionally detached) state, plus the residual (step_metaxl)."""
+    rtn = bank.rtns[rtn_key(bank, source, layer)]
+    inner = hidden.detach() if detach else hidden
+    out = F.linear(torch.relu(F.linear(inner, rtn.down.weight, rtn.down.bias)), rtn.up.weight, rtn.up.bias)
+    if rtn.gate:
+        out = torch.sigmoid(out[..., -1:]) * out[..., :-1]
+    return hidden + out
+
+
+def hidden_states(model, batch):
+    """h_s of the full forward: h[0] = embeddings, h[k] = after encoder layer k."""
+    mask = ext_mask(batch["attention_mask"])
+    states = [model.roberta.embeddings(input_ids=batch["input_ids"])]
+    for layer in model.roberta.encoder.layer:
+        states.append(layer(states[-1], mask))
+    return states
+
+
+def forward_tail(model, k, hidden, mask):
+    """models.py forward_tail(k, x): encoder layers k..L (1-based), i.e. the ones above placement k-1."""
+    for layer in model.roberta.encoder.layer[k - 1:]:
+        hidden = layer(hidden, mask)
+    return hidden
+
+
+def classifier(model, sequence):
+    return model.classifier(model.dropout(sequence))
+
+
+def reference_source_loss(model, bank, batch, combine, *, source=0, detach=False):
+    mask = ext_mask(batch["attention_mask"])
+    if combine == "stack":  # every RTN in one chained forward
+        hidden = model.roberta.embeddings(input_ids=batch["input_ids"])
+        if 0 in bank.layers:
+            hidden = transform(bank, source, 0, hidden, detach)
+        for k, layer in enumerate(model.roberta.encoder.layer, start=1):
+            hidden = layer(hidden, mask)
+            if k in bank.layers:
+                hidden = transform(bank, source, k, hidden, detach)
+        return ce(classifier(model, hidden), batch["labels"])
+    # step_metaxl: one encoder pass, then per placement the tail above it, mixed by softmax(alpha).
+    states = hidden_states(model, batch)
+    alpha = torch.softmax(bank.mix_logits[source], -1)
+    loss = 0
+    for j, layer_id in enumerate(bank.layers):
+        new_h = transform(bank, source, layer_id, states[layer_id], detach)
+        loss = loss + alpha[j] * ce(classifier(model, forward_tail(model, layer_id + 1, new_h, mask)), batch["labels"])
+    return loss
+
+
+def plain_logits(model, batch, params=None):
+    inputs = {"input_ids": batch["input_ids"], "attention_mask": batch["attention_mask"]}
+    return (functional_call(model, params, (), inputs) if params is not None else model(**inputs)).logits
+
+
+def reference_split(batch, portion):
+    """mtrain.py: half = int(len / portion); [:half] trains, [half:] is the meta batch (portion 1: all meta, ours)."""
+    half = 0 if portion == 1 else len(batch["input_ids"]) // portion
+    return {k: v[:half] for k, v in batch.items()}, {k: v[half:] for k, v in batch.items()}, half
+
+
+def meta_objective(model, bank, source, target, *, portion, alpha, combine, source_index=0, detach=False):
+    """L_meta(theta - alpha * grad_theta L_train(theta, phi)) for phi's current values."""
+    train_part, meta_part, half = reference_split(target, portion)
     theta = dict(model.named_parameters())
-    with bank.applied():
-        train_loss = task_loss(model, source)
-    if target_train is not None:
-        train_loss = train_loss + task_loss(model, target_train)
-    grads = torch.autograd.grad(train_loss, list(theta.values()), create_graph=True, allow_unused=True)
+    loss = reference_source_loss(model, bank, source, combine, source=source_index, detach=detach)
+    if half:
+        loss = loss + ce(plain_logits(model, train_part), train_part["labels"])
+    grads = torch.autograd.grad(loss, list(theta.values()), create_graph=True, allow_unused=True)
     lookahead = {n: p if g is None else p - alpha * g for (n, p), g in zip(theta.items(), grads)}
-    return task_loss(model, target_meta, params=lookahead)
+    return ce(plain_logits(model, meta_part, lookahead), meta_part["labels"])
 
 
-@pytest.mark.parametrize(
-    "layers, gate, portion",
-    [(["last"], False, 2), ([0, "last"], False, 2), ([0, "last"], True, 2), ([2], False, 1)],
-    ids=["last", "emb+last", "emb+last-gated", "middle-portion1"],
-)
-def test_metaxl_phi_gradient_equals_finite_differences(layers, gate, portion):
+# ---- exact hypergradient == central finite differences -------------------------------------------
+
+CASES = {
+    "last": dict(layers=[4], combine="mixture"),
+    "stack-emb+last": dict(layers=[0, 4], combine="stack"),
+    "mixture-emb+last": dict(layers=[0, 4], combine="mixture"),
+    "middle-portion1": dict(layers=[2], combine="mixture", portion=1),
+    "two-sources-mixture": dict(layers=[0, 4], combine="mixture", num_sources=2, source_index=1),
+}
+
+
+@pytest.mark.parametrize("case", CASES.values(), ids=CASES.keys())
+def test_exact_hypergradient_equals_central_finite_differences(case):
+    layers, combine = case["layers"], case["combine"]
+    gate, portion = case.get("gate", False), case.get("portion", 2)
+    num_sources, source_index = case.get("num_sources", 1), case.get("source_index", 0)
     model = tiny_model()
-    placements = [4 if layer == "last" else layer for layer in layers]
-    bank = attach_bank(model, placements, gate=gate)
+    bank = attach_bank(model, layers, gate=gate, num_sources=num_sources)
+    with torch.no_grad():  # non-uniform mixture weights, so their gradient is not degenerate
+        bank.mix_logits.copy_(torch.linspace(-0.5, 0.5, bank.mix_logits.numel(), dtype=torch.float64).view_as(bank.mix_logits))
     source, target = make_batch(4, seed=1), make_batch(4, seed=2)
     phi = list(bank.parameters())
+    names = [name for name, _ in bank.named_parameters()]
     phi0 = [p.detach().clone() for p in phi]
     theta0 = {k: v.clone() for k, v in model.state_dict().items()}
 
-    learner = Learner(model, bank, metaxl_config(rtn_layers=layers, rtn_gate=gate, portion=portion), total_steps=10)
-    learner.step(source, target)
-    analytic = [p.grad.detach().clone() for p in phi]
+    config = metaxl_config(rtn_layers=layers, rtn_gate=gate, portion=portion, rtn_combine=combine)
+    Learner(model, bank, config, total_steps=10).step(source, target, source_index=source_index)
+    # Only this source language's RTNs (and its mixture row) take part; a single placement's
+    # mixture weight is the constant 1, so its logit has no gradient either.
+    used = [p.grad is not None for p in phi]
+    expected_used = [
+        (name == "mix_logits" and combine == "mixture" and len(layers) > 1)
+        or (name.startswith("rtns.") and (num_sources == 1 or name.startswith(f"rtns.{source_index}_")))
+        for name in names
+    ]
+    assert used == expected_used
+    analytic = [p.grad.detach().clone() if p.grad is not None else torch.zeros_like(p) for p in phi]
 
     model.load_state_dict(theta0)
     model.train()
@@ -57,49 +169,57 @@ def test_metaxl_phi_gradient_equals_finite_differences(layers, gate, portion):
         with torch.no_grad():
             for p, p0, offset in zip(phi, phi0, offsets):
                 p.copy_(p0 + offset)
-        return meta_objective(model, bank, source, target, portion, ALPHA).item()
+        return meta_objective(model, bank, source, target, portion=portion, alpha=ALPHA, combine=combine,
+                              source_index=source_index).item()
 
-    eps = 1e-6
+    def check(offsets):
+        eps = 1e-6
+        numeric = (objective([eps * o for o in offsets]) - objective([-eps * o for o in offsets])) / (2 * eps)
+        exact = sum((g * o).sum() for g, o in zip(analytic, offsets)).item()
+        assert abs(numeric - exact) <= 1e-6 * abs(exact), (numeric, exact)
+
     generator = torch.Generator().manual_seed(0)
-    for _ in range(3):  # directional derivatives along random directions cover every coordinate
-        direction = [torch.randn(p.shape, generator=generator, dtype=p.dtype) for p in phi]
-        numeric = (objective([eps * d for d in direction]) - objective([-eps * d for d in direction])) / (2 * eps)
-        exact = sum((g * d).sum() for g, d in zip(analytic, direction)).item()
-        assert abs(numeric - exact) <= 1e-6 * abs(exact)
+    # a directional derivative along a random direction covers every coordinate
+    check([torch.randn(p.shape, generator=generator, dtype=p.dtype) for p in phi])
     flat = torch.cat([g.flatten() for g in analytic])
     assert flat.abs().max() > 0
-    for index in torch.topk(flat.abs(), 5).indices.tolist():  # and the largest single coordinates
+    sizes = [p.numel() for p in phi]
+    for index in torch.topk(flat.abs(), 2).indices.tolist():  # and the largest single coordinates
         unit = torch.zeros_like(flat)
         unit[index] = 1
-        offsets = list(torch.split(unit, [p.numel() for p in phi]))
-        offsets = [o.view(p.shape) for o, p in zip(offsets, phi)]
-        numeric = (objective([eps * o for o in offsets]) - objective([-eps * o for o in offsets])) / (2 * eps)
-        assert abs(numeric - flat[index].item()) <= 1e-6 * abs(flat[index].item())
+        check([o.view(p.shape) for o, p in zip(torch.split(unit, sizes), phi)])
+    if expected_used[names.index("mix_logits")]:  # the mixture logits of this source, one by one
+        logits = names.index("mix_logits")
+        for j in range(len(layers)):
+            offsets = [torch.zeros_like(p) for p in phi]
+            offsets[logits][source_index, j] = 1
+            check(offsets)
 
 
-def reference_recompute_step(model, bank, main_opt, main_schedule, meta_opt, meta_schedule, source, target, portion):
-    """microsoft/MetaXL mlt.py step_metaxl, restated: in-place look-ahead, the dot-product proxy
-    -eta <grad_theta L_train, grad_theta' L_meta> back-propagated into phi, then theta stepped on a
-    training loss recomputed with the new phi."""
-    target_train, target_meta = split_target(target, portion)
+# ---- the reference's multi-placement step_metaxl, restated ----------------------------------------
+
+
+def reference_step_metaxl(model, bank, opts, source, target, portion):
+    """mlt.py step_metaxl (transfer_layers = bank.layers, detached RTN input) with mtrain.py's
+    split and scheduler steps: in-place look-ahead, the proxy -eta <grad L_train, grad' L_meta>
+    back-propagated into the RTNs and alpha, then theta stepped on a training loss recomputed with
+    the new phi and clipped at 10."""
+    main_opt, main_schedule, meta_opt, meta_schedule = opts
+    data_g, data_t, _ = reference_split(target, portion)
     params = list(model.parameters())
 
-    def train_loss():
-        with bank.applied():
-            loss = task_loss(model, source)
-        return loss + task_loss(model, target_train)
+    def loss_train():
+        return reference_source_loss(model, bank, source, "mixture", detach=True) + ce(plain_logits(model, data_g), data_g["labels"])
 
-    eta = main_opt.param_groups[0]["lr"]
-    grads = torch.autograd.grad(train_loss(), params, create_graph=True, allow_unused=True)
+    eta = main_schedule.get_last_lr()[0]
+    grads = torch.autograd.grad(loss_train(), params, create_graph=True, allow_unused=True)
     saved = [p.data.clone() for p in params]
     for p, g in zip(params, grads):
         if g is not None:
             p.data.sub_(eta * g)
-    grads_prime = torch.autograd.grad(task_loss(model, target_meta), params, allow_unused=True)
+    grads_prime = torch.autograd.grad(ce(plain_logits(model, data_t), data_t["labels"]), params, allow_unused=True)
     # Restored in place. The reference rebinds (`p.data = saved`), which leaves views of the
-    # weights that autograd saved in the forward (transposes, reshapes) at theta', so its
-    # second-order term is evaluated partly at theta'; that perturbs the hypergradient by
-    # several percent, and is not part of the method.
+    # weights that autograd saved in the forward at theta'; that is not part of the method.
     for p, s in zip(params, saved):
         p.data.copy_(s)
     proxy = -eta * sum((g * gp).sum() for g, gp in zip(grads, grads_prime) if g is not None and gp is not None)
@@ -107,54 +227,122 @@ def reference_recompute_step(model, bank, main_opt, main_schedule, meta_opt, met
     proxy.backward()
     hypergradient = [p.grad.clone() for p in bank.parameters()]
     meta_opt.step()
-    meta_schedule.step()
     main_opt.zero_grad()
-    train_loss().backward()
-    torch.nn.utils.clip_grad_norm_(params, 10.0)
+    loss_train().backward()
+    torch.nn.utils.clip_grad_norm_(params, 10)
     main_opt.step()
     main_schedule.step()
+    meta_schedule.step()
     return hypergradient
 
 
-def test_recompute_variant_equals_reference_formulation():
-    config = metaxl_config(theta_update="recompute", lookahead_lr=None, max_grad_norm=10.0, lr=1e-2, meta_lr=1e-2)
+def reference_optimizers(model, bank, lr, meta_lr, total_steps):
+    """mtrain.py: torch.optim.Adam (L2 weight decay 5e-4, eps 1e-8) for both, linear warm-up."""
+    main = torch.optim.Adam(model.parameters(), lr=lr, eps=1e-8, weight_decay=5e-4)
+    meta = torch.optim.Adam(bank.parameters(), lr=meta_lr, eps=1e-8, weight_decay=5e-4)
+    return (main, get_linear_schedule_with_warmup(main, 0, total_steps),
+            meta, get_linear_schedule_with_warmup(meta, 0, total_steps))
+
+
+def test_mixture_recompute_equals_the_reference_step_metaxl():
+    config = metaxl_config(theta_update="recompute", lookahead_lr=None, max_grad_norm=10.0, lr=1e-2, meta_lr=1e-2,
+                           rtn_layers=[0, "last"], rtn_combine="mixture", rtn_detach_input=True)
     ours_model, ref_model = tiny_model(), tiny_model()
-    ours_bank, ref_bank = attach_bank(ours_model, [0, 4]), attach_bank(ref_model, [0, 4])
+    ours_bank = attach_bank(ours_model, [0, 4], detach_input=True)
+    ref_bank = attach_bank(ref_model, [0, 4], detach_input=True)
     ours = Learner(ours_model, ours_bank, config, total_steps=10)
-    ref = Learner(ref_model, ref_bank, config, total_steps=10)  # only for identically built optimizers
+    opts = reference_optimizers(ref_model, ref_bank, 1e-2, 1e-2, 10)
     for step in range(3):
         source, target = make_batch(4, seed=10 + step), make_batch(4, seed=20 + step)
         ours.step(source, target)
-        hypergradient = reference_recompute_step(ref_model, ref_bank, ref.main_opt, ref.main_schedule,
-                                                 ref.meta_opt, ref.meta_schedule, source, target, config.portion)
+        hypergradient = reference_step_metaxl(ref_model, ref_bank, opts, source, target, config.portion)
         for ours_phi, ref_phi, ref_grad in zip(ours_bank.parameters(), ref_bank.parameters(), hypergradient):
             torch.testing.assert_close(ours_phi.grad, ref_grad, rtol=1e-9, atol=1e-14)
             torch.testing.assert_close(ours_phi, ref_phi, rtol=1e-9, atol=1e-14)
         for a, b in zip(ours_model.parameters(), ref_model.parameters()):
             torch.testing.assert_close(a.grad, b.grad, rtol=1e-9, atol=1e-14)
             torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-14)
+    # the mixture weights moved away from uniform, identically
+    assert not torch.allclose(ours_bank.mix_logits, torch.zeros_like(ours_bank.mix_logits))
 
 
-def test_algorithm1_steps_theta_on_the_gradient_at_the_old_phi():
-    model = tiny_model()
-    bank = attach_bank(model, [4])
-    source, target = make_batch(4, seed=3), make_batch(4, seed=4)
-    target_train, _ = split_target(target, 2)
-    with bank.applied():
-        loss = task_loss(model, source)
-    loss = loss + task_loss(model, target_train)
-    expected = torch.autograd.grad(loss, list(model.parameters()))
-    Learner(model, bank, metaxl_config(), total_steps=10).step(source, target)
-    for param, grad in zip(model.parameters(), expected):
-        torch.testing.assert_close(param.grad, grad)
+def test_one_placement_mixture_is_the_stack_forward():
+    results = []
+    for combine in ("mixture", "stack"):
+        model = tiny_model()
+        bank = attach_bank(model, [2])
+        learner = Learner(model, bank, metaxl_config(rtn_layers=[2], rtn_combine=combine), total_steps=10)
+        for step in range(2):
+            learner.step(make_batch(4, seed=30 + step), make_batch(4, seed=40 + step))
+        results.append([p.detach().clone() for p in [*model.parameters(), *bank.parameters()]])
+    for a, b in zip(*results):
+        assert torch.equal(a, b)
 
 
-def test_split_target_sends_the_last_share_to_the_meta_batch():
-    batch = make_batch(6, seed=0)
+# ---- finite-difference hypergradient -------------------------------------------------------------
+
+FD_CASES = {
+    "last": dict(layers=[4]),
+    "mixture-emb+last": dict(layers=[0, 4]),
+    "two-sources": dict(layers=[0, 4], num_sources=2, source_index=1),
+    # with dropout, the forwards at theta+- replay the training forward's masks
+    "mixture-dropout": dict(layers=[0, 4], dropout=0.1),
+}
+
+
+def _hypergradient(config, case):
+    model = tiny_model(dropout=case.get("dropout", 0.0))
+    bank = attach_bank(model, case["layers"], num_sources=case.get("num_sources", 1))
+    with torch.no_grad():
+        bank.mix_logits.copy_(torch.linspace(-0.5, 0.5, bank.mix_logits.numel(), dtype=torch.float64).view_as(bank.mix_logits))
+    learner = Learner(model, bank, config, total_steps=10)
+    torch.manual_seed(7)  # the same dropout masks for the exact and the estimated step
+    learner.step(make_batch(4, seed=1), make_batch(4, seed=2), source_index=case.get("source_index", 0))
+    return [p.grad for p in bank.parameters()]
+
+
+@pytest.mark.parametrize("case", FD_CASES.values(), ids=FD_CASES.keys())
+def test_finite_difference_hypergradient_agrees_with_the_exact_one(case, monkeypatch):
+    config = metaxl_config(rtn_layers=case["layers"])
+    exact = _hypergradient(config, case)
+
+    flags = []
+    original = torch.autograd.grad
+
+    def recording_grad(*args, **kwargs):
+        flags.append(kwargs.get("create_graph", False))
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(torch.autograd, "grad", recording_grad)
+    estimate = _hypergradient(config.replace(hypergradient="finite-difference"), case)
+    monkeypatch.undo()
+
+    # no second-order graph: every gradient is first order and the estimate carries no graph
+    assert len(flags) == 4 and not any(flags)
+    assert all(g is None or (g.grad_fn is None and not g.requires_grad) for g in estimate)
+    assert [g is None for g in exact] == [g is None for g in estimate]
+    exact_flat = torch.cat([g.flatten() for g in exact if g is not None])
+    estimate_flat = torch.cat([g.flatten() for g in estimate if g is not None])
+    assert torch.nn.functional.cosine_similarity(exact_flat, estimate_flat, dim=0) >= 0.99
+
+
+# ---- target split, baselines, optimizers ---------------------------------------------------------
+
+
+def test_portion_three_of_twelve_trains_on_the_first_four_and_metas_the_rest():
+    batch = make_batch(12, seed=0)
     train, meta = split_target(batch, 3)
-    assert train["input_ids"].shape[0] == 4 and meta["input_ids"].shape[0] == 2
-    torch.testing.assert_close(meta["input_ids"], batch["input_ids"][4:])
-    assert split_target(batch, 1)[0] is None
+    # mtrain.py: half = int(12 / 3) = 4; train_t_ids[:half] join the loss, train_t_ids[half:] are meta
+    assert train["input_ids"].shape[0] == 4 and meta["input_ids"].shape[0] == 8
+    for key in batch:
+        assert torch.equal(train[key], batch[key][torch.arange(0, 4)])
+        assert torch.equal(meta[key], batch[key][torch.arange(4, 12)])
+
+
+def test_portion_one_sends_every_target_example_to_the_meta_batch():
+    batch = make_batch(6, seed=0)
+    train, meta = split_target(batch, 1)
+    assert train is None and torch.equal(meta["input_ids"], batch["input_ids"])
 
 
 @pytest.mark.parametrize("method", ["target-only", "jt", "jt-rtn"])
@@ -162,19 +350,53 @@ def test_single_level_methods_take_one_gradient_step(method):
     model = tiny_model()
     bank = attach_bank(model, [4])
     source, target = make_batch(4, seed=5), make_batch(4, seed=6)
-    config = metaxl_config(method=method)
+    config = metaxl_config(method=method, max_grad_norm=1e-3)
     phi_before = [p.detach().clone() for p in bank.parameters()]
-    with bank.applied():
-        source_rtn = task_loss(model, source)
+    rtn = bank.rtns["4"]
+    states = hidden_states(model, source)
+    source_rtn = ce(classifier(model, transform(bank, 0, 4, states[4], False)), source["labels"])
+    source_plain = ce(classifier(model, states[4]), source["labels"])
+    target_loss = ce(plain_logits(model, target), target["labels"])
     expected_loss = {
-        "target-only": task_loss(model, target),
-        "jt": task_loss(model, source) + task_loss(model, target),
-        "jt-rtn": source_rtn + task_loss(model, target),
+        "target-only": target_loss,
+        # step_gold_mix: (L_t + L_s) / 2
+        "jt": (source_plain + target_loss) / 2,
+        "jt-rtn": source_rtn + target_loss,
     }[method]
+    expected_grads = torch.autograd.grad(expected_loss, list(model.parameters()))
     losses = Learner(model, bank, config, total_steps=10).step(source, target)
     assert losses.train_loss == pytest.approx(expected_loss.item(), rel=1e-12)
     phi_moved = any(not torch.equal(a, b) for a, b in zip(phi_before, bank.parameters()))
     assert phi_moved == (method == "jt-rtn")
+    assert rtn is bank.rtns["4"]
+    if method == "jt":  # JT does not clip (step_gold_mix); the others clip to max_grad_norm
+        for param, grad in zip(model.parameters(), expected_grads):
+            torch.testing.assert_close(param.grad, grad)
+    else:
+        total = torch.linalg.vector_norm(torch.stack([p.grad.norm() for p in model.parameters()]))
+        assert total == pytest.approx(1e-3, rel=1e-6)
+
+
+def test_both_optimizers_are_adam_with_the_reference_l2_weight_decay():
+    model = tiny_model()
+    learner = Learner(model, attach_bank(model, [4]), metaxl_config(), total_steps=10)
+    for optimizer in (learner.main_opt, learner.meta_opt):
+        assert type(optimizer) is torch.optim.Adam  # L2 added to the gradient, not AdamW's decoupled decay
+        assert optimizer.defaults["weight_decay"] == 5e-4 and optimizer.defaults["eps"] == 1e-8
+
+
+def test_algorithm1_steps_theta_on_the_gradient_at_the_old_phi():
+    model = tiny_model()
+    bank = attach_bank(model, [4])
+    source, target = make_batch(4, seed=3), make_batch(4, seed=4)
+    train_part, _, _ = reference_split(target, 2)
+    states = hidden_states(model, source)
+    loss = ce(classifier(model, transform(bank, 0, 4, states[4], False)), source["labels"])
+    loss = loss + ce(plain_logits(model, train_part), train_part["labels"])
+    expected = torch.autograd.grad(loss, list(model.parameters()))
+    Learner(model, bank, metaxl_config(), total_steps=10).step(source, target)
+    for param, grad in zip(model.parameters(), expected):
+        torch.testing.assert_close(param.grad, grad)
 
 
 def test_meta_forward_runs_without_the_rtn():
@@ -182,10 +404,10 @@ def test_meta_forward_runs_without_the_rtn():
     bank = attach_bank(model, [4])
     batch = make_batch(2, seed=7)
     params = dict(model.named_parameters())
-    plain = functional_call(model, params, (), {"input_ids": batch["input_ids"], "attention_mask": batch["attention_mask"]})
+    plain = plain_logits(model, batch, params)
     with bank.applied():
         transformed = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])
-    assert not torch.allclose(plain.logits, transformed.logits)
+    assert not torch.allclose(plain, transformed.logits)
     torch.testing.assert_close(task_loss(model, batch, params=params), task_loss(model, batch))
 
 

@@ -46,6 +46,9 @@ def test_overrides_replace_file_fields(tmp_path):
         ({"source": "tk", "target": "tk"}, "source: must differ from target"),
         ({"method": "jt", "finetune_epochs": 2}, "finetune_epochs: must be 0, or >= 1 with an RTN method"),
         ({"finetune_epochs": -1}, "finetune_epochs: must be 0, or >= 1 with an RTN method"),
+        ({"weight_decay": -1e-4}, "weight_decay: must be >= 0"),
+        ({"rtn_combine": "sum"}, "rtn_combine: Input should be 'mixture' or 'stack' (got 'sum')"),
+        ({"hypergradient": "fd"}, "hypergradient: Input should be 'exact' or 'finite-difference' (got 'fd')"),
     ],
 )
 def test_invalid_values_fail_with_one_line_naming_the_field(values, message):

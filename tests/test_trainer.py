@@ -56,13 +56,19 @@ def test_checkpoint_holds_everything_a_resume_needs(tmp_path, shared_cache):
     state = load_checkpoint(tmp_path / "checkpoint")
     assert state["epoch"] == 1 and len(state["history"]) == 1
     assert set(state["learner"]) == {"main_opt", "main_schedule", "meta_opt", "meta_schedule"}
-    assert set(state["phi"]) == {f"rtns.{layer}.{p}" for layer in (0, 4) for p in ("down.weight", "down.bias", "up.weight", "up.bias")}
+    assert set(state["phi"]) == {"mix_logits"} | {
+        f"rtns.{layer}.{p}" for layer in (0, 4) for p in ("down.weight", "down.bias", "up.weight", "up.bias")
+    }
     assert "torch" in state["rng"] and state["theta"].keys() == run.model.state_dict().keys()
 
 
 def test_run_writes_model_rtn_config_and_results(tmp_path, shared_cache):
     run = Run(small(epochs=1), tmp_path, cache_dir=shared_cache, progress=False)
-    run.fit()
+    result = run.fit()
+    # the learned mixture weights of the two placements, per epoch, as metrics
+    weights = {key: value for key, value in result.history[0].metrics().items() if key.startswith("rtn_mix_")}
+    assert set(weights) == {"rtn_mix_0", "rtn_mix_4"} and sum(weights.values()) == pytest.approx(1.0)
+    assert weights["rtn_mix_0"] != 0.5  # stepped by the meta optimizer
     results = json.loads((tmp_path / "results.json").read_text())
     assert results["best_epoch"] == 1 and results["config"]["method"] == "metaxl"
     assert (tmp_path / "model" / "config.json").is_file() and (tmp_path / "model" / "tokenizer.json").is_file()

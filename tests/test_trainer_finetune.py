@@ -13,9 +13,10 @@ from metaxl_tune.trainer import Run
 
 
 def small(**changes) -> RunConfig:
+    # A resume checkpoint every epoch, so that an interruption after any epoch can resume.
     values = dict(model="tiny", data="synthetic", task="ner", target="tk", source="related", method="metaxl",
                   epochs=1, finetune_epochs=2, lr=3e-3, meta_lr=1e-3, rtn_bottleneck=16, rtn_layers=["last"],
-                  source_size=48, batch_size=16, max_length=48)
+                  source_size=48, batch_size=16, max_length=48, checkpoint_every="1")
     return RunConfig(**{**values, **changes})
 
 

@@ -60,7 +60,16 @@ def resolve_placements(placements: Sequence[Placement], depth: int, model_name: 
 
 
 class RTNBank(nn.Module):
-    """One RTN per placement, hooked into an encoder; inactive unless inside ``applied()``."""
+    """The RTNs of every placement (one set per source language) and the mixture logits.
+
+    ``rtns`` is keyed by placement (``"12"``), or by ``"<source index>_<placement>"`` when there
+    are several source languages (the reference's ``meta_per_lang``: Raptors indexes its nets
+    by language and layer). ``mix_logits[s]`` holds source language s's logits over the
+    placements; ``softmax(mix_logits[s])`` weighs the per-placement losses in the mixture
+    combination (reference ``Raptors.alpha``, zero-initialised, stepped by the meta optimizer).
+    The hooks (``attach``/``applied``) serve the ``stack`` combination: inside ``applied`` every
+    placement's RTN transforms its layer's output in the one forward pass.
+    """
 
     def __init__(
         self,
@@ -73,10 +82,9 @@ class RTNBank(nn.Module):
         num_sources: int = 1,
     ):
         super().__init__()
+        if num_sources < 1:
+            raise ValueError(f"num_sources: must be >= 1 (got {num_sources})")
         self.layers = list(layers)
-        # --- multi-source (sources branch, minimal; the bilevel branch has the fuller version) ---
-        # One RTN set per source language (reference: Raptors(..., len(src_langs) if meta_per_lang
-        # else 1)); with one source the keys stay "<layer>" so single-source state dicts are unchanged.
         self.num_sources = num_sources
         self.rtns = nn.ModuleDict(
             {
@@ -85,10 +93,35 @@ class RTNBank(nn.Module):
                 for layer in self.layers
             }
         )
-        self._source = 0
-        # --- end multi-source ---
-        self._active = False
+        self.mix_logits = nn.Parameter(torch.zeros(num_sources, len(self.layers)))
+        self._active: int | None = None
         self._handles: list[torch.utils.hooks.RemovableHandle] = []
+
+    def _key(self, source: int, layer: int) -> str:
+        return str(layer) if self.num_sources == 1 else f"{source}_{layer}"
+
+    def rtn(self, layer: int, source_index: int = 0) -> RTN:
+        """The RTN of ``layer`` for source language ``source_index``."""
+        if not 0 <= source_index < self.num_sources:
+            raise IndexError(f"source_index {source_index} outside 0..{self.num_sources - 1}")
+        return self.rtns[self._key(source_index, layer)]
+
+    def mixture_weights(self, source_index: int = 0) -> torch.Tensor:
+        """softmax of source language ``source_index``'s logits: one weight per placement."""
+        return torch.softmax(self.mix_logits[source_index], dim=-1)
+
+    def mixture_report(self, source_names: Sequence[str] | None = None) -> dict[str, float]:
+        """The current weights as plain floats: ``rtn_mix_<placement>`` (one source language) or
+        ``rtn_mix_<source>_<placement>`` (several; named by ``source_names`` or by index)."""
+        report = {}
+        with torch.no_grad():
+            for source in range(self.num_sources):
+                weights = self.mixture_weights(source).tolist()
+                prefix = "rtn_mix_" if self.num_sources == 1 else (
+                    f"rtn_mix_{source_names[source] if source_names else source}_"
+                )
+                report.update({f"{prefix}{layer}": float(weight) for layer, weight in zip(self.layers, weights)})
+        return report
 
     def attach(self, embeddings: nn.Module, encoder_layers: Sequence[nn.Module]) -> None:
         """Hook each RTN after its module: placement 0 = embeddings, k = encoder layer k."""
@@ -101,26 +134,22 @@ class RTNBank(nn.Module):
             handle.remove()
         self._handles.clear()
 
-    def _key(self, source: int, layer: int) -> str:
-        return str(layer) if self.num_sources == 1 else f"s{source}_{layer}"
-
     @contextmanager
     def applied(self, source_index: int = 0) -> Iterator[None]:
-        """Forwards inside this block are source forwards: each RTN (of source language
-        ``source_index``'s set) transforms its layer's output."""
-        if not 0 <= source_index < self.num_sources:
-            raise ValueError(f"source_index {source_index} out of range for {self.num_sources} RTN sets")
-        self._active, self._source = True, source_index
+        """Forwards inside this block are source forwards: each RTN of source language
+        ``source_index`` transforms its layer's output (the stack combination)."""
+        self.rtn(self.layers[0], source_index)  # validates the index
+        self._active = source_index
         try:
             yield
         finally:
-            self._active, self._source = False, 0
+            self._active = None
 
     def _hook(self, layer: int):
         def hook(_module: nn.Module, _inputs, output):
-            if not self._active:
+            if self._active is None:
                 return None
-            rtn = self.rtns[self._key(self._source, layer)]
+            rtn = self.rtn(layer, self._active)
             # transformers 5 layers return a tensor; older ones (and some models) a tuple.
             if isinstance(output, tuple):
                 return (rtn(output[0]), *output[1:])

@@ -59,3 +59,44 @@ def test_hooks_transform_only_inside_applied():
     bank.detach_hooks()
     with bank.applied():
         torch.testing.assert_close(model(**inputs).logits, before)
+
+
+def test_bank_holds_one_rtn_per_placement_and_source_language_and_one_logit_row_each():
+    model = tiny_model()
+    single = attach_bank(model, [0, 4])
+    assert sorted(single.rtns) == ["0", "4"] and single.mix_logits.shape == (1, 2)
+    bank = attach_bank(tiny_model(), [0, 4], num_sources=3)
+    assert sorted(bank.rtns) == ["0_0", "0_4", "1_0", "1_4", "2_0", "2_4"]
+    assert bank.mix_logits.shape == (3, 2) and torch.equal(bank.mix_logits, torch.zeros(3, 2, dtype=bank.mix_logits.dtype))
+    assert bank.rtn(4, 2) is bank.rtns["2_4"]
+    with pytest.raises(IndexError, match="source_index 3 outside 0..2"):
+        bank.rtn(4, 3)
+
+
+def test_applied_uses_the_chosen_source_languages_rtns():
+    model = tiny_model()
+    bank = attach_bank(model, [2], num_sources=2)
+    batch = make_batch(2, seed=0)
+    inputs = {"input_ids": batch["input_ids"], "attention_mask": batch["attention_mask"]}
+    with bank.applied(0):
+        first = model(**inputs).logits
+    with bank.applied(1):
+        second = model(**inputs).logits
+    assert not torch.allclose(first, second)
+    with torch.no_grad():  # give source 1 source 0's weights: the forwards then agree
+        for name, param in bank.rtns["1_2"].named_parameters():
+            param.copy_(bank.rtns["0_2"].get_parameter(name))
+    with bank.applied(1):
+        torch.testing.assert_close(model(**inputs).logits, first)
+
+
+def test_mixture_report_is_the_softmax_of_each_source_languages_logits():
+    bank = attach_bank(tiny_model(), [0, 4], num_sources=2)
+    with torch.no_grad():
+        bank.mix_logits.copy_(torch.tensor([[0.0, 0.0], [0.0, 1.0]]))
+    report = bank.mixture_report(["en", "tr"])
+    expected_tr = 1 / (1 + torch.e)
+    assert report == pytest.approx({"rtn_mix_en_0": 0.5, "rtn_mix_en_4": 0.5, "rtn_mix_tr_0": expected_tr,
+                                    "rtn_mix_tr_4": 1 - expected_tr})
+    assert all(type(value) is float for value in report.values())
+    assert attach_bank(tiny_model(), [0, 4]).mixture_report() == {"rtn_mix_0": 0.5, "rtn_mix_4": 0.5}
