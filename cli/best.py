@@ -6,9 +6,6 @@ from pathlib import Path
 from typing import Optional
 
 import typer
-from rich.console import Console
-from rich.table import Table
-
 from .common import user_errors
 
 EXAMPLES = """
@@ -33,10 +30,11 @@ def best(
     storage: str = typer.Option("metaxl-searches", "--storage", help="Tune storage path for --rerun."),
     gpus_per_trial: Optional[float] = typer.Option(None, "--gpus-per-trial", help="GPUs per re-run (default: 1 if the cluster has GPUs)."),
     cpus_per_trial: float = typer.Option(1.0, "--cpus-per-trial", help="CPU cores per re-run."),
+    wide: bool = typer.Option(False, "--wide", help="Show every column, however wide the table gets."),
 ) -> None:
     """List a search's best trials and export the winner as a config that `train --config` reproduces."""
     from metaxl_tune.report import collect
-    from metaxl_tune.results import export_config, format_value, ranked_trials, searched_parameters, trial_config
+    from metaxl_tune.results import best_table, export_config, ranked_trials, searched_parameters, trial_config
     from metaxl_tune.tracking import Tracker, check_tracking_uri, default_tracking_uri
 
     with user_errors():
@@ -45,16 +43,8 @@ def best(
         tracker = Tracker(uri, name)
         rows = ranked_trials(tracker, metric)
         searched = searched_parameters(tracker)
-        table = Table(title=f"{name}: top {min(top, len(rows))} of {len(rows)} trials by {metric}")
-        for column in ("#", "trial", "outcome", metric, "test F1 @ best dev", *searched):
-            table.add_column(column, justify="right" if column not in ("trial", "outcome") else "left")
-        for rank, row in enumerate(rows[:top], start=1):
-            table.add_row(
-                str(rank), row.trial_id, row.outcome, f"{row.value:.2f}",
-                format_value(row.metrics.get("best_test_f1", "")),
-                *(format_value(row.params.get(key, "")) for key in searched),
-            )
-        Console().print(table)
+        typer.echo(f"{name}: top {min(top, len(rows))} of {len(rows)} trials by {metric}")
+        typer.echo(best_table(rows[:top], metric, searched, wide=wide), nl=False)
         typer.echo(collect(tracker, metric=metric).cost.line())
         winner = rows[0]
         config = trial_config(tracker, winner.run_id)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import textwrap
 import time
 from pathlib import Path
 from typing import Any, Optional
@@ -41,6 +42,7 @@ def search(
     search_seed: int = typer.Option(0, "--search-seed", help="Seed of Optuna's TPE sampler."),
     cache_dir: Optional[Path] = typer.Option(None, "--cache-dir", help="Encoded-data cache shared by the trials."),
     keep_checkpoints: int = typer.Option(1, "--keep-checkpoints", help="Best checkpoints kept per trial."),
+    verbose: bool = typer.Option(False, "--verbose", help="Also show Ray's own banners, hints and status tables."),
     **fields: Any,
 ) -> None:
     """Search MetaXL's hyperparameters (beta, r, RTN placement, source) with Optuna on Ray Tune, tracked in MLflow."""
@@ -77,7 +79,7 @@ def search(
                 keep_checkpoints=keep_checkpoints,
             )
         try:
-            outcome = run_search(options, resume=resume, log=typer.echo)
+            outcome = run_search(options, resume=resume, log=typer.echo, verbose=verbose)
         except KeyboardInterrupt:
             typer.echo(f"\ninterrupted; resume with: metaxl-tune search --name {options.name} --resume --storage {options.storage}")
             raise typer.Exit(code=130) from None
@@ -86,8 +88,11 @@ def search(
         f"search {outcome.name}: {counts['completed']} completed, {counts['pruned']} pruned, {counts['failed']} failed"
     )
     if outcome.best is not None:
-        shown = ", ".join(f"{key}={value}" for key, value in outcome.best["params"].items())
-        typer.echo(f"best {outcome.best['value']:.2f}: {shown}")
+        from metaxl_tune.terminal import display_value
+
+        shown = " ".join(f"{key}={display_value(value)}" for key, value in outcome.best["params"].items())
+        typer.echo(textwrap.fill(f"best {outcome.best['value']:.2f}: {shown}", width=80, subsequent_indent="  ",
+                                 break_long_words=False, break_on_hyphens=False))
     typer.echo(f"MLflow parent run {outcome.parent_run_id} at {outcome.tracking_uri}")
     if outcome.finished:
         typer.echo(f"export the winner with: metaxl-tune best --name {outcome.name} -o best.yaml")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import os
 import subprocess
 import time
@@ -174,8 +175,14 @@ def sync_hint(options: SearchOptions) -> str:
     return f"metaxl-tune sync --name {options.name} --storage {options.storage}"
 
 
-def tune_environment() -> None:
+def tune_environment(*, verbose: bool = False) -> None:
     """Environment the Tune driver needs, set before Ray loads."""
+    if not verbose:
+        # Tune's new output engine prints its experiment box and a TensorBoard hint at any
+        # verbosity; the legacy engine at verbose=0 prints nothing, leaving our progress lines.
+        os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+        # Ray's hint that token auth is on (the default we rely on, see README "Security defaults").
+        logging.getLogger("ray._private.authentication.authentication_token_setup").setLevel(logging.ERROR)
     # Every epoch checkpoints (to resume trials from their last epoch), which makes Tune warn
     # about frequent experiment snapshots of tiny trials; the snapshots are wanted.
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
@@ -237,12 +244,14 @@ class SearchOutcome:
     finished: bool
 
 
-def run_search(options: SearchOptions, *, resume: bool = False, log: Callable[[str], None] = print) -> SearchOutcome:
+def run_search(
+    options: SearchOptions, *, resume: bool = False, log: Callable[[str], None] = print, verbose: bool = False
+) -> SearchOutcome:
     prepared = prepare(options, resume=resume)
     options = prepared.options
     log(f"search {options.name}: space {prepared.space.origin}, {options.num_samples} trials, "
         f"tracking {prepared.tracking_uri}, storage {options.experiment_dir}")
-    tune_environment()
+    tune_environment(verbose=verbose)
     # Ray and the search machinery load only now that every offline check has passed; the
     # cluster checks come before any data work.
     import ray
@@ -375,7 +384,7 @@ def build_run_config(options: SearchOptions, callbacks: list, metric: str, mode:
         ),
         failure_config=tune.FailureConfig(max_failures=options.max_failures),
         callbacks=callbacks,
-        verbose=0,
+        verbose=0,  # with --verbose, Tune's new output engine still prints its box and hints
     )
 
 
