@@ -51,7 +51,8 @@ class RunConfig(BaseModel):
     method: Method = "metaxl"
     """Training method: target-only, jt (joint training), jt-rtn (JT with RTN, plain SGD) or metaxl."""
     model: str = "xlm-roberta-base"
-    """Encoder: a Hugging Face hub name, a local directory, or 'tiny' (random-init, offline)."""
+    """Encoder: a Hugging Face hub name, a local directory, 'tiny' (random-init, offline) or
+    'tiny-pretrained' (tiny, pre-trained offline by MLM on the synthetic languages; built once, cached)."""
     data: str = "hub"
     """Data: 'hub' (WikiAnn from the Hugging Face hub), 'synthetic', or a local directory."""
     label_format: LabelFormat = "auto"

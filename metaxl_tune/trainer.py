@@ -24,6 +24,7 @@ from metaxl_tune.data.encoding import Batcher
 from metaxl_tune.data.prepare import PreparedData, prepare_data
 from metaxl_tune.metrics import ner_f1, positive_f1
 from metaxl_tune.model.backbone import encoder_modules, hidden_size, load_backbone, load_model_config, model_depth
+from metaxl_tune.model.pretrain import pretrained_model
 from metaxl_tune.model.rtn import RTNBank, resolve_placements
 
 EVAL_BATCH_SIZE = 64
@@ -120,11 +121,14 @@ class Run:
         self.progress = progress
         self.save_model = save_model
         self.device = resolve_device(config.device)
-        model_config = load_model_config(config.model, max_length=config.max_length)
+        cache_dir = Path(cache_dir or default_cache_dir())
+        # tiny-pretrained is a saved model in the cache, built (once) before anything else needs it.
+        model_name = pretrained_model(config, cache_dir, progress=progress, log=log)
+        model_config = load_model_config(model_name, max_length=config.max_length)
         depth = model_depth(model_config)
         self.placements = resolve_placements(config.rtn_layers, depth, config.model) if config.uses_rtn else []
 
-        self.data: PreparedData = prepare_data(config, Path(cache_dir or default_cache_dir()), progress=log)
+        self.data: PreparedData = prepare_data(config, cache_dir, progress=log)
         if config.model == "tiny":
             model_config = load_model_config(
                 config.model, max_length=config.max_length, vocab_size=len(self.data.tokenizer)
@@ -132,7 +136,7 @@ class Run:
 
         torch.manual_seed(config.seed)
         self.model = load_backbone(
-            config.model, model_config, task=config.task, num_labels=len(self.data.label_names)
+            model_name, model_config, task=config.task, num_labels=len(self.data.label_names)
         ).to(self.device)
         self.rtn = None
         if config.uses_rtn:
