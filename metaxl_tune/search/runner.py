@@ -273,6 +273,7 @@ def run_search(
         space, base = prepared.space, prepared.base
         tracker = Tracker(prepared.tracking_uri, options.name)
         parent_id = tracker.parent_run(search_parent_tags(space, base, options))
+        tracker.mark_experiment()
         gpus = resolve_gpus(options)
         configs = TrialConfigs(base, space)
         trainable = build_trainable(options, configs, gpus)
@@ -331,18 +332,21 @@ def run_search(
     out_of_time = options.time_budget_s is not None and time.monotonic() - started >= options.time_budget_s
     finished = out_of_time or sum(counts.values()) >= options.num_samples
 
-    def finish_tracking() -> None:
-        tracker.close_interrupted()
-        attach_plots(tracker, parent_id, study, options.experiment_dir / "plots")
-        tracker.end_run(parent_id, "FINISHED" if finished else "KILLED")
-
-    close_tracking(tracker, options, finish_tracking, log)
     best = None
     completed = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
     if completed:
         pick = max if space.mode == "max" else min
         best_trial = pick(completed, key=lambda t: t.value)
         best = {"value": best_trial.value, "params": best_trial.params}
+
+    def finish_tracking() -> None:
+        tracker.close_interrupted()
+        attach_plots(tracker, parent_id, study, options.experiment_dir / "plots")
+        tracker.log_search_summary(parent_id, metric=space.metric, best=best and best["value"], counts=counts,
+                                   space=space.origin)
+        tracker.end_run(parent_id, "FINISHED" if finished else "KILLED")
+
+    close_tracking(tracker, options, finish_tracking, log)
     return SearchOutcome(options.name, options.experiment_dir, prepared.tracking_uri, parent_id, counts, best, finished)
 
 
