@@ -6,6 +6,8 @@ from pathlib import Path
 from typing import Optional
 
 import typer
+from metaxl_tune.paths import default_storage
+
 from .common import user_errors
 
 EXAMPLES = """
@@ -23,14 +25,15 @@ def best(
     metric: str = typer.Option("best_dev_f1", "--metric", help="Ranking metric (best_dev_f1 = dev F1 at the best epoch)."),
     fmt: str = typer.Option("yaml", "--format", help="Export format: yaml or json."),
     output: Optional[Path] = typer.Option(None, "--output", "-o", help="Write the best trial's config here."),
-    tracking_uri: Optional[str] = typer.Option(None, "--tracking-uri", help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db)."),
+    tracking_uri: Optional[str] = typer.Option(None, "--tracking-uri", help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI, else sqlite:///metaxl-runs/mlflow.db)."),
     rerun: bool = typer.Option(False, "--rerun", help="Re-run the top K configs with --seeds seeds and report mean ± std."),
     seeds: int = typer.Option(3, "--seeds", help="Seeds per config for --rerun (seed = 1..N)."),
     address: Optional[str] = typer.Option(None, "--address", help="Ray cluster for --rerun (default: a local Ray)."),
-    storage: str = typer.Option("metaxl-searches", "--storage", help="Tune storage path for --rerun."),
+    storage: str = typer.Option(default_storage(), "--storage", help="Tune storage path for --rerun."),
     gpus_per_trial: Optional[float] = typer.Option(None, "--gpus-per-trial", help="GPUs per re-run (default: 1 if the cluster has GPUs)."),
     cpus_per_trial: float = typer.Option(1.0, "--cpus-per-trial", help="CPU cores per re-run."),
     wide: bool = typer.Option(False, "--wide", help="Show every column, however wide the table gets."),
+    compare: bool = typer.Option(False, "--compare", help="Train target-only, JT and the winner over --seeds seeds and print mean ± std, Δ vs JT."),
 ) -> None:
     """List a search's best trials and export the winner as a config that `train --config` reproduces."""
     from metaxl_tune.report import collect
@@ -54,9 +57,23 @@ def best(
         typer.echo(text, nl=False)
     else:
         typer.echo(f"wrote {output}; reproduce with: metaxl-tune train --config {output}")
+    if compare:
+        with user_errors():
+            _compare(tracker, winner.run_id, seeds, uri, address, storage, gpus_per_trial, cpus_per_trial)
     if rerun:
         with user_errors():
             _rerun(tracker, rows[:top], seeds, uri, address, storage, gpus_per_trial, cpus_per_trial)
+
+
+def _compare(tracker, run_id, seeds, uri, address, storage, gpus_per_trial, cpus_per_trial) -> None:
+    from metaxl_tune.compare import run_comparison
+    from metaxl_tune.tracking import search_runs_url
+
+    name, table = run_comparison(tracker, run_id, seeds=seeds, uri=uri, storage=storage, address=address,
+                                 gpus_per_trial=gpus_per_trial, cpus_per_trial=cpus_per_trial, log=typer.echo)
+    typer.echo(f"\n{tracker.search_name}: the winner against the baselines (comparison {name})")
+    typer.echo(table, nl=False)
+    typer.echo(f"see them in MLflow: metaxl-tune ui --name {tracker.search_name}   (and --name {name})")
 
 
 def _rerun(tracker, rows, seeds, uri, address, storage, gpus_per_trial, cpus_per_trial) -> None:

@@ -24,7 +24,7 @@ Examples:
 def ui(
     host: str = typer.Option("127.0.0.1", "--host", help="Interface to bind; 0.0.0.0 exposes the UI to the network."),
     port: int = typer.Option(5000, "--port", help="Port to listen on."),
-    tracking_uri: Optional[str] = typer.Option(None, "--tracking-uri", help="Backend store (default: $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db)."),
+    tracking_uri: Optional[str] = typer.Option(None, "--tracking-uri", help="Backend store (default: $MLFLOW_TRACKING_URI, else sqlite:///metaxl-runs/mlflow.db)."),
     name: Optional[str] = typer.Option(None, "--name", help="A search or ablation: print the URL of its runs (the parent run expands into its trials)."),
     open_browser: bool = typer.Option(False, "--open", help="Open the URL in a browser once the server answers."),
 ) -> None:
@@ -32,7 +32,7 @@ def ui(
     from metaxl_tune.tracking import Tracker, default_tracking_uri, search_runs_url, server_command, server_environment
 
     with user_errors():
-        uri = tracking_uri or default_tracking_uri()
+        uri = tracking_uri or default_tracking_uri(create=name is None)
         command = server_command(uri, host=host, port=port)
         base = f"http://{'127.0.0.1' if host == '0.0.0.0' else host}:{port}"
         url = base

@@ -5,8 +5,8 @@ trial's time is spent training, and a tracking outage cannot fail a trial. Runs 
 again by tags (``metaxl.search``, ``metaxl.trial_id``), so a resumed search continues its
 runs instead of duplicating them.
 
-Embedded default: ``sqlite:///mlflow.db`` in the working directory, artifacts in
-``./mlartifacts``; ``--tracking-uri`` or ``MLFLOW_TRACKING_URI`` select a server.
+Embedded default: ``sqlite:///metaxl-runs/mlflow.db``, artifacts in ``metaxl-runs/mlartifacts``
+(see ``paths``); ``--tracking-uri`` or ``MLFLOW_TRACKING_URI`` select a server.
 """
 
 from __future__ import annotations
@@ -44,8 +44,16 @@ class TrackingError(ValueError):
     """The tracking store cannot be used; the message says what to change."""
 
 
-def default_tracking_uri() -> str:
-    return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{Path(DEFAULT_DB).resolve()}"
+def default_tracking_uri(*, create: bool = False) -> str:
+    """$MLFLOW_TRACKING_URI, else the sqlite store in the runs folder (made when ``create``:
+    commands that write; readers only report a missing store)."""
+    if os.environ.get("MLFLOW_TRACKING_URI"):
+        return os.environ["MLFLOW_TRACKING_URI"]
+    from metaxl_tune.paths import runs_dir
+
+    if create:
+        runs_dir().mkdir(parents=True, exist_ok=True)
+    return f"sqlite:///{(runs_dir() / DEFAULT_DB).resolve()}"
 
 
 def check_tracking_uri(uri: str, *, timeout: float = 5.0) -> None:

@@ -21,6 +21,7 @@ import optuna
 
 import metaxl_tune
 from metaxl_tune.config import RunConfig, build_config
+from metaxl_tune.paths import default_storage
 from metaxl_tune.results import SEARCHED_TAG
 from metaxl_tune.search.space import SearchSpace, load_space
 from metaxl_tune.tracking import Tracker, check_tracking_uri, default_tracking_uri
@@ -56,7 +57,8 @@ class SearchOptions:
     """None: 1 where the cluster has GPUs, else CPU trials."""
     cpus_per_trial: float = 1.0
     address: str | None = None
-    storage: str = "metaxl-searches"
+    storage: str = field(default_factory=default_storage)
+    """Tune storage; default metaxl-runs/metaxl-searches (see metaxl_tune.paths)."""
     tracking_uri: str | None = None
     seed: int = 0
     cache_dir: str | None = None
@@ -139,7 +141,7 @@ def prepare(options: SearchOptions, *, resume: bool) -> PreparedSearch:
 
     space, base = resolve_space(options)
 
-    tracking_uri = options.tracking_uri or default_tracking_uri()
+    tracking_uri = options.tracking_uri or default_tracking_uri(create=True)
     check_tracking_uri(tracking_uri)
     address = resolve_address(options.address)
     check_address(address)
