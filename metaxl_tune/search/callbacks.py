@@ -199,7 +199,7 @@ class ProgressCallback(tune.Callback):
         if value is not None and self._better(value):
             changed = self.best is None or self.best[1] != trial.trial_id
             self.best = (value, trial.trial_id, {k: v for k, v in trial.config.items() if k in self.searched})
-            if changed:
+            if changed and self.searched:  # an ablation searches nothing: no "best" to announce
                 for line in best_lines(self.metric, *self.best, width=min(terminal_width(), 80)):
                     print(line, file=sys.stdout, flush=True)
         self._print(trials)
