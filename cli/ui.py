@@ -25,7 +25,7 @@ def ui(
     host: str = typer.Option("127.0.0.1", "--host", help="Interface to bind; 0.0.0.0 exposes the UI to the network."),
     port: int = typer.Option(5000, "--port", help="Port to listen on."),
     tracking_uri: Optional[str] = typer.Option(None, "--tracking-uri", help="Backend store (default: $MLFLOW_TRACKING_URI, else sqlite:///metaxl-runs/mlflow.db)."),
-    name: Optional[str] = typer.Option(None, "--name", help="A search or ablation: print the URL of its runs (the parent run expands into its trials)."),
+    name: Optional[str] = typer.Option(None, "--name", help="A search or ablation: print the URL of its runs view (its parent run and summary, then its trials with their searched parameters)."),
     open_browser: bool = typer.Option(False, "--open", help="Open the URL in a browser once the server answers."),
 ) -> None:
     """Serve the MLflow UI for the searches' tracking store (one worker, no job runner)."""

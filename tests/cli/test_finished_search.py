@@ -1,5 +1,6 @@
-"""`metaxl-tune ui --name` in a real headless browser: a finished tiny search's runs page lists
-its parent run and its trials with their searched parameters; the parent carries the summary."""
+"""A finished tiny search, then what a user does with it: the parent run's summary, `ui --name`
+in a real headless browser (its runs page lists the parent and the trials with their searched
+parameters), and `best --compare` with a reduced budget (the table's layout, not its scores)."""
 
 from __future__ import annotations
 
@@ -92,3 +93,21 @@ def test_the_runs_page_lists_the_parent_and_its_trials_with_their_searched_param
             assert f" {key} " in text  # its column
             if key in trial.data.params:
                 assert trial.data.params[key] in text  # the trial's value
+
+
+def test_best_compare_prints_the_comparison_table(finished_search, shared_cache):
+    workdir = finished_search[0]
+    result = run_cli(["best", "--name", NAME, "--compare", "--seeds", "1"], cwd=workdir, cache_dir=shared_cache)
+    assert result.returncode == 0, result.stdout + result.stderr
+    lines = result.stdout.splitlines()
+    start = lines.index(next(line for line in lines if line.startswith(f"{NAME}: the winner against the baselines")))
+    table = lines[start + 1:start + 9]
+    assert table[0].strip() == "Δ test" and table[1].split() == ["setting", "dev", "F1", "test", "F1", "vs", "jt"]
+    assert set(table[2]) == {"-", " "}
+    target_only, jt, metaxl = (row.split() for row in table[3:6])
+    assert [target_only[0], jt[0], metaxl[0]] == ["target-only", "jt", "metaxl"]
+    assert len(jt) == 3 and len(target_only) == len(metaxl) == 4  # one seed: no ± part; Δ except for jt
+    assert all(re.fullmatch(r"[+-]\d+\.\d\d", row[-1]) for row in (target_only, metaxl))
+    assert table[6] == "F1 in percent, mean ± std over 1 runs (seeds); test F1 at the best dev epoch"
+    assert table[7] == f"see them in MLflow: metaxl-tune ui --name {NAME}   (and --name {table[7].split()[-1][:-1]})"
+    assert all(len(line) <= 80 for line in table)
