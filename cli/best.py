@@ -67,13 +67,13 @@ def best(
 
 def _compare(tracker, run_id, seeds, uri, address, storage, gpus_per_trial, cpus_per_trial) -> None:
     from metaxl_tune.compare import run_comparison
-    from metaxl_tune.tracking import search_runs_url
 
     name, table = run_comparison(tracker, run_id, seeds=seeds, uri=uri, storage=storage, address=address,
                                  gpus_per_trial=gpus_per_trial, cpus_per_trial=cpus_per_trial, log=typer.echo)
     typer.echo(f"\n{tracker.search_name}: the winner against the baselines (comparison {name})")
     typer.echo(table, nl=False)
-    typer.echo(f"see them in MLflow: metaxl-tune ui --name {tracker.search_name}   (and --name {name})")
+    typer.echo(f"see them in MLflow: metaxl-tune ui --name {tracker.search_name}")
+    typer.echo(f"                    metaxl-tune ui --name {name}")
 
 
 def _rerun(tracker, rows, seeds, uri, address, storage, gpus_per_trial, cpus_per_trial) -> None:

@@ -295,7 +295,6 @@ def server_command(backend_uri: str, *, host: str, port: int) -> list[str]:
     """`mlflow server` for the UI, with one worker (the default starts many processes)."""
     if backend_uri.startswith(("http://", "https://")):
         raise TrackingError(f"{backend_uri} is already a server: open it in a browser instead of running ui")
-    import shutil
     import sys
 
     sibling = Path(sys.executable).with_name("mlflow")
