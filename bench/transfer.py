@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -64,6 +65,9 @@ def main() -> None:
                 dev.append(scores[0])
                 test.append(scores[1])
             results[f"{source}/{method}"] = {"dev_f1": spread(dev), "test_f1": spread(test)}
+            # Progress on stderr, so a long run that is stopped still shows what it measured.
+            print(f"{source}/{method}: {json.dumps(results[f'{source}/{method}'])} "
+                  f"({time.monotonic() - started:.0f} s)", file=sys.stderr, flush=True)
     print(json.dumps({
         "bench": "transfer", "model": base.model, "task": base.task, "target": base.target, "epochs": base.epochs,
         "source_size": base.source_size, "seeds": args.seeds, "results": results,
