@@ -16,11 +16,17 @@ $(VENV)/.installed: pyproject.toml
 
 setup: $(VENV)/.installed
 
-# An offline MetaXL search (tiny model, synthetic data), then the winner exported as a config.
+# The offline demo: a 6-trial MetaXL search on tiny-pretrained (a tiny encoder pre-trained by
+# MLM on the synthetic languages, built once on first use), then target-only, JT and the winner
+# over 3 seeds. Everything it writes goes under $(RUNS) (MLflow store and artifacts, Tune state,
+# the exported config).
 DEMO_NAME ?= demo-$(shell date +%Y%m%d-%H%M%S)
+RUNS ?= metaxl-runs
 demo: setup
-	$(BIN)/metaxl-tune search --task ner --target tk --preset demo --num-samples 6 --name $(DEMO_NAME)
-	$(BIN)/metaxl-tune best --name $(DEMO_NAME) --top 6 -o runs/$(DEMO_NAME)-best.yaml
+	METAXL_TUNE_RUNS=$(RUNS) $(BIN)/metaxl-tune search --task ner --target tk --preset demo --model tiny-pretrained \
+		--num-samples 6 --name $(DEMO_NAME)
+	METAXL_TUNE_RUNS=$(RUNS) $(BIN)/metaxl-tune best --name $(DEMO_NAME) --top 6 \
+		-o $(RUNS)/configs/$(DEMO_NAME)-best.yaml --compare --seeds 3
 
 test: setup
 	$(BIN)/python -m pytest -q

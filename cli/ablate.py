@@ -9,6 +9,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from metaxl_tune.paths import default_storage
+
 from .common import check_output_dir, check_positive, user_errors
 from .options import pop_config_overrides, with_config_options
 
@@ -56,7 +58,7 @@ def ablate(
     gpus_per_trial: Optional[float] = typer.Option(None, "--gpus-per-trial", help="GPUs per run (default: 1 if the cluster has GPUs)."),
     cpus_per_trial: float = typer.Option(1.0, "--cpus-per-trial", help="CPU cores per run."),
     address: Optional[str] = typer.Option(None, "--address", help="Ray cluster HOST:PORT or auto (default: a local Ray)."),
-    storage: str = typer.Option("metaxl-searches", "--storage", help="Tune storage path."),
+    storage: str = typer.Option(default_storage(), "--storage", help="Tune storage path."),
     tracking_uri: Optional[str] = typer.Option(None, "--tracking-uri", help="MLflow tracking URI."),
     cache_dir: Optional[Path] = typer.Option(None, "--cache-dir", help="Encoded-data cache."),
     storage_retry_s: Optional[float] = typer.Option(None, "--storage-retry-s", help="Seconds a run waits for unwritable storage before its checkpoint write counts as a failure (default 180)."),

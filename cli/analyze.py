@@ -22,7 +22,7 @@ Examples:
 
 def analyze(
     run: str = typer.Option(..., "--run", help="MLflow run id of a trial (it holds config.yaml and checkpoint/)."),
-    tracking_uri: Optional[str] = typer.Option(None, "--tracking-uri", help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db)."),
+    tracking_uri: Optional[str] = typer.Option(None, "--tracking-uri", help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI, else sqlite:///metaxl-runs/mlflow.db)."),
     limit: int = typer.Option(2000, "--limit", help="Most representations per set (the first ones: tokens for NER, sentences for SA)."),
     output: Optional[Path] = typer.Option(None, "--output", "-o", help="Where to write pca.png and analysis.json (default: analysis/<run id>)."),
     cache_dir: Optional[Path] = typer.Option(None, "--cache-dir", help="Encoded-data cache (default: $METAXL_TUNE_CACHE or ~/.cache/metaxl-tune)."),

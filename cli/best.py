@@ -6,8 +6,7 @@ from pathlib import Path
 from typing import Optional
 
 import typer
-from rich.console import Console
-from rich.table import Table
+from metaxl_tune.paths import default_storage
 
 from .common import check_output_file, check_positive, user_errors
 
@@ -26,20 +25,20 @@ def best(
     metric: str = typer.Option("best_dev_f1", "--metric", help="Ranking metric (best_dev_f1 = dev F1 at the best epoch)."),
     fmt: str = typer.Option("yaml", "--format", help="Export format: yaml or json."),
     output: Optional[Path] = typer.Option(None, "--output", "-o", help="Write the best trial's config here."),
-    tracking_uri: Optional[str] = typer.Option(None, "--tracking-uri", help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db)."),
+    tracking_uri: Optional[str] = typer.Option(None, "--tracking-uri", help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI, else sqlite:///metaxl-runs/mlflow.db)."),
     rerun: bool = typer.Option(False, "--rerun", help="Re-run the top K configs with --seeds seeds and report mean ± std."),
     seeds: int = typer.Option(3, "--seeds", help="Seeds per config for --rerun (seed = 1..N)."),
     address: Optional[str] = typer.Option(None, "--address", help="Ray cluster for --rerun (default: a local Ray)."),
-    storage: str = typer.Option("metaxl-searches", "--storage", help="Tune storage path for --rerun."),
+    storage: str = typer.Option(default_storage(), "--storage", help="Tune storage path for --rerun."),
     gpus_per_trial: Optional[float] = typer.Option(None, "--gpus-per-trial", help="GPUs per re-run (default: 1 if the cluster has GPUs)."),
     cpus_per_trial: float = typer.Option(1.0, "--cpus-per-trial", help="CPU cores per re-run."),
+    wide: bool = typer.Option(False, "--wide", help="Show every column, however wide the table gets."),
+    compare: bool = typer.Option(False, "--compare", help="Train target-only, JT and the winner over --seeds seeds and print mean ± std, Δ vs JT."),
 ) -> None:
     """List a search's best trials and export the winner as a config that `train --config` reproduces."""
     from metaxl_tune.report import collect
     from metaxl_tune.search.ending import check_some_trial_finished
-    from metaxl_tune.results import (
-        export_config, format_value, mixture_weights, ranked_trials, searched_parameters, trial_config,
-    )
+    from metaxl_tune.results import best_table, export_config, ranked_trials, searched_parameters, trial_config
     from metaxl_tune.tracking import Tracker, check_tracking_uri, default_tracking_uri
 
     with user_errors():
@@ -55,19 +54,8 @@ def best(
         check_some_trial_finished(tracker)
         rows = ranked_trials(tracker, metric)
         searched = searched_parameters(tracker)
-        table = Table(title=f"{name}: top {min(top, len(rows))} of {len(rows)} trials by {metric}")
-        mixture = any(mixture_weights(row.metrics) for row in rows[:top])
-        for column in ("#", "trial", "outcome", metric, "test F1 @ best dev", "peak MiB", *searched, *(["RTN mix"] if mixture else [])):
-            table.add_column(column, justify="right" if column not in ("trial", "outcome") else "left")
-        for rank, row in enumerate(rows[:top], start=1):
-            table.add_row(
-                str(rank), row.trial_id, row.outcome, f"{row.value:.2f}",
-                format_value(row.metrics.get("best_test_f1", "")),
-                format_value(round(row.metrics["peak_memory_mib"]) if "peak_memory_mib" in row.metrics else ""),
-                *(format_value(row.params.get(key, "")) for key in searched),
-                *([mixture_weights(row.metrics)] if mixture else []),
-            )
-        Console().print(table)
+        typer.echo(f"{name}: top {min(top, len(rows))} of {len(rows)} trials by {metric}")
+        typer.echo(best_table(rows[:top], metric, searched, wide=wide), nl=False)
         typer.echo(collect(tracker, metric=metric).cost.line())
         winner = rows[0]
         config = trial_config(tracker, winner.run_id)
@@ -77,9 +65,23 @@ def best(
         typer.echo(text, nl=False)
     else:
         typer.echo(f"wrote {output}; reproduce with: metaxl-tune train --config {output}")
+    if compare:
+        with user_errors():
+            _compare(tracker, winner.run_id, seeds, uri, address, storage, gpus_per_trial, cpus_per_trial)
     if rerun:
         with user_errors():
             _rerun(tracker, rows[:top], seeds, uri, address, storage, gpus_per_trial, cpus_per_trial)
+
+
+def _compare(tracker, run_id, seeds, uri, address, storage, gpus_per_trial, cpus_per_trial) -> None:
+    from metaxl_tune.compare import run_comparison
+
+    name, table = run_comparison(tracker, run_id, seeds=seeds, uri=uri, storage=storage, address=address,
+                                 gpus_per_trial=gpus_per_trial, cpus_per_trial=cpus_per_trial, log=typer.echo)
+    typer.echo(f"\n{tracker.search_name}: the winner against the baselines (comparison {name})")
+    typer.echo(table, nl=False)
+    typer.echo(f"see them in MLflow: metaxl-tune ui --name {tracker.search_name}")
+    typer.echo(f"                    metaxl-tune ui --name {name}")
 
 
 def _rerun(tracker, rows, seeds, uri, address, storage, gpus_per_trial, cpus_per_trial) -> None:

@@ -23,7 +23,7 @@ def report(
     fmt: str = typer.Option("md", "--format", help="Table format: md, latex or csv."),
     output: Optional[Path] = typer.Option(None, "--output", "-o", help="Write the table here (default: print it)."),
     metric: str = typer.Option("best_test_f1", "--metric", help="Cell metric (best_test_f1 = test F1 at the best-dev epoch, as in the paper)."),
-    tracking_uri: Optional[str] = typer.Option(None, "--tracking-uri", help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db)."),
+    tracking_uri: Optional[str] = typer.Option(None, "--tracking-uri", help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI, else sqlite:///metaxl-runs/mlflow.db)."),
     plot_path: Optional[Path] = typer.Option(None, "--plot", help="Bar chart PNG (default: next to -o, else report-NAME.png)."),
 ) -> None:
     """Tabulate a search's completed trials per setting and target (mean ± std over seeds, avg, Δ vs jt),

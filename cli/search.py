@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import textwrap
 import time
 from pathlib import Path
 from typing import Any, Optional
 
 import typer
+
+from metaxl_tune.paths import default_storage
 
 from .common import check_output_dir, check_positive, user_errors
 from .options import pop_config_overrides, with_config_options
@@ -36,12 +39,13 @@ def search(
     gpus_per_trial: Optional[float] = typer.Option(None, "--gpus-per-trial", help="GPUs per trial (default: 1 if the cluster has GPUs, else 0; 0.5 packs two)."),
     cpus_per_trial: float = typer.Option(1.0, "--cpus-per-trial", help="CPU cores per trial."),
     address: Optional[str] = typer.Option(None, "--address", help="Ray cluster: HOST:PORT or auto (default: $RAY_ADDRESS, else a local Ray)."),
-    storage: str = typer.Option("metaxl-searches", "--storage", help="Tune storage path (shared storage for multi-node)."),
-    tracking_uri: Optional[str] = typer.Option(None, "--tracking-uri", help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db)."),
+    storage: str = typer.Option(default_storage(), "--storage", help="Tune storage path (shared storage for multi-node)."),
+    tracking_uri: Optional[str] = typer.Option(None, "--tracking-uri", help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI, else sqlite:///metaxl-runs/mlflow.db)."),
     search_seed: int = typer.Option(0, "--search-seed", help="Seed of Optuna's TPE sampler."),
     cache_dir: Optional[Path] = typer.Option(None, "--cache-dir", help="Encoded-data cache shared by the trials."),
     keep_checkpoints: int = typer.Option(1, "--keep-checkpoints", help="Newest resume checkpoints kept per trial (with 2, a damaged one falls back to the one before)."),
     storage_retry_s: Optional[float] = typer.Option(None, "--storage-retry-s", help="Seconds a trial waits for unwritable storage before its checkpoint write counts as a failure (default 180)."),
+    verbose: bool = typer.Option(False, "--verbose", help="Also show Ray's own banners, hints and status tables."),
     **fields: Any,
 ) -> None:
     """Search MetaXL's hyperparameters (beta, r, RTN placement, source) with Optuna on Ray Tune, tracked in MLflow."""
@@ -89,7 +93,7 @@ def search(
                 **({} if storage_retry_s is None else {"storage_retry_s": storage_retry_s}),
             )
         try:
-            outcome = run_search(options, resume=resume, log=typer.echo)
+            outcome = run_search(options, resume=resume, log=typer.echo, verbose=verbose)
         except KeyboardInterrupt:
             typer.echo("\n" + stopped_line("search", options.name, options.storage, OPTIONS_FILE))
             raise typer.Exit(code=EXIT_CODE) from None
@@ -105,8 +109,11 @@ def search(
         typer.echo(f"search {outcome.name}: {outcome.failures.line()}", err=True)
         raise typer.Exit(code=1)
     if outcome.best is not None:
-        shown = ", ".join(f"{key}={value}" for key, value in outcome.best["params"].items())
-        typer.echo(f"best {outcome.best['value']:.2f}: {shown}")
+        from metaxl_tune.terminal import display_value
+
+        shown = " ".join(f"{key}={display_value(value)}" for key, value in outcome.best["params"].items())
+        typer.echo(textwrap.fill(f"best {outcome.best['value']:.2f}: {shown}", width=80, subsequent_indent="  ",
+                                 break_long_words=False, break_on_hyphens=False))
     typer.echo(f"MLflow parent run {outcome.parent_run_id} at {outcome.tracking_uri}")
     if outcome.finished:
         typer.echo(f"export the winner with: metaxl-tune best --name {outcome.name} -o best.yaml")

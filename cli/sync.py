@@ -6,6 +6,8 @@ from typing import Optional
 
 import typer
 
+from metaxl_tune.paths import default_storage
+
 from .common import user_errors
 
 EXAMPLES = """
@@ -19,7 +21,7 @@ Examples:
 
 def sync(
     name: str = typer.Option(..., "--name", help="The search or ablation to write to MLflow."),
-    storage: str = typer.Option("metaxl-searches", "--storage", help="Tune storage path it ran with."),
+    storage: str = typer.Option(default_storage(), "--storage", help="Tune storage path it ran with."),
     tracking_uri: Optional[str] = typer.Option(None, "--tracking-uri", help="MLflow tracking URI (default: the one it ran with)."),
 ) -> None:
     """Write every trial's epoch results, tags and final status from Tune's records to MLflow (after an outage; idempotent)."""

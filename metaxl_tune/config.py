@@ -85,8 +85,9 @@ class RunConfig(BaseModel):
     method: Method = "metaxl"
     """Training method: target-only, jt (joint training), jt-rtn (JT with RTN, plain SGD) or metaxl."""
     model: str = "xlm-roberta-base"
-    """Encoder: a Hugging Face hub name, a local directory, 'tiny' (random-init, offline) or
-    'base-random' (xlm-roberta-base's shape, random-init, offline: for cost measurements)."""
+    """Encoder: a Hugging Face hub name, a local directory, 'tiny' (random-init, offline),
+    'tiny-pretrained' (tiny, pre-trained offline by MLM on the synthetic languages; built once, cached)
+    or 'base-random' (xlm-roberta-base's shape, random-init, offline: for cost measurements)."""
     data: str = "hub"
     """Data: 'hub' (WikiAnn from the Hugging Face hub), 'synthetic', or a local directory."""
     label_format: LabelFormat = "auto"

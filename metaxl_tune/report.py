@@ -41,6 +41,10 @@ FORMATS = ("md", "latex", "csv")
 # Params that are columns or replicates, never part of a fallback row label.
 _NOT_A_SETTING = ("target", "seed")
 _HOURS = {"cuda": "GPU-hours", "cpu": "CPU-hours"}
+# Short names in a plain search's row labels, so a row with every searched parameter fits an
+# 80-column terminal; the legend spells out the ones a table uses.
+SHORT_NAMES = {"meta_lr": "β", "rtn_bottleneck": "r", "rtn_layers": "at", "rtn_detach_input": "detach",
+               "source": "src", "rtn_gate": "gate", "source_size": "n_src"}
 
 
 # ---- data ----------------------------------------------------------------------------------
@@ -114,6 +118,8 @@ class ReportData:
     parent_run_id: str | None = None
     study: str | None = None
     kind: str | None = None
+    short_names: tuple[str, ...] = ()
+    """Searched parameters shown under a SHORT_NAMES alias in the row labels."""
 
     def values(self, setting: str, target: str) -> list[float]:
         cell = self.cells.get((setting, target))
@@ -146,7 +152,8 @@ def _setting_of(run, searched: Sequence[str]) -> str:
         return tags[SETTING_TAG]
     # A plain search: the row is the searched point, or the trial when nothing was searched.
     label = " ".join(
-        f"{key}={format_value(params[key])}" for key in searched if key in params and key not in _NOT_A_SETTING
+        f"{SHORT_NAMES.get(key, key)}={format_value(params[key])}"
+        for key in searched if key in params and key not in _NOT_A_SETTING
     )
     return label or tags.get(TRIAL_TAG, run.info.run_id[:8])
 
@@ -207,6 +214,8 @@ def collect(tracker: Tracker, *, metric: str = "best_test_f1") -> ReportData:
         parent_run_id=parent_id,
         study=parent_tags.get(STUDY_TAG),
         kind=parent_tags.get(KIND_TAG),
+        short_names=tuple(key for key in searched if key in SHORT_NAMES and key not in _NOT_A_SETTING
+                          and not any(run.data.tags.get(SETTING_TAG) for run in measured)),
     )
 
 
@@ -240,6 +249,7 @@ class Table:
     best: frozenset[tuple[int, int]]  # (row, column) marked best; column len(targets) is avg
     cost: Cost
     seeds: tuple[int, int]  # fewest and most seeds in a cell
+    short_names: tuple[str, ...] = ()
 
     @property
     def columns(self) -> tuple[str, ...]:
@@ -276,7 +286,7 @@ def build_table(data: ReportData) -> Table:
     return Table(
         title=title, metric=data.metric, targets=tuple(data.targets), rows=tuple(rows),
         reference=reference.setting if reference else None, best=frozenset(best), cost=data.cost,
-        seeds=(min(counts), max(counts)),
+        seeds=(min(counts), max(counts)), short_names=data.short_names,
     )
 
 
@@ -306,6 +316,8 @@ def _legend(table: Table, *, delta_word: str) -> str:
     if table.reference:
         parts.append(f"{delta_word} vs {table.reference} in parentheses")
     parts.append("best per column in bold")
+    if table.short_names:
+        parts.append(", ".join(f"{SHORT_NAMES[key]} = {key}" for key in table.short_names))
     return "; ".join(parts)
 
 

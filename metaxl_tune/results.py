@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from metaxl_tune.config import RunConfig, load_config
+from metaxl_tune.terminal import Column, display_value, render_table, short_ids
 from metaxl_tune.tracking import OUTCOME_TAG, SEARCH_TAG, TRIAL_TAG, Tracker
 
 SEARCHED_TAG = "metaxl.searched"
@@ -93,11 +94,41 @@ def export_config(config: RunConfig, path: Path | None, fmt: str, *, origin: str
 
 
 def format_value(value: Any) -> str:
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        return str(value)
-    return f"{number:.3g}" if not number.is_integer() else str(int(number))
+    """A param or metric as a short cell: ``1.2e-4``, ``emb+last``, ``true``."""
+    return display_value(value)
+
+
+def best_columns(rows: list[TrialRow], metric: str, searched: list[str]) -> list[Column]:
+    """``best``'s columns: rank, the metric and every searched parameter are always shown; when
+    the terminal is narrow the outcome goes first, then the trial id, then test F1. A column
+    added later takes a ``keep`` between these (lower is dropped sooner)."""
+    return [
+        Column("#", [str(rank) for rank in range(1, len(rows) + 1)]),
+        Column("trial", short_ids([row.trial_id for row in rows]), align="left", keep=20),
+        Column("outcome", [row.outcome for row in rows], align="left", keep=10),
+        Column(metric, [f"{row.value:.2f}" for row in rows]),
+        Column("test F1", [_f1(row.metrics.get("best_test_f1")) for row in rows], keep=30),
+        *(Column(key, [format_value(row.params.get(key, "")) for row in rows], align="left") for key in searched),
+        # Peak device memory of the trial's last epoch (CUDA max allocated, peak RSS on CPU):
+        # what --gpus-per-trial 0.5 has to fit.
+        *([Column("peak MiB", [_mib(row.metrics.get("peak_memory_mib")) for row in rows], keep=15)]
+          if any("peak_memory_mib" in row.metrics for row in rows) else []),
+        *([Column("RTN mix", [mixture_weights(row.metrics) for row in rows], align="left", keep=25)]
+          if any(mixture_weights(row.metrics) for row in rows) else []),
+    ]
+
+
+def _f1(value: float | None) -> str:
+    return "" if value is None else f"{value:.2f}"
+
+
+def _mib(value: float | None) -> str:
+    return "" if value is None else str(round(value))
+
+
+def best_table(rows: list[TrialRow], metric: str, searched: list[str], *, width: int | None = None,
+               wide: bool = False) -> str:
+    return render_table(best_columns(rows, metric, searched), width=width, wide=wide)
 
 
 def mixture_weights(metrics: dict[str, float]) -> str:

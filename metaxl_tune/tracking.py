@@ -5,15 +5,17 @@ trial's time is spent training, and a tracking outage cannot fail a trial. Runs 
 again by tags (``metaxl.search``, ``metaxl.trial_id``), so a resumed search continues its
 runs instead of duplicating them.
 
-Embedded default: ``sqlite:///mlflow.db`` in the working directory, artifacts in
-``./mlartifacts``; ``--tracking-uri`` or ``MLFLOW_TRACKING_URI`` select a server.
+Embedded default: ``sqlite:///metaxl-runs/mlflow.db``, artifacts in ``metaxl-runs/mlartifacts``
+(see ``paths``); ``--tracking-uri`` or ``MLFLOW_TRACKING_URI`` select a server.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from pathlib import Path
 from typing import Any, Iterable, Mapping
@@ -33,6 +35,10 @@ DEFAULT_ARTIFACTS = "mlartifacts"
 BEST_ARTIFACT_DIR = "best"
 """Artifact folder of a trial's best-dev weights (theta and phi): ``best/best.safetensors``."""
 BEST_WEIGHTS_FILE = "best.safetensors"  # = checkpoint.BEST_FILE (not imported: no torch in the driver's CLI)
+# MLflow 3 opens an experiment on its GenAI traces overview unless it is marked as model
+# training; marked, the UI lands on the runs table, where a search's parent run expands into its trials.
+EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
+EXPERIMENT_KIND = "custom_model_development"
 
 # MLflow caps one log_batch call at 1000 metrics and 100 params.
 _MAX_PARAMS_PER_CALL = 100
@@ -42,8 +48,16 @@ class TrackingError(ValueError):
     """The tracking store cannot be used; the message says what to change."""
 
 
-def default_tracking_uri() -> str:
-    return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{Path(DEFAULT_DB).resolve()}"
+def default_tracking_uri(*, create: bool = False) -> str:
+    """$MLFLOW_TRACKING_URI, else the sqlite store in the runs folder (made when ``create``:
+    commands that write; readers only report a missing store)."""
+    if os.environ.get("MLFLOW_TRACKING_URI"):
+        return os.environ["MLFLOW_TRACKING_URI"]
+    from metaxl_tune.paths import runs_dir
+
+    if create:
+        runs_dir().mkdir(parents=True, exist_ok=True)
+    return f"sqlite:///{(runs_dir() / DEFAULT_DB).resolve()}"
 
 
 # Backends MLflow's tracking client accepts (plain paths and file:// are local folders).
@@ -129,8 +143,40 @@ class Tracker:
                 if self.tracking_uri.startswith("sqlite:"):
                     db_path = Path(self.tracking_uri.removeprefix("sqlite:///"))
                     location = (db_path.parent / DEFAULT_ARTIFACTS).resolve().as_uri()
-                self._experiment_id = self.client.create_experiment(self.experiment, artifact_location=location)
+                self._experiment_id = self.client.create_experiment(
+                    self.experiment, artifact_location=location, tags={EXPERIMENT_KIND_TAG: EXPERIMENT_KIND}
+                )
         return self._experiment_id
+
+    def mark_experiment(self) -> None:
+        """Mark an experiment created before the kind tag existed (searches call this on start)."""
+        experiment = self.client.get_experiment(self.experiment_id)
+        if experiment.tags.get(EXPERIMENT_KIND_TAG) != EXPERIMENT_KIND:
+            self.client.set_experiment_tag(self.experiment_id, EXPERIMENT_KIND_TAG, EXPERIMENT_KIND)
+
+    def log_search_summary(
+        self, parent_id: str, *, metric: str, best: float | None, counts: Mapping[str, int], space: str
+    ) -> dict[str, float]:
+        """The search's result on its parent run, so searches line up side by side in the runs
+        table: the best ``metric`` (same column as the trials'), trials per outcome, device-hours
+        (pruned and failed trials spent them too), and the space as a param."""
+        seconds: dict[str, float] = {}
+        for run in self.trial_runs():
+            device = run.data.tags.get("metaxl.device_type", "unknown")
+            seconds[device] = seconds.get(device, 0.0) + run.data.metrics.get("device_seconds", 0.0)
+        metrics = {f"trials_{outcome}": float(count) for outcome, count in counts.items()}
+        metrics["trials_total"] = float(sum(counts.values()))
+        metrics["device_hours"] = sum(seconds.values()) / 3600
+        metrics.update({f"{'gpu' if device == 'cuda' else device}_hours": value / 3600 for device, value in seconds.items()})
+        if best is not None:
+            metrics[metric] = best
+        now = int(time.time() * 1000)
+        self.client.log_batch(
+            parent_id,
+            metrics=[Metric(key, value, now, 0) for key, value in metrics.items()],
+            params=[Param("space", space), Param("metric", metric)],
+        )
+        return metrics
 
     # ---- runs ------------------------------------------------------------------------------
 
@@ -239,20 +285,66 @@ class Tracker:
 
     # ---- reading (best, report) ------------------------------------------------------------------
 
+    def share_search_view(self) -> str:
+        """Store the search's runs view on the experiment (the UI's own "share view" tag); its key."""
+        parent = self._find({SEARCH_TAG: self.search_name, "metaxl.role": "search"})
+        run = self.client.get_run(parent) if parent is not None else None
+        searched = [key for key in (run.data.tags.get("metaxl.searched", "") if run else "").split(",") if key]
+        metric = run.data.params.get("metric", "best_dev_f1") if run else "best_dev_f1"
+        key = f"metaxl-{self.search_name}"
+        state = search_view_state(self.search_name, searched, metric)
+        self.client.set_experiment_tag(self.experiment_id, SHARED_VIEW_TAG + key, json.dumps(state))
+        return key
+
+    def trial_runs_exist(self) -> bool:
+        """Whether the store holds this search (read-only: creates no experiment)."""
+        if self.tracking_uri.startswith("sqlite:///") and not Path(self.tracking_uri.removeprefix("sqlite:///")).is_file():
+            return False
+        if self.client.get_experiment_by_name(self.experiment) is None:
+            return False
+        return self._find({SEARCH_TAG: self.search_name}) is not None
+
     def trial_runs(self) -> list:
         query = f"tags.`{SEARCH_TAG}` = '{self.search_name}' and tags.`metaxl.role` = 'trial'"
         return self.client.search_runs([self.experiment_id], filter_string=query, max_results=50_000)
+
+
+SHARED_VIEW_TAG = "mlflow.sharedViewState."
+
+
+def _column(kind: str, key: str) -> str:
+    return f"{kind}.`{key}`"  # the MLflow UI's column ids
+
+
+def search_view_state(search_name: str, searched: list[str], metric: str) -> dict[str, Any]:
+    """A runs-table view of one search, as the MLflow UI's "share view" stores it: the search's
+    runs only, grouped by role (its parent run with the search's summary, then its trials),
+    with the metric and every searched parameter as columns."""
+    metrics = dict.fromkeys([metric, "best_test_f1", "trials_completed", "trials_pruned", "device_hours"])
+    return {
+        "searchFilter": f"tags.`{SEARCH_TAG}` = '{search_name}'",
+        "orderByKey": "attributes.start_time",
+        "orderByAsc": True,
+        "selectedColumns": [*(_column("metrics", key) for key in metrics), *(_column("params", key) for key in searched)],
+        "groupBy": {"aggregateFunction": "max", "groupByKeys": [{"mode": "tag", "groupByData": "metaxl.role"}]},
+    }
+
+
+def search_runs_url(base_url: str, experiment_id: str, view_key: str) -> str:
+    """The MLflow UI's runs table opened on a shared view (see ``Tracker.share_search_view``)."""
+    return f"{base_url.rstrip('/')}/#/experiments/{experiment_id}/runs?viewStateShareKey={urllib.parse.quote(view_key, safe='')}"
 
 
 def server_command(backend_uri: str, *, host: str, port: int) -> list[str]:
     """`mlflow server` for the UI, with one worker (the default starts many processes)."""
     if backend_uri.startswith(("http://", "https://")):
         raise TrackingError(f"{backend_uri} is already a server: open it in a browser instead of running ui")
-    import shutil
     import sys
 
-    mlflow = shutil.which("mlflow") or str(Path(sys.executable).with_name("mlflow"))
-    return [mlflow, "server", "--backend-store-uri", backend_uri, "--host", host, "--port", str(port), "--workers", "1"]
+    sibling = Path(sys.executable).with_name("mlflow")
+    # The mlflow of this interpreter; `python -m mlflow` where its script is not installed beside it.
+    mlflow = [str(sibling)] if sibling.is_file() else [sys.executable, "-m", "mlflow"]
+    return [*mlflow, "server", "--backend-store-uri", backend_uri, "--host", host, "--port", str(port), "--workers", "1"]
 
 
 def server_environment() -> dict[str, str]:

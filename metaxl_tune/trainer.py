@@ -41,6 +41,7 @@ from metaxl_tune.memory import peak_memory_mib, reset_peak_memory
 from metaxl_tune.metrics import ner_f1, positive_f1, sentence_predictions
 from metaxl_tune.model.backbone import encoder_modules, hidden_size, load_backbone, load_model_config
 from metaxl_tune.model.fit import check_fit
+from metaxl_tune.model.pretrain import pretrained_model
 from metaxl_tune.model.rtn import RTNBank
 from metaxl_tune.precision import check_precision
 from metaxl_tune.run_folder import RunFolderError, config_differences
@@ -172,8 +173,13 @@ class Run:
         check_precision(config.precision, self.device)
         fit = check_fit(config)  # placements and max_length against the model, before any data
         model_config, self.placements = fit.model_config, fit.placements
+        cache_dir = Path(cache_dir or default_cache_dir())
+        # tiny-pretrained is a saved model in the cache, built (once) before anything else needs it.
+        model_name = pretrained_model(config, cache_dir, progress=progress, log=log)
+        if model_name != config.model:
+            model_config = load_model_config(model_name, max_length=config.max_length)
 
-        self.data: PreparedData = prepare_data(config, Path(cache_dir or default_cache_dir()), progress=log)
+        self.data: PreparedData = prepare_data(config, cache_dir, progress=log)
         if log is not None:
             log(describe_sizes(self.data.sizes()))
         # Which source language each step uses (source_sampler); a language's batch count is its
@@ -190,7 +196,7 @@ class Run:
 
         torch.manual_seed(config.seed)
         self.model = load_backbone(
-            config.model, model_config, task=config.task, num_labels=len(self.data.label_names),
+            model_name, model_config, task=config.task, num_labels=len(self.data.label_names),
             attention=config.attention,
         ).to(self.device)
         self.rtn = None

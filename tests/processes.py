@@ -48,7 +48,8 @@ def kill_session(session_id: int, sig: int = signal.SIGKILL) -> None:
 
 
 def cli_env(cache_dir: Path) -> dict[str, str]:
-    env = {**os.environ, "METAXL_TUNE_CACHE": str(cache_dir), "PYTHONUNBUFFERED": "1"}
+    # METAXL_TUNE_RUNS=".": results straight in the working directory (./mlflow.db, ./metaxl-searches).
+    env = {**os.environ, "METAXL_TUNE_CACHE": str(cache_dir), "PYTHONUNBUFFERED": "1", "METAXL_TUNE_RUNS": "."}
     env.pop("MLFLOW_TRACKING_URI", None)
     env.pop("RAY_ADDRESS", None)
     return env

@@ -209,7 +209,7 @@ def test_make_report_attaches_table_and_plot_to_the_parent_run(store, tmp_path):
 
 def test_a_plain_search_gets_rows_from_its_searched_parameters(store):
     data = collect(Tracker(store, "plain"))
-    assert data.settings == ["meta_lr=1e-06", "meta_lr=3e-05"]  # seed is a replicate, not a setting
+    assert data.settings == ["β=1e-6", "β=3e-5"]  # seed is a replicate, not a setting
     table = build_table(data)
     assert table.reference is None and table.rows[0].deltas == ()
     assert table.best == {(0, 0), (0, 1)}

@@ -25,6 +25,7 @@ from metaxl_tune.data import NER_LABELS, SA_LABELS, Splits, data_fingerprint, lo
 from metaxl_tune.data.encoding import ENCODING_VERSION
 from metaxl_tune.data.encoding import Batcher, cache_key, cached_encoding, encode_ner, encode_sa, tokenizer_fingerprint
 from metaxl_tune.model.backbone import RANDOM_INIT
+from metaxl_tune.model.pretrain import PRETRAINED, pretrained_model
 from metaxl_tune.model.tokenizer import load_tokenizer, train_tiny_tokenizer
 
 SPLITS = ("train", "dev", "test")
@@ -152,6 +153,9 @@ def prepare_data(
 
 
 def _tokenizer(config: RunConfig, cache_dir: Path, fingerprints: dict, raw) -> PreTrainedTokenizerFast:
+    if config.model == PRETRAINED:
+        # The pre-trained model's own multilingual vocabulary, as with XLM-R.
+        return load_tokenizer(pretrained_model(config, cache_dir))
     if config.model not in RANDOM_INIT:
         return load_tokenizer(config.model)
     # One tiny vocabulary per set of languages, whatever the method, so that the methods of

@@ -210,3 +210,21 @@ def _transitive(lang: Language, subject: list[str], verb: list[str], obj: list[s
     if lang.order == "VSO":
         return verb + subject + obj
     return subject + verb + obj
+
+
+# ---- unlabelled text ------------------------------------------------------------------------
+
+
+def unlabelled_text(code: str, count: int, *, seed: int) -> list[str]:
+    """``count`` unlabelled sentences of ``code`` for pre-training (``--model tiny-pretrained``):
+    NER sentences and reviews alternately, from their own seed, so they are fresh draws of the
+    grammar rather than the train/dev/test examples."""
+    lang = language(code)
+    rng = seeded_rng("pretrain", code, seed)
+    texts = []
+    for index in range(count):
+        if index % 2 == 0:
+            texts.append(" ".join(_ner_sentence(rng, lang).tokens))
+        else:
+            texts.append(_review(rng, lang, label=index // 2 % 2).text)
+    return texts

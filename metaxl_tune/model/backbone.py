@@ -128,10 +128,20 @@ def load_backbone(
     model_config.num_labels = num_labels
     if name in RANDOM_INIT:
         return head.from_config(model_config, attn_implementation=attention)
+    from transformers import logging as hf_logging
+
+    # tiny-pretrained (a directory with the pretrain recipe) always drops its MLM head and adds a
+    # task head: transformers' report of those weights says nothing the user can act on.
+    quiet = (Path(name) / "recipe.json").is_file()
+    verbosity = hf_logging.get_verbosity()
+    if quiet:
+        hf_logging.set_verbosity_error()
     try:
         return head.from_pretrained(name, config=model_config, attn_implementation=attention)
     except OSError:
         raise ModelError(_offline_hint(name)) from None
+    finally:
+        hf_logging.set_verbosity(verbosity)
 
 
 def encoder_modules(model: PreTrainedModel) -> tuple[nn.Module, nn.ModuleList]:

@@ -7,10 +7,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from transformers import PretrainedConfig
+from transformers import PretrainedConfig, XLMRobertaConfig
 
 from metaxl_tune.config import RunConfig
-from metaxl_tune.model.backbone import check_max_length, load_model_config, model_depth
+from metaxl_tune.model.backbone import TINY, check_max_length, load_model_config, model_depth
+from metaxl_tune.model.pretrain import PRETRAINED, default_recipe
 from metaxl_tune.model.rtn import resolve_placements
 from metaxl_tune.model.tokenizer import special_tokens_added
 
@@ -26,10 +27,25 @@ class ModelFit:
 def check_fit(config: RunConfig) -> ModelFit:
     """The model's config, depth and resolved RTN placements; raises a one-line error
     (``rtn_layers`` past the depth, ``max_length`` too short or too long for the model)."""
-    model_config = load_model_config(config.model, max_length=config.max_length)
+    model_config = _model_config(config)
     depth = model_depth(model_config)
     placements = resolve_placements(config.rtn_layers, depth, config.model) if config.uses_rtn else []
+    # tiny-pretrained's tokenizer follows the tiny one's template (<s> ... </s>).
+    tokenizer_of = TINY if config.model == PRETRAINED else config.model
     check_max_length(
-        config.max_length, model_config, special_tokens=special_tokens_added(config.model), model_name=config.model
+        config.max_length, model_config, special_tokens=special_tokens_added(tokenizer_of), model_name=config.model
     )
     return ModelFit(model_config, depth, placements)
+
+
+def _model_config(config: RunConfig) -> PretrainedConfig:
+    if config.model != PRETRAINED:
+        return load_model_config(config.model, max_length=config.max_length)
+    # tiny-pretrained is built on first use (model/pretrain.py); its shape is fixed by its recipe,
+    # so it is checked here without building it.
+    recipe = default_recipe()
+    return XLMRobertaConfig(
+        max_position_embeddings=recipe.max_length + 2, pad_token_id=1, bos_token_id=0, eos_token_id=2,
+        hidden_size=recipe.hidden_size, num_hidden_layers=recipe.num_hidden_layers,
+        num_attention_heads=recipe.num_attention_heads, intermediate_size=recipe.intermediate_size,
+    )

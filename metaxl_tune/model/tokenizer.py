@@ -19,16 +19,14 @@ TINY_VOCAB_SIZE = 4000
 _SPECIALS = {"bos": "<s>", "pad": "<pad>", "eos": "</s>", "unk": "<unk>", "mask": "<mask>"}
 
 
-def train_tiny_tokenizer(texts: Iterable[str], directory: Path, *, max_length: int) -> PreTrainedTokenizerFast:
-    """Train a WordPiece tokenizer with XLM-R's special tokens and save it to ``directory``."""
-    # Special-token ids match XLM-R's layout (<s>=0, <pad>=1, </s>=2, <unk>=3) and the tiny config.
-    specials = [_SPECIALS[key] for key in ("bos", "pad", "eos", "unk", "mask")]
-    backend = Tokenizer(models.WordPiece(unk_token=_SPECIALS["unk"]))
+def _backend(model) -> Tokenizer:
+    backend = Tokenizer(model)
     backend.normalizer = normalizers.NFKC()
     backend.pre_tokenizer = pre_tokenizers.Sequence([pre_tokenizers.WhitespaceSplit(), pre_tokenizers.Punctuation()])
-    backend.train_from_iterator(
-        texts, trainer=trainers.WordPieceTrainer(vocab_size=TINY_VOCAB_SIZE, special_tokens=specials)
-    )
+    return backend
+
+
+def _save(backend: Tokenizer, directory: Path, *, max_length: int) -> PreTrainedTokenizerFast:
     backend.post_processor = processors.TemplateProcessing(
         single="<s> $A </s>", pair="<s> $A </s> </s> $B </s>", special_tokens=[("<s>", 0), ("</s>", 2)]
     )
@@ -46,6 +44,43 @@ def train_tiny_tokenizer(texts: Iterable[str], directory: Path, *, max_length: i
     directory.mkdir(parents=True, exist_ok=True)
     tokenizer.save_pretrained(directory)
     return tokenizer
+
+
+# Special-token ids match XLM-R's layout (<s>=0, <pad>=1, </s>=2, <unk>=3) and the tiny config.
+_SPECIAL_LIST = [_SPECIALS[key] for key in ("bos", "pad", "eos", "unk", "mask")]
+
+
+def train_tiny_tokenizer(texts: Iterable[str], directory: Path, *, max_length: int) -> PreTrainedTokenizerFast:
+    """Train a WordPiece tokenizer with XLM-R's special tokens and save it to ``directory``."""
+    backend = _backend(models.WordPiece(unk_token=_SPECIALS["unk"]))
+    backend.train_from_iterator(
+        texts, trainer=trainers.WordPieceTrainer(vocab_size=TINY_VOCAB_SIZE, special_tokens=_SPECIAL_LIST)
+    )
+    return _save(backend, directory, max_length=max_length)
+
+
+def build_word_tokenizer(
+    texts: Iterable[str], directory: Path, *, max_length: int, vocab_size: int
+) -> PreTrainedTokenizerFast:
+    """A WordPiece tokenizer whose vocabulary is chosen, not trained: the most frequent words
+    (ties by spelling) plus every character as a start and a continuation piece, so a rarer
+    word is spelled out. Unlike the `tokenizers` trainer, whose choice among equally frequent
+    merges varies from run to run, the same texts always give the same vocabulary."""
+    splitter = _backend(models.WordPiece(unk_token=_SPECIALS["unk"]))
+    counts: dict[str, int] = {}
+    for text in texts:
+        for word, _ in splitter.pre_tokenizer.pre_tokenize_str(splitter.normalizer.normalize_str(text)):
+            counts[word] = counts.get(word, 0) + 1
+    characters = sorted({character for word in counts for character in word})
+    vocab = [*_SPECIAL_LIST, *characters, *(f"##{character}" for character in characters)]
+    known = set(vocab)
+    for word, _ in sorted(counts.items(), key=lambda item: (-item[1], item[0])):
+        if len(vocab) >= vocab_size:
+            break
+        if word not in known:
+            vocab.append(word)
+    model = models.WordPiece(vocab={token: index for index, token in enumerate(vocab)}, unk_token=_SPECIALS["unk"])
+    return _save(_backend(model), directory, max_length=max_length)
 
 
 TINY_SPECIAL_TOKENS = 2

@@ -106,7 +106,7 @@ def run_ablation(options: AblationOptions, *, resume: bool = False, log: Callabl
                           "pass --resume to continue it or choose another --name")
     check_storage_retry(options)
     the_plan = plan(options)
-    tracking_uri = options.tracking_uri or default_tracking_uri()
+    tracking_uri = options.tracking_uri or default_tracking_uri(create=True)
     check_tracking_uri(tracking_uri)
     from metaxl_tune.search.cluster import check_address, connect, resolve_address
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+import textwrap
 import time
 from pathlib import Path
 from typing import Any, Callable
@@ -13,6 +14,7 @@ from metaxl_tune.config import RunConfig, ignored_by_method
 from metaxl_tune.search.ending import ERROR_TAG, error_reason
 from metaxl_tune.search.pruning import stopped_because, was_pruned
 from metaxl_tune.search.tracking_queue import TrackingQueue
+from metaxl_tune.terminal import display_value, terminal_width
 from metaxl_tune.tracking import OUTCOME_TAG, Tracker
 
 # Keys of a trial's result that are per-epoch metrics (Tune adds many bookkeeping keys).
@@ -192,8 +194,24 @@ class MlflowTrialCallback(tune.Callback):
             self._queue.close(offline_grace=OFFLINE_GRACE_SECONDS)
 
 
+def progress_line(running: int, counts: dict[str, int], total: int, best: float | None) -> str:
+    """``[search] 2 running, 3 finished, 1 pruned, 0 failed of 6 | best 28.43``: fits 80 columns."""
+    line = (f"[search] {running} running, {counts['completed']} finished, {counts['pruned']} pruned, "
+            f"{counts['failed']} failed of {total}")
+    return line if best is None else f"{line} | best {best:.2f}"
+
+
+def best_lines(metric: str, value: float, trial_id: str, params: dict[str, Any], *, width: int = 80) -> list[str]:
+    """The new best trial's searched values, wrapped to ``width`` (numbers short, placements as labels)."""
+    shown = " ".join(f"{key}={display_value(value_)}" for key, value_ in params.items())
+    head = f"[search] new best {metric} {value:.2f} (trial {trial_id})"
+    return textwrap.wrap(f"{head}: {shown}" if shown else head, width=width, subsequent_indent=" " * 9,
+                         break_long_words=False, break_on_hyphens=False)
+
+
 class ProgressCallback(tune.Callback):
-    """One status line whenever a trial reports or ends: counts and the best trial so far."""
+    """A status line whenever a trial reports or ends (counts and the best value so far), and the
+    searched values of each new best trial; every line fits an 80-column terminal."""
 
     def __init__(self, metric: str, mode: str, total: int, searched: tuple[str, ...]):
         self.metric = metric
@@ -216,22 +234,17 @@ class ProgressCallback(tune.Callback):
         self._last_print = now
         running = sum(1 for trial in trials if trial.status == "RUNNING")
         counts = {name: sum(1 for outcome in self.outcomes.values() if outcome == name) for name in ("completed", "pruned", "failed")}
-        best = ""
-        if self.best is not None:
-            value, trial_id, params = self.best
-            shown = ", ".join(f"{key}={value_:.3g}" if isinstance(value_, float) else f"{key}={value_}" for key, value_ in params.items())
-            best = f" | best {self.metric} {value:.2f} ({trial_id}: {shown})"
-        print(
-            f"[search] {running} running, {counts['completed']} finished, {counts['pruned']} pruned, "
-            f"{counts['failed']} failed of {self.total}{best}",
-            file=sys.stdout,
-            flush=True,
-        )
+        best = self.best[0] if self.best is not None else None
+        print(progress_line(running, counts, self.total, best), file=sys.stdout, flush=True)
 
     def on_trial_result(self, iteration, trials, trial, result, **info) -> None:
         value = result.get(self.metric)
         if value is not None and self._better(value):
+            changed = self.best is None or self.best[1] != trial.trial_id
             self.best = (value, trial.trial_id, {k: v for k, v in trial.config.items() if k in self.searched})
+            if changed and self.searched:  # an ablation searches nothing: no "best" to announce
+                for line in best_lines(self.metric, *self.best, width=min(terminal_width(), 80)):
+                    print(line, file=sys.stdout, flush=True)
         self._print(trials)
 
     def on_trial_complete(self, iteration, trials, trial, **info) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import os
 import subprocess
 import time
@@ -20,6 +21,7 @@ import optuna
 
 import metaxl_tune
 from metaxl_tune.config import RunConfig, build_config, refuse_ignored_options
+from metaxl_tune.paths import default_storage
 from metaxl_tune.results import SEARCHED_TAG
 from metaxl_tune.search.space import SearchSpace, load_space
 from metaxl_tune.tracking import Tracker, check_tracking_uri, default_tracking_uri
@@ -57,7 +59,8 @@ class SearchOptions:
     """None: 1 where the cluster has GPUs, else CPU trials."""
     cpus_per_trial: float = 1.0
     address: str | None = None
-    storage: str = "metaxl-searches"
+    storage: str = field(default_factory=default_storage)
+    """Tune storage; default metaxl-runs/metaxl-searches (see metaxl_tune.paths)."""
     tracking_uri: str | None = None
     seed: int = 0
     cache_dir: str | None = None
@@ -171,7 +174,7 @@ def prepare(options: SearchOptions, *, resume: bool) -> PreparedSearch:
     # The trials' common config against the model (RTN depth, max_length), before Ray starts.
     check_fit(space.to_run_config(base, {}))
 
-    tracking_uri = options.tracking_uri or default_tracking_uri()
+    tracking_uri = options.tracking_uri or default_tracking_uri(create=True)
     check_tracking_uri(tracking_uri)
     address = resolve_address(options.address)
     check_address(address)
@@ -212,8 +215,14 @@ def sync_hint(options: SearchOptions) -> str:
     return f"metaxl-tune sync --name {options.name} --storage {options.storage}"
 
 
-def tune_environment() -> None:
+def tune_environment(*, verbose: bool = False) -> None:
     """Environment the Tune driver needs, set before Ray loads."""
+    if not verbose:
+        # Tune's new output engine prints its experiment box and a TensorBoard hint at any
+        # verbosity; the legacy engine at verbose=0 prints nothing, leaving our progress lines.
+        os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+        # Ray's hint that token auth is on (the default we rely on, see README "Security defaults").
+        logging.getLogger("ray._private.authentication.authentication_token_setup").setLevel(logging.ERROR)
     # Resume checkpoints (every epoch with --checkpoint-every 1) make Tune warn about frequent
     # experiment snapshots of tiny trials; the snapshots are wanted.
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
@@ -285,12 +294,14 @@ class SearchOutcome:
     """ending.Failures of every trial of the search."""
 
 
-def run_search(options: SearchOptions, *, resume: bool = False, log: Callable[[str], None] = print) -> SearchOutcome:
+def run_search(
+    options: SearchOptions, *, resume: bool = False, log: Callable[[str], None] = print, verbose: bool = False
+) -> SearchOutcome:
     prepared = prepare(options, resume=resume)
     options = prepared.options
     log(f"search {options.name}: space {prepared.space.origin}, {options.num_samples} trials, "
         f"tracking {prepared.tracking_uri}, storage {options.experiment_dir}")
-    tune_environment()
+    tune_environment(verbose=verbose)
     # Ray and the search machinery load only now that every offline check has passed; the
     # cluster checks come before any data work.
     import ray
@@ -317,6 +328,7 @@ def run_search(options: SearchOptions, *, resume: bool = False, log: Callable[[s
         space, base = prepared.space, prepared.base
         tracker = Tracker(prepared.tracking_uri, options.name)
         parent_id = tracker.parent_run(search_parent_tags(space, base, options))
+        tracker.mark_experiment()
         gpus = resolve_gpus(options)
         configs = TrialConfigs(base, space)
         trainable = build_trainable(options, configs, gpus)
@@ -376,21 +388,24 @@ def run_search(options: SearchOptions, *, resume: bool = False, log: Callable[[s
     out_of_time = options.time_budget_s is not None and time.monotonic() - started >= options.time_budget_s
     finished = not interruption.interrupted and (out_of_time or sum(counts.values()) >= options.num_samples)
 
-    def finish_tracking() -> None:
-        # Runs left RUNNING are marked interrupted: a resume reopens them, and once the search
-        # is over the ones left are trials the restored search never ran.
-        tracker.close_interrupted()
-        if finished:
-            attach_plots(tracker, parent_id, study, options.experiment_dir / "plots")
-        tracker.end_run(parent_id, "FINISHED" if finished else "KILLED")
-
-    close_tracking(tracker, options, finish_tracking, log)
     best = None
     completed = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
     if completed:
         pick = max if space.mode == "max" else min
         best_trial = pick(completed, key=lambda t: t.value)
         best = {"value": best_trial.value, "params": best_trial.params}
+
+    def finish_tracking() -> None:
+        # Runs left RUNNING are marked interrupted: a resume reopens them, and once the search
+        # is over the ones left are trials the restored search never ran.
+        tracker.close_interrupted()
+        if finished:
+            attach_plots(tracker, parent_id, study, options.experiment_dir / "plots")
+        tracker.log_search_summary(parent_id, metric=space.metric, best=best and best["value"], counts=counts,
+                                   space=space.origin)
+        tracker.end_run(parent_id, "FINISHED" if finished else "KILLED")
+
+    close_tracking(tracker, options, finish_tracking, log)
     return SearchOutcome(options.name, options.experiment_dir, prepared.tracking_uri, parent_id, counts, best, finished,
                          interruption.signal_name, tune_failures(results))
 
@@ -438,7 +453,7 @@ def build_run_config(options: SearchOptions, callbacks: list, metric: str, mode:
         checkpoint_config=tune.CheckpointConfig(num_to_keep=options.keep_checkpoints),
         failure_config=tune.FailureConfig(max_failures=options.max_failures),
         callbacks=callbacks,
-        verbose=0,
+        verbose=0,  # with --verbose, Tune's new output engine still prints its box and hints
     )
 
 

@@ -11,6 +11,7 @@ from mlflow.tracking import MlflowClient
 from typer.testing import CliRunner
 
 from metaxl_tune.cli.report import report
+from search_store import NAME as SEARCH, SHOWN, build_search_store
 from test_report import LATEX, MARKDOWN, NAME, shared_store
 
 app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
@@ -74,3 +75,17 @@ def test_user_errors_are_one_line_and_exit_2(store, tmp_path, args, message):
     assert result.exit_code == 2
     assert result.stderr.startswith(message) and result.stderr.count("\n") == 1
     assert result.stdout == ""
+
+
+def test_a_search_report_fits_80_columns_with_every_searched_parameter(tmp_path_factory, tmp_path):
+    store = build_search_store(tmp_path_factory.mktemp("search-store"))
+    with pytest.MonkeyPatch.context() as patch:
+        patch.chdir(tmp_path)
+        result = CliRunner().invoke(app, ["report", "--name", SEARCH, "--tracking-uri", store], env={"COLUMNS": "80"})
+    assert result.exit_code == 0, result.output
+    rows = [line for line in result.stdout.splitlines() if line.startswith("| β=")]
+    assert len(rows) == 3 and all(len(row) <= 80 for row in rows) and "…" not in result.stdout
+    for values in SHOWN.values():
+        label = "β={} r={} at={} src={} detach={}".format(*values)
+        assert any(row.startswith(f"| {label} |") for row in rows), rows
+    assert "β = meta_lr, r = rtn_bottleneck, at = rtn_layers, src = source, detach = rtn_detach_input" in result.stdout

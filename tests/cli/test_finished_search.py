@@ -1,0 +1,115 @@
+"""A finished tiny search, then what a user does with it: the parent run's summary, `ui --name`
+in a real headless browser (its runs page lists the parent and the trials with their searched
+parameters), and `best --compare` with a reduced budget (the table's layout, not its scores)."""
+
+from __future__ import annotations
+
+import html
+import re
+import shutil
+import signal
+import subprocess
+import time
+import urllib.request
+
+import pytest
+from mlflow.tracking import MlflowClient
+
+from processes import CLI, cli_env, free_port, kill_session, run_cli
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+NAME = "browsed"
+
+
+@pytest.fixture(scope="module")
+def finished_search(tmp_path_factory, shared_cache):
+    workdir = tmp_path_factory.mktemp("ui-search")
+    result = run_cli(["search", "--task", "ner", "--target", "tk", "--preset", "demo", "--num-samples", "2",
+                      "--epochs", "1", "--name", NAME], cwd=workdir, cache_dir=shared_cache)
+    assert result.returncode == 0, result.stdout + result.stderr
+    client = MlflowClient(f"sqlite:///{workdir / 'mlflow.db'}")
+    experiment = client.get_experiment_by_name("metaxl-tune")
+    runs = client.search_runs([experiment.experiment_id], f"tags.`metaxl.search` = '{NAME}'")
+    return workdir, client, experiment, runs
+
+
+def test_the_experiment_is_model_training_and_the_parent_run_summarises_the_search(finished_search):
+    _, _, experiment, runs = finished_search
+    assert experiment.tags["mlflow.experimentKind"] == "custom_model_development"
+    parent = next(run for run in runs if run.data.tags["metaxl.role"] == "search")
+    trials = [run for run in runs if run.data.tags["metaxl.role"] == "trial"]
+    metrics = parent.data.metrics
+    assert metrics["trials_total"] == 2 == metrics["trials_completed"] + metrics["trials_pruned"] + metrics["trials_failed"]
+    assert metrics["best_dev_f1"] == max(trial.data.metrics["best_dev_f1"] for trial in trials)
+    assert metrics["device_hours"] == pytest.approx(sum(t.data.metrics["device_seconds"] for t in trials) / 3600)
+    assert parent.data.params == {"space": "demo.yaml", "metric": "best_dev_f1"}
+
+
+def page_text(dom: str) -> str:
+    text = re.sub(r"<script.*?</script>|<style.*?</style>", " ", dom, flags=re.S)
+    return html.unescape(re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", text)))
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed (apt-get install -y chromium)")
+def test_the_runs_page_lists_the_parent_and_its_trials_with_their_searched_parameters(finished_search):
+    workdir, _, _, runs = finished_search
+    port = free_port()
+    server = subprocess.Popen([*CLI, "ui", "--name", NAME, "--port", str(port)], cwd=workdir,
+                              env=cli_env(workdir), stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                              text=True, start_new_session=True)
+    try:
+        url = None
+        for line in server.stdout:
+            if line.startswith(f"search {NAME}: "):
+                url = line.split(": ", 1)[1].strip()
+                break
+        assert url and "viewStateShareKey=" in url
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            try:
+                if urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2).read() == b"OK":
+                    break
+            except OSError:
+                time.sleep(0.5)
+        # The UI is a JS app: give it virtual time to fetch and render; a wide window keeps
+        # every column rendered (the grid draws only the visible ones).
+        dom = subprocess.run(
+            [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--window-size=2400,1400",
+             "--virtual-time-budget=30000", "--dump-dom", url],
+            capture_output=True, text=True, timeout=180, check=True,
+        ).stdout
+    finally:
+        kill_session(server.pid, signal.SIGTERM)
+        server.wait(timeout=30)
+    text = page_text(dom)
+    assert "Group: search" in text and "Group: trial" in text
+    parent = next(run for run in runs if run.data.tags["metaxl.role"] == "search")
+    trials = [run for run in runs if run.data.tags["metaxl.role"] == "trial"]
+    assert f" {parent.info.run_name} " in text
+    searched = parent.data.tags["metaxl.searched"].split(",")
+    for trial in trials:
+        assert f" {trial.info.run_name} " in text
+        for key in searched:
+            assert f" {key} " in text  # its column
+            if key in trial.data.params:
+                assert trial.data.params[key] in text  # the trial's value
+
+
+def test_best_compare_prints_the_comparison_table(finished_search, shared_cache):
+    workdir = finished_search[0]
+    result = run_cli(["best", "--name", NAME, "--compare", "--seeds", "1"], cwd=workdir, cache_dir=shared_cache)
+    assert result.returncode == 0, result.stdout + result.stderr
+    lines = result.stdout.splitlines()
+    start = lines.index(next(line for line in lines if line.startswith(f"{NAME}: the winner against the baselines")))
+    rule = next(index for index in range(start + 1, len(lines)) if set(lines[index]) == {"-", " "})
+    header = " ".join(lines[start + 1:rule]).split()  # long headers wrap onto several lines
+    assert sorted(header) == sorted(["setting", "dev", "F1", "test", "F1", "Δ", "test", "vs", "jt"])
+    table = lines[start + 1:rule + 7]
+    target_only, jt, metaxl = (row.split() for row in lines[rule + 1:rule + 4])
+    assert [target_only[0], jt[0], metaxl[0]] == ["target-only", "jt", "metaxl"]
+    assert len(jt) == 3 and len(target_only) == len(metaxl) == 4  # one seed: no ± part; Δ except for jt
+    assert all(re.fullmatch(r"[+-]\d+\.\d\d", row[-1]) for row in (target_only, metaxl))
+    assert lines[rule + 4] == "F1 in percent, mean ± std over 1 runs (seeds); test F1 at the best dev epoch"
+    assert lines[rule + 5] == f"see them in MLflow: metaxl-tune ui --name {NAME}"
+    assert re.fullmatch(rf" +metaxl-tune ui --name {NAME}-compare-\d{{8}}-\d{{6}}", lines[rule + 6])
+    assert all(len(line) <= 80 for line in table), table
