@@ -32,6 +32,9 @@ class FakeTracker:
 
 
 class Config:
+    method = "metaxl"
+    model_artifacts = True
+
     def to_dict(self):
         return {}
 

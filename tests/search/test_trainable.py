@@ -42,7 +42,8 @@ def retry(monkeypatch, tmp_path, latest, shared_cache) -> list[dict]:
         Checkpoint=tune.Checkpoint,
     )
     monkeypatch.setattr(trainable, "tune", fake)
-    trainable._train(CONFIG, {}, 0.0, cache_dir=str(shared_cache), cpus=1, gpus=0)
+    monkeypatch.setattr(trainable.persistence, "tune", fake)  # reports go through persistence.report
+    trainable._train(CONFIG, {}, 0.0, cache_dir=str(shared_cache), cpus=1, gpus=0, storage_retry_s=0.0)
     return reports
 
 
