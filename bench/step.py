@@ -2,6 +2,7 @@
 
     python bench/step.py                                  # tiny model on CPU (batch 16, 32-64 tokens)
     python bench/step.py --model base --min-len 128 --max-len 128 --device cuda   # XLM-R base size, random init
+    python bench/step.py --model base --precision bf16 --attention sdpa --device cuda   # the GPU settings
 
 Every variant lives in this one process with its own copy of the same initial model and steps on
 the same batches. The steps are interleaved round by round (the order rotates each round, so no
@@ -28,7 +29,7 @@ import statistics
 import time
 
 import torch
-from transformers import AutoConfig, AutoModelForTokenClassification, XLMRobertaConfig
+from transformers import AutoConfig, AutoModelForTokenClassification
 
 from metaxl_tune.bilevel import Learner
 from metaxl_tune.config import RunConfig
@@ -50,8 +51,8 @@ VARIANTS = {
 def model_config(name: str, max_length: int):
     if name == "tiny":
         return load_model_config("tiny", max_length=max_length, vocab_size=4000)
-    if name == "base":  # xlm-roberta-base's shape, built locally: no download needed
-        return XLMRobertaConfig(vocab_size=250_002, max_position_embeddings=514, pad_token_id=1, bos_token_id=0, eos_token_id=2)
+    if name in ("base", "base-random"):  # xlm-roberta-base's shape, built locally: no download needed
+        return load_model_config("base-random", max_length=max_length)
     return AutoConfig.from_pretrained(name)
 
 
@@ -77,7 +78,7 @@ class Variant:
         layers = [depth if layer == LAST else layer for layer in settings.pop("rtn_layers", [LAST])]
         run_config = RunConfig(
             model="tiny", data="synthetic", rtn_bottleneck=args.bottleneck, batch_size=args.batch,
-            rtn_layers=layers, **settings,
+            rtn_layers=layers, precision=args.precision, attention=args.attention, **settings,
         )
         self.model = copy.deepcopy(base_model)
         torch.manual_seed(1)
@@ -126,6 +127,10 @@ def main() -> None:
     parser.add_argument("--distinct-batches", type=int, default=6)
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (1: steadier timings on a shared machine)")
     parser.add_argument("--variants", default=",".join(VARIANTS), help="comma list; jt is always included")
+    parser.add_argument("--precision", default="fp32", choices=["fp32", "bf16", "fp16"],
+                        help="autocast precision of every forward (RunConfig.precision)")
+    parser.add_argument("--attention", default="sdpa", choices=["sdpa", "eager"],
+                        help="attention kernels (RunConfig.attention): sdpa = fused except in the twice-differentiated pass")
     args = parser.parse_args()
 
     device = torch.device(args.device if args.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu"))
@@ -134,7 +139,7 @@ def main() -> None:
     config = model_config(args.model, args.max_len)
     config.num_labels = 7
     torch.manual_seed(0)
-    base_model = AutoModelForTokenClassification.from_config(config, attn_implementation="eager").to(device)
+    base_model = AutoModelForTokenClassification.from_config(config, attn_implementation=args.attention).to(device)
     names = ["jt", *(name for name in args.variants.split(",") if name != "jt")]
     unknown = [name for name in names if name not in VARIANTS]
     if unknown:
@@ -181,6 +186,8 @@ def main() -> None:
         "length": [args.min_len, args.max_len],
         "rounds": args.rounds,
         "repeats": args.repeats,
+        "precision": args.precision,
+        "attention": args.attention,
         "metaxl_over_jt": time_ratio("metaxl"),
         "recompute_over_jt": time_ratio("metaxl-recompute"),
         "fd_over_jt": time_ratio("metaxl-fd"),
