@@ -44,9 +44,12 @@ RTN_METHODS: frozenset[str] = frozenset({"jt-rtn", "metaxl"})
 METHODS_USING: dict[str, tuple[str, ...]] = {
     **{
         name: ("jt-rtn", "metaxl")
-        for name in ("rtn_layers", "rtn_bottleneck", "rtn_gate", "rtn_detach_input", "meta_lr", "rtn_per_source")
+        for name in (
+            "rtn_layers", "rtn_bottleneck", "rtn_gate", "rtn_detach_input", "meta_lr", "rtn_per_source", "rtn_combine",
+            "finetune_epochs",
+        )
     },
-    **{name: ("metaxl",) for name in ("lookahead_lr", "portion", "theta_update")},
+    **{name: ("metaxl",) for name in ("lookahead_lr", "portion", "theta_update", "hypergradient")},
     **{
         name: ("jt", "jt-rtn", "metaxl")
         for name in ("source", "source_size", "source_strategy", "source_label_format")

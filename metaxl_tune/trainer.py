@@ -304,7 +304,10 @@ class Run:
         )
         for language, source_indices, target_indices in plan:
             source = data.source_trains[language].batch(source_indices, self.device) if language is not None else None
-            losses = step(source, data.target_train.batch(target_indices, self.device), source_index=language or 0)
+            # The RTN set (and mixture logits) of the step's language when each source language has
+            # its own (rtn_per_source, the reference's meta_per_lang), else the one shared set.
+            rtn_set = language if language is not None and self.config.rtn_per_source else 0
+            losses = step(source, data.target_train.batch(target_indices, self.device), source_index=rtn_set)
             if not math.isfinite(losses.train_loss):
                 raise DivergedError(f"training loss became {losses.train_loss} at epoch {epoch}")
             if language is not None:

@@ -95,10 +95,12 @@ def test_the_driver_prints_one_line_while_a_folder_is_unwritable_and_one_when_it
 SPACE = """
 metric: best_dev_f1
 mode: max
-fixed: {method: jt, epochs: 4, lr: 3.0e-3, source_size: 300, target_size: 100, batch_size: 16, max_length: 32}
+fixed: {method: jt, epochs: 4, lr: 3.0e-3, source_size: 300, target_size: 100, batch_size: 16, max_length: 32,
+        checkpoint_every: "1"}
 parameters:
   seed: {type: categorical, values: [1]}
 """
+# Every epoch writes a checkpoint into the storage (checkpoint_every 1), so the fault hits one.
 FAULT_SECONDS = 20
 
 
