@@ -69,9 +69,11 @@ def test_train_end_to_end_with_tiny_pretrained(tmp_path, task, method, monkeypat
     monkeypatch.setenv("METAXL_TUNE_CACHE", str(shared_cache))
     monkeypatch.setenv(pretrain.STEPS_ENV, "3")
     target = "tk" if task == "ner" else "te"
+    # target-only refuses source options (it reads no source data).
+    source = [] if method == "target-only" else ["--source-size", "32"]
     result = CliRunner().invoke(app, [
         "train", "--model", "tiny-pretrained", "--data", "synthetic", "--task", task, "--target", target,
-        "--method", method, "--epochs", "1", "--source-size", "32", "--target-size", "32", "--max-length", "48",
+        "--method", method, "--epochs", "1", *source, "--target-size", "32", "--max-length", "48",
         "--output", str(tmp_path), "--no-progress"])
     assert result.exit_code == 0, result.output
     results = json.loads((tmp_path / "results.json").read_text())

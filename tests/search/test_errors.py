@@ -99,7 +99,7 @@ def test_schema_error_is_one_line(case):
 
 def test_categorical_value_the_run_config_rejects():
     message = error("parameters: {source: {type: categorical, values: [en, English]}}", validate=True)
-    assert message.startswith("my.yaml: parameters.source.values[1]: 'English' is rejected by the run config (source: must be a language code")
+    assert message.startswith("my.yaml: parameters.source.values[1]: 'English' is rejected by the run config (source: must be language codes or 'related'")
 
 
 def test_numeric_bound_the_run_config_rejects():
