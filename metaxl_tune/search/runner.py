@@ -23,6 +23,7 @@ import metaxl_tune
 from metaxl_tune.config import RunConfig, build_config, refuse_ignored_options
 from metaxl_tune.paths import default_storage
 from metaxl_tune.results import SEARCHED_TAG
+from metaxl_tune.search.hooks import NO_HOOKS, SearchHooks
 from metaxl_tune.search.space import SearchSpace, load_space
 from metaxl_tune.tracking import Tracker, check_tracking_uri, default_tracking_uri
 
@@ -295,8 +296,11 @@ class SearchOutcome:
 
 
 def run_search(
-    options: SearchOptions, *, resume: bool = False, log: Callable[[str], None] = print, verbose: bool = False
+    options: SearchOptions, *, resume: bool = False, log: Callable[[str], None] = print, verbose: bool = False,
+    hooks: SearchHooks = NO_HOOKS,
 ) -> SearchOutcome:
+    """The search as ``options`` say; ``hooks`` (metaxl_tune/search/hooks.py) substitute the trial
+    body and add Tune callbacks, for benchmarks."""
     prepared = prepare(options, resume=resume)
     options = prepared.options
     log(f"search {options.name}: space {prepared.space.origin}, {options.num_samples} trials, "
@@ -314,7 +318,7 @@ def run_search(
     from metaxl_tune.search.interrupt import Interruption
     from metaxl_tune.search.persistence import StorageWatch
     from metaxl_tune.search.pruning import PruningAwareOptunaSearch
-    from metaxl_tune.search.trainable import TrialConfigs
+    from metaxl_tune.search.trial_configs import TrialConfigs
 
     connect(prepared.address)
     # After ray.init, which installs a SIGTERM handler of its own (sys.exit).
@@ -331,12 +335,12 @@ def run_search(
         tracker.mark_experiment()
         gpus = resolve_gpus(options)
         configs = TrialConfigs(base, space)
-        trainable = build_trainable(options, configs, gpus)
-        callbacks = [
+        trainable = build_trainable(options, configs, gpus, hooks.trial_function(None))
+        callbacks = hooks.with_callbacks([
             MlflowTrialCallback(tracker, parent_id, configs, sync_hint=sync_hint(options)),
             ProgressCallback(space.metric, space.mode, options.num_samples, space.names),
             StorageWatch(options.storage_retry_s),
-        ]
+        ])
         if resume and tune.Tuner.can_restore(str(options.experiment_dir)):
             # The restored run config brings back its (picklable) callbacks; the tracker finds
             # the parent and trial runs again by their tags, so nothing is logged twice.
@@ -421,16 +425,19 @@ def study_counts(study: optuna.Study) -> dict[str, int]:
     return {name: sum(1 for t in trials if t.state == state) for name, state in states.items()}
 
 
-def build_trainable(options: SearchOptions, configs: Callable[[dict], RunConfig], gpus: float):
-    """The trial function with its (small) arguments and per-trial resources."""
+def build_trainable(options: SearchOptions, configs: Callable[[dict], RunConfig], gpus: float,
+                    trial: Callable[..., None] | None = None):
+    """The trial function (train_trial unless a hook gives another) with its (small) arguments
+    and per-trial resources."""
     from ray import tune
 
-    from metaxl_tune.search.trainable import train_trial
     from metaxl_tune.trainer import default_cache_dir
 
+    if trial is None:
+        from metaxl_tune.search.trainable import train_trial as trial
     return tune.with_resources(
         tune.with_parameters(
-            train_trial,
+            trial,
             configs=configs,
             cache_dir=str(Path(options.cache_dir or default_cache_dir()).resolve()),
             cpus=options.cpus_per_trial,

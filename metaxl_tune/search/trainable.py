@@ -27,27 +27,16 @@ import torch
 from ray import tune
 
 from metaxl_tune.checkpoint import CheckpointError
-from metaxl_tune.config import RunConfig, build_config
+from metaxl_tune.config import RunConfig
 from metaxl_tune.data.prepare import size_params
 from metaxl_tune.search import persistence
 from metaxl_tune.search.pruning import STOP_REASON
-from metaxl_tune.search.space import SearchSpace
+from metaxl_tune.search.trial_configs import TrialConfigs  # noqa: F401 - re-exported, its old home
 from metaxl_tune.trainer import Run, stop_reason
 
 
 PROGRESS_FILE = "trial_progress.json"
 STOP_MESSAGE = "stop_message"
-
-
-class TrialConfigs:
-    """Turns a trial's sampled values into its RunConfig (picklable; shipped to every trial)."""
-
-    def __init__(self, base: RunConfig, space: SearchSpace):
-        self.base = base.to_dict()
-        self.space = space
-
-    def __call__(self, sampled: dict[str, Any]) -> RunConfig:
-        return self.space.to_run_config(build_config(self.base), sampled)
 
 
 def placement_info() -> dict[str, Any]:
