@@ -58,7 +58,8 @@ def test_a_stop_at_once_says_how_to_resume_only_when_there_is_something_to_resum
 SPACE = """
 metric: best_dev_f1
 mode: max
-fixed: {method: metaxl, epochs: 3, lr: 3.0e-3, source_size: 160, target_size: 100, batch_size: 16,
+# Six epochs: the signal (sent once a first epoch is reported) must find the trials still running.
+fixed: {method: metaxl, epochs: 6, lr: 3.0e-3, source_size: 160, target_size: 100, batch_size: 16,
         max_length: 32, rtn_bottleneck: 8}
 parameters:
   meta_lr: {type: loguniform, low: 1.0e-5, high: 1.0e-2}
