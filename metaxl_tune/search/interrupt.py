@@ -23,6 +23,23 @@ from typing import Callable
 SIGNALS = (signal.SIGINT, signal.SIGTERM)
 EXIT_CODE = 130
 """Exit status of an interrupted search or ablation (128 + SIGINT, as a shell reports Ctrl-C)."""
+# Tune's last save of the experiment state logs a failed copy of it with its traceback
+# (``experiment_state.py: wait_for_sync``); during a stop this happens while trials and the
+# syncer are being torn down. The failure is still said, on one line.
+STOPPING_LOGGERS = ("ray.tune.execution.experiment_state",)
+
+
+class OneLineErrors(logging.Filter):
+    """Turns a log record's traceback into ``ExceptionType: message`` at the end of its line."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.exc_info and record.exc_info[1] is not None:
+            error = record.exc_info[1]
+            record.msg = f"{record.getMessage().rstrip(': ')}: {type(error).__name__}: {error}".replace("\n", " ")
+            record.args = None
+            record.exc_info = None
+            record.exc_text = None
+        return True
 
 
 def resume_hint(command: str, name: str, storage: str) -> str:
@@ -47,6 +64,7 @@ class Interruption:
         self._previous: dict[int, object] = {}
         self._tune_logger = logging.getLogger("ray.tune.tune")
         self._tune_level = self._tune_logger.level
+        self._one_line = OneLineErrors()
 
     @property
     def interrupted(self) -> bool:
@@ -71,6 +89,8 @@ class Interruption:
             signal.signal(sig, handler)
         signal.signal(signal.SIGUSR1, signal.SIG_DFL)
         self._tune_logger.setLevel(self._tune_level)
+        for name in STOPPING_LOGGERS:
+            logging.getLogger(name).removeFilter(self._one_line)
 
     def _handle(self, signum: int, frame: FrameType | None) -> None:
         name = signal.Signals(signum).name
@@ -87,4 +107,6 @@ class Interruption:
         # Tune's own lines (the unfinished trials, Tuner.restore) would not say how to resume
         # a search; the CLI's line does.
         self._tune_logger.setLevel(logging.CRITICAL)
+        for name in STOPPING_LOGGERS:
+            logging.getLogger(name).addFilter(self._one_line)
         tune_stop(signum, frame)

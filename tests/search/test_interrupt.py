@@ -32,6 +32,27 @@ def test_the_first_signal_asks_tune_to_stop_and_the_second_stops_at_once(first):
     assert (signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)) == before
 
 
+def test_a_failed_last_save_during_a_stop_is_said_on_one_line_without_its_traceback(capsys):
+    import logging
+
+    ray_logger = logging.getLogger("ray.tune.execution.experiment_state")
+    handler = logging.StreamHandler()  # Ray's own handler writes the driver's stderr like this
+    ray_logger.addHandler(handler)
+    try:
+        with Interruption(say=lambda _: None):
+            tune_loop_started([])
+            os.kill(os.getpid(), signal.SIGINT)
+            try:
+                raise FileNotFoundError("trial_1/result.json")
+            except FileNotFoundError:
+                ray_logger.error("Saving experiment state to storage at 'x' failed with exception: ", exc_info=True)
+        assert not ray_logger.filters
+    finally:
+        ray_logger.removeHandler(handler)
+    err = capsys.readouterr().err
+    assert err == "Saving experiment state to storage at 'x' failed with exception: FileNotFoundError: trial_1/result.json\n"
+
+
 def test_a_signal_before_tune_runs_stops_at_once():
     with pytest.raises(KeyboardInterrupt), Interruption(say=lambda _: None) as interruption:
         os.kill(os.getpid(), signal.SIGTERM)
@@ -130,7 +151,7 @@ def test_an_interrupted_search_exits_130_says_how_to_resume_and_closes_nothing_f
     assert returncode == 130, output
     assert f"{signal_name}: starting no more trials" in output
     assert f"Resume with: metaxl-tune search --name {name} --resume" in output
-    assert "Traceback" not in output
+    assert "Traceback" not in output, output
     # Optuna trials of the stopped trials stay RUNNING for the resumed trials to finish.
     assert optuna_trials and all(t.state != optuna.trial.TrialState.FAIL for t in optuna_trials)
     assert any(t.state == optuna.trial.TrialState.RUNNING for t in optuna_trials)
