@@ -1,6 +1,6 @@
 """Cost of one training step per method, measured side by side: time and peak memory as ratios.
 
-    python bench/step.py                                  # tiny model on CPU (batch 16, 32-64 tokens)
+    python bench/step.py                                  # tiny model on CPU (batch 16, 32-64 tokens, RTN bottleneck d/2)
     python bench/step.py --model base --min-len 128 --max-len 128 --device cuda   # XLM-R base size, random init
     python bench/step.py --model base --precision bf16 --attention sdpa --device cuda   # the GPU settings
 
@@ -120,7 +120,9 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--min-len", type=int, default=32)
     parser.add_argument("--max-len", type=int, default=64)
-    parser.add_argument("--bottleneck", type=int, default=384)
+    parser.add_argument("--bottleneck", type=int, default=None,
+                        help="RTN bottleneck r (default: half the hidden size, the paper's NER ratio r/d = 384/768; "
+                             "384 for --model base, 32 for tiny)")
     parser.add_argument("--rounds", type=int, default=20, help="timed rounds (--repeats steps of every variant each)")
     parser.add_argument("--warmup", type=int, default=2, help="untimed rounds first")
     parser.add_argument("--repeats", type=int, default=3, help="steps per variant per round; the fastest counts")
@@ -138,6 +140,10 @@ def main() -> None:
         torch.set_num_threads(args.threads)
     config = model_config(args.model, args.max_len)
     config.num_labels = 7
+    if args.bottleneck is None:
+        # An RTN is a bottleneck (r < d, DESIGN.md section 1): at the paper's ratio its cost
+        # relative to the encoder is the paper's, whatever the model's width.
+        args.bottleneck = hidden_size(config) // 2
     torch.manual_seed(0)
     base_model = AutoModelForTokenClassification.from_config(config, attn_implementation=args.attention).to(device)
     names = ["jt", *(name for name in args.variants.split(",") if name != "jt")]
@@ -188,6 +194,7 @@ def main() -> None:
         "repeats": args.repeats,
         "precision": args.precision,
         "attention": args.attention,
+        "bottleneck": args.bottleneck,
         "metaxl_over_jt": time_ratio("metaxl"),
         "recompute_over_jt": time_ratio("metaxl-recompute"),
         "fd_over_jt": time_ratio("metaxl-fd"),

@@ -51,8 +51,12 @@ def analyze(
         table.add_column(column, justify="left" if column == "source set" else "right")
     table.add_row("without RTN", *(f"{value:.4g}" for value in (
         result.hausdorff_source_target, result.directed_source_to_target, result.directed_target_to_source)))
-    table.add_row("with RTN", *(f"{value:.4g}" for value in (
+    headline = "with RTN" if result.rtn_placement is None else f"with RTN at {result.rtn_placement} (top)"
+    table.add_row(headline, *(f"{value:.4g}" for value in (
         result.hausdorff_rtn_source_target, result.directed_rtn_source_to_target, result.directed_target_to_rtn_source)))
+    for placement, values in result.rtn_by_placement.items():
+        if placement != str(result.rtn_placement):
+            table.add_row(f"with RTN at {placement}", *(f"{value:.4g}" for value in values))
     Console().print(table)
     if result.mixture_weights:
         weights = "  ".join(f"{key.removeprefix('rtn_mix_')}: {value:.3f}" for key, value in result.mixture_weights.items())

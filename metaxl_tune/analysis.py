@@ -33,6 +33,7 @@ import torch.nn.functional as F
 from metaxl_tune.bilevel import IGNORE_INDEX
 from metaxl_tune.checkpoint import BEST_FILE, STATE_FILE, CheckpointError, load_best, load_checkpoint
 from metaxl_tune.config import RunConfig, load_config
+from metaxl_tune.model.tail import EncoderSplit
 
 BATCH_SIZE = 64
 # Entries of one similarity block in ``directed_hausdorff`` (16M float64 = 128 MB).
@@ -89,13 +90,16 @@ def collect_representations(
     with_rtn: bool,
     task: str | None = None,
     limit: int | None = None,
+    placement: int | None = None,
 ) -> torch.Tensor:
     """Final-layer encoder states of ``batcher``'s examples, in order, as a CPU (n, d) tensor.
 
     ``run_or_parts`` is a ``Run`` or a ``(model, rtn_bank)`` pair. NER gives one vector per
     word (positions whose label is not -100), SA one per sentence (the first token, ``<s>``).
-    ``with_rtn`` runs the forwards inside ``rtn.applied()``, as source batches are in training.
-    At most ``limit`` vectors are returned: the first ones, so the result is deterministic.
+    ``with_rtn`` runs the forwards inside ``rtn.applied()``, as source batches are in training
+    with one placement or with ``rtn_combine`` stack. ``placement`` instead runs the forward of
+    one placement of a mixture (``rtn_combine`` mixture, model/tail.py): the encoder up to that
+    placement, its RTN alone, then the layers above it. At most ``limit`` vectors are returned: the first ones, so the result is deterministic.
     """
     model, rtn, run_task = _model_parts(run_or_parts)
     task = task or run_task
@@ -105,7 +109,10 @@ def collect_representations(
         raise ValueError("with_rtn=True needs a run with an RTN (method metaxl or jt-rtn)")
     if limit is not None and limit < 1:
         raise ValueError(f"limit: must be a positive number of vectors (got {limit})")
+    if placement is not None and (rtn is None or placement not in rtn.layers):
+        raise ValueError(f"placement: {placement} is not one of the RTN placements")
     device = next(model.parameters()).device
+    split = EncoderSplit(model) if placement is not None else None
     was_training = model.training
     model.eval()
     collected, count = [], 0
@@ -116,7 +123,10 @@ def collect_representations(
                     break
                 batch = batcher.batch(range(start, min(start + BATCH_SIZE, len(batcher))), device)
                 inputs = {"input_ids": batch["input_ids"], "attention_mask": batch["attention_mask"]}
-                if with_rtn:
+                if split is not None:
+                    states = split.states(batch, [placement])
+                    hidden = split.tail_states(rtn.rtn(placement)(states[placement]), placement, batch)
+                elif with_rtn:
                     with rtn.applied():
                         hidden = model.base_model(**inputs).last_hidden_state
                 else:
@@ -155,6 +165,12 @@ class AnalysisResult:
     plot: Path
     mixture_weights: dict[str, float] = field(default_factory=dict)
     """The checkpoint's learned RTN mixture weights (rtn_combine mixture), e.g. {"rtn_mix_12": 1.0}."""
+    rtn_placement: int | None = None
+    """With a mixture of several placements, the placement whose forward the "with RTN" figures
+    use: the one of the highest learned weight. None: every RTN applied, as trained."""
+    rtn_by_placement: dict[str, list[float]] = field(default_factory=dict)
+    """Per placement of a mixture: [Hausdorff, directed source->target, directed target->source]
+    of the source states through that placement's RTN and the layers above it."""
 
     def metrics(self) -> dict[str, float]:
         """The distances under their MLflow metric names."""
@@ -234,7 +250,19 @@ def analyze(
     )
     target = collect(run.data.target_train, False)
     source = collect(run.data.source_train, False)
-    rtn_source = collect(run.data.source_train, True)
+    by_placement, headline = {}, None
+    if config.rtn_combine == "mixture" and len(run.rtn.layers) > 1:
+        # Trained as a mixture, the source goes through one placement's RTN at a time
+        # (bilevel.mixture_loss): each placement's states, and the most weighted one as headline.
+        weights = run.rtn.mixture_weights(0).tolist()
+        headline = run.rtn.layers[max(range(len(weights)), key=weights.__getitem__)]
+        for layer in run.rtn.layers:
+            states = collect_representations(run, run.data.source_train, with_rtn=True, task=config.task,
+                                             limit=limit, placement=layer)
+            by_placement[layer] = states
+        rtn_source = by_placement[headline]
+    else:
+        rtn_source = collect(run.data.source_train, True)
 
     result = AnalysisResult(
         hausdorff_source_target=hausdorff(source, target),
@@ -251,6 +279,11 @@ def analyze(
         method=config.method,
         plot=output_dir / PLOT_FILE,
         mixture_weights=run.rtn.mixture_report() if config.rtn_combine == "mixture" else {},
+        rtn_placement=headline,
+        rtn_by_placement={
+            str(layer): [hausdorff(states, target), directed_hausdorff(states, target), directed_hausdorff(target, states)]
+            for layer, states in by_placement.items()
+        },
     )
     output_dir.mkdir(parents=True, exist_ok=True)
     plot_pca(target, source, rtn_source, result)

@@ -22,6 +22,7 @@ from transformers import get_linear_schedule_with_warmup
 
 from metaxl_tune.config import RunConfig
 from metaxl_tune.model.attention import second_order_attention
+from metaxl_tune.model.random_draws import draws_for
 from metaxl_tune.model.rtn import RTNBank
 from metaxl_tune.model.tail import EncoderSplit, call_with_params
 from metaxl_tune.precision import Precision
@@ -82,17 +83,6 @@ def warmup_schedule(optimizer: torch.optim.Optimizer, total_steps: int, warmup_r
     return get_linear_schedule_with_warmup(optimizer, int(warmup_ratio * total_steps), total_steps)
 
 
-def _rng_state() -> tuple[torch.Tensor, list[torch.Tensor] | None]:
-    cuda = torch.cuda.get_rng_state_all() if torch.cuda.is_available() and torch.cuda.is_initialized() else None
-    return torch.get_rng_state(), cuda
-
-
-def _set_rng_state(state: tuple[torch.Tensor, list[torch.Tensor] | None]) -> None:
-    torch.set_rng_state(state[0])
-    if state[1] is not None:
-        torch.cuda.set_rng_state_all(state[1])
-
-
 # The finite-difference hypergradient moves theta by eps = FD_STEP / ||v|| times v: a step of fixed
 # length FD_STEP. DARTS (Liu et al. 2019, Eq. 8) uses 0.01. Through the RTN's ReLU a difference is
 # only right while no RTN unit crosses its kink between theta- and theta+; a crossing spoils the
@@ -102,6 +92,19 @@ def _set_rng_state(state: tuple[torch.Tensor, list[torch.Tensor] | None]) -> Non
 FD_STEP = 1e-5
 # The reference's Adam epsilon (mtrain.py, --adam_epsilon).
 ADAM_EPS = 1e-8
+
+
+def _moved(values: list[torch.Tensor], steps: list[torch.Tensor | None], scale: float) -> list[torch.Tensor]:
+    """values + scale * steps (a None step leaves its value as is), as two fused ops over every
+    tensor with the rounding of ``value + scale * step`` (the reference's arithmetic, so the
+    reference restatement in tests/test_bilevel.py agrees to 1e-9); differentiable, so the exact
+    hypergradient's look-ahead keeps its graph."""
+    moving = [index for index, step in enumerate(steps) if step is not None]
+    moved = list(values)
+    scaled = torch._foreach_mul([steps[i] for i in moving], scale)
+    for index, value in zip(moving, torch._foreach_add([values[i] for i in moving], scaled)):
+        moved[index] = value
+    return moved
 
 
 @dataclass
@@ -217,9 +220,12 @@ class Learner:
         """Paper Algorithm 1, lines 4-7, with the reference code's target split."""
         target_train, target_meta = split_target(target, self.config.portion)
 
-        def training_loss() -> torch.Tensor:
+        def source_part(params: Mapping[str, torch.Tensor] | None = None) -> torch.Tensor:
+            return self.source_loss(source, params, source_index=source_index)
+
+        def training_loss(source_loss: torch.Tensor | None = None) -> torch.Tensor:
             # L_train(theta, phi) = L(x_s; theta, phi) + L(x_t_train; theta)   [paper Eq. 3, inner]
-            loss = self.source_loss(source, source_index=source_index)
+            loss = source_part() if source_loss is None else source_loss
             if target_train is not None:
                 loss = loss + self.loss(target_train)
             return loss
@@ -232,7 +238,7 @@ class Learner:
             )
         else:
             train_loss, grads, meta_loss, hypergradient = self._finite_difference_hypergradient(
-                training_loss, source, target_meta, alpha, phi, source_index
+                training_loss, source_part, target_meta, alpha, phi
             )
         # phi <- phi - beta * grad_phi L(x_t_meta; theta')                   [Algorithm 1, line 6]
         for param, grad in zip(phi, hypergradient):
@@ -265,10 +271,7 @@ class Learner:
         grads = torch.autograd.grad(self.precision.scale(train_loss), values, create_graph=True, allow_unused=True)
 
         # theta' = theta - alpha * grad_theta L_train                          [Algorithm 1, line 5]
-        lookahead = {
-            name: param if grad is None else param - alpha * grad
-            for name, param, grad in zip(names, values, self.precision.unscale(grads))
-        }
+        lookahead = dict(zip(names, _moved(values, self.precision.unscale(grads), -alpha)))
         # grad_phi L(theta') = -alpha * grad_phi <grad_theta L_train, grad_theta' L_meta>: a
         # Hessian-vector product that autograd takes through the create_graph gradient above.
         # Scaled like every gradient under fp16; the meta optimizer's step unscales it.
@@ -276,62 +279,58 @@ class Learner:
         hypergradient = torch.autograd.grad(self.precision.scale(meta_loss), phi, allow_unused=True)
         return train_loss, grads, meta_loss, hypergradient
 
-    def _finite_difference_hypergradient(
-        self, training_loss, source: Batch, target_meta: Batch, alpha: float, phi: list[torch.Tensor], source_index: int
-    ):
+    def _finite_difference_hypergradient(self, training_loss, source_part, target_meta: Batch, alpha: float,
+                                         phi: list[torch.Tensor]):
         """The DARTS estimate of the same hypergradient, with no second-order graph:
 
             grad_phi L_meta(theta') ~ -alpha * [grad_phi L_train(theta+, phi) - grad_phi L_train(theta-, phi)] / (2 eps)
             theta+- = theta +- eps * v,   v = grad_theta' L_meta(theta'),   eps = FD_STEP / ||v||
 
         so theta moves by exactly FD_STEP (1e-5; DARTS's 0.01 crosses the RTN's ReLU kinks, see
-        FD_STEP) in the direction of v whatever v's scale. The source forwards at theta+- replay
-        the dropout masks of the training forward. Only the source part of L_train depends on phi, so only it is evaluated at theta+-.
+        FD_STEP) in the direction of v whatever v's scale. Only the source part of L_train depends
+        on phi, so only it is evaluated at theta+-, with the dropout masks of the training
+        forward's source pass (model/random_draws.py): all three are the same stochastic
+        function of theta, so the difference measures theta's effect and not dropout noise. The
+        two gradients are taken as one, of L(theta+) - L(theta-), by one backward.
         The reference's ``step_mlt_multi_fd`` differs: a fixed eps = 1e-3 (the norm scaling is
         commented out there), perturbations applied in place to theta and undone by adding them
-        back (we evaluate at fresh detached tensors, theta itself never changes), and the whole
-        training loss (target part included) evaluated at theta+-.
+        back (we evaluate at fresh detached tensors, theta itself never changes), the whole
+        training loss (target part included) evaluated at theta+-, and fresh dropout masks.
         """
-        # The source forwards at theta+- draw the dropout masks of the training loss's source
-        # forward (which runs first): all three are the same stochastic function of theta, so
-        # the difference measures theta's effect and not dropout noise.
-        draws = _rng_state()
-        train_loss = training_loss()
+        draws = draws_for(next(iter(self.theta.values())).device)
+        with draws.recording():
+            source_loss = source_part()
+        train_loss = training_loss(source_loss)
         names = list(self.theta)
         values = list(self.theta.values())
         grads = torch.autograd.grad(self.precision.scale(train_loss), values, allow_unused=True)
         train_loss = train_loss.detach()
 
         # theta' = theta - alpha * grad_theta L_train, detached: v is a plain first-order gradient.
-        lookahead = {
-            name: (param.detach() if grad is None else param.detach() - alpha * grad).requires_grad_()
-            for name, param, grad in zip(names, values, self.precision.unscale(grads))
-        }
+        detached = [param.detach() for param in values]
+        lookahead = {name: value.requires_grad_()
+                     for name, value in zip(names, _moved(detached, self.precision.unscale(grads), -alpha))}
         meta_loss = self.loss(target_meta, params=lookahead)
         direction = self.precision.unscale(
             torch.autograd.grad(self.precision.scale(meta_loss), list(lookahead.values()), allow_unused=True)
         )
         del lookahead
         direction = [torch.zeros_like(p) if d is None else d for p, d in zip(values, direction)]
-        norm = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(d) for d in direction]))
+        norm = torch.linalg.vector_norm(torch.stack(torch._foreach_norm(direction)))
         if norm == 0:  # L_meta is flat at theta': the hypergradient is zero
             return train_loss, grads, meta_loss.detach(), [torch.zeros_like(p) for p in phi]
         eps = FD_STEP / norm.item()
 
-        def phi_gradient(sign: float) -> tuple[torch.Tensor | None, ...]:
-            _set_rng_state(draws)
-            shifted = {name: (param.detach() + sign * eps * d) for name, param, d in zip(names, values, direction)}
-            loss = self.source_loss(source, shifted, source_index=source_index)
-            # Scaled under fp16 (so is the hypergradient below); the meta optimizer's step unscales.
-            return torch.autograd.grad(self.precision.scale(loss), phi, allow_unused=True)
+        def shifted_source_loss(sign: float) -> torch.Tensor:
+            shifted = dict(zip(names, _moved(detached, direction, sign * eps)))
+            with draws.replaying():
+                return source_part(shifted)
 
-        after = _rng_state()
-        plus = phi_gradient(1.0)
-        minus = phi_gradient(-1.0)
-        _set_rng_state(after)  # the random stream goes on as if the re-runs had not happened
-        hypergradient = [
-            None if p is None else -alpha * (p - m) / (2 * eps) for p, m in zip(plus, minus)
-        ]
+        # grad_phi L(theta+) - grad_phi L(theta-) = grad_phi [L(theta+) - L(theta-)]. Scaled under
+        # fp16 (so is the hypergradient below); the meta optimizer's step unscales it.
+        difference = shifted_source_loss(1.0) - shifted_source_loss(-1.0)
+        change = torch.autograd.grad(self.precision.scale(difference), phi, allow_unused=True)
+        hypergradient = [None if d is None else -alpha * d / (2 * eps) for d in change]
         return train_loss, grads, meta_loss.detach(), hypergradient
 
     # ---- checkpointing -------------------------------------------------------------------------

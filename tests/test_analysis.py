@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from metaxl_tune import analysis
-from metaxl_tune.analysis import analyze, collect_representations, directed_hausdorff, hausdorff
+from metaxl_tune.analysis import analyze, collect_representations, directed_hausdorff, hausdorff, load_weights
 from metaxl_tune.checkpoint import load_checkpoint
 from metaxl_tune.config import RunConfig
 from metaxl_tune.trainer import Run
@@ -110,3 +110,28 @@ def test_method_without_rtn_is_refused_before_any_work(tmp_path):
     with pytest.raises(ValueError, match=r"needs a run trained with an RTN \(method metaxl or jt-rtn\); run abc used jt"):
         analyze(config, tmp_path, cache_dir=tmp_path / "cache", output_dir=tmp_path / "out", run_name="abc")
     assert not (tmp_path / "cache").exists()
+
+
+def test_a_mixture_is_analysed_one_placement_at_a_time_as_it_was_trained(tmp_path, shared_cache):
+    config = tiny_config(rtn_layers=[0, "last"], rtn_combine="mixture")
+    Run(config, tmp_path / "run", cache_dir=shared_cache, progress=False, save_model=False).fit()
+    result = analyze(config, tmp_path / "run" / "best", cache_dir=shared_cache, output_dir=tmp_path / "out", limit=60)
+    weights = {int(key.removeprefix("rtn_mix_")): value for key, value in result.mixture_weights.items()}
+    assert set(weights) == {0, 4} and result.rtn_placement == max(weights, key=weights.get)
+    assert set(result.rtn_by_placement) == {"0", "4"}
+    assert result.rtn_by_placement[str(result.rtn_placement)] == [
+        result.hausdorff_rtn_source_target, result.directed_rtn_source_to_target, result.directed_target_to_rtn_source]
+
+    # Placement "last": the RTN on the final states, nothing above it; placement 0: all layers re-run.
+    run = Run(config, tmp_path / "again", cache_dir=shared_cache, progress=False, save_model=False)
+    theta, phi, _ = load_weights(tmp_path / "run" / "best")
+    run.model.load_state_dict(theta)
+    run.rtn.load_state_dict(phi)
+    plain = collect_representations(run, run.data.source_train, with_rtn=False, limit=60)
+    last = collect_representations(run, run.data.source_train, with_rtn=True, limit=60, placement=4)
+    first = collect_representations(run, run.data.source_train, with_rtn=True, limit=60, placement=0)
+    with torch.inference_mode():
+        torch.testing.assert_close(last, run.rtn.rtn(4).eval()(plain))
+    assert not torch.allclose(first, plain, atol=1e-4) and not torch.allclose(first, last, atol=1e-4)
+    with pytest.raises(ValueError, match="placement: 2 is not one of the RTN placements"):
+        collect_representations(run, run.data.source_train, with_rtn=True, limit=5, placement=2)

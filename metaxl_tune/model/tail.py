@@ -108,7 +108,20 @@ class EncoderSplit:
     def tail_logits(self, hidden: torch.Tensor, placement: int, batch: Batch) -> torch.Tensor:
         """Logits of the layers above ``placement`` and the head, run on ``hidden`` (reference
         ``forward_tail(placement + 1, hidden)`` followed by ``forward_classifier``)."""
+        with self._tail(hidden, placement):
+            return self.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+
+    def tail_states(self, hidden: torch.Tensor, placement: int, batch: Batch) -> torch.Tensor:
+        """The final layer's hidden states of the layers above ``placement`` run on ``hidden``
+        (the reference's ``forward_tail`` without the classifier)."""
+        with self._tail(hidden, placement):
+            return self.model.base_model(
+                input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]
+            ).last_hidden_state
+
+    @contextmanager
+    def _tail(self, hidden: torch.Tensor, placement: int) -> Iterator[None]:
         with _swapped(*self._embeddings_at, _Given(hidden)), _swapped(
             *self._layers_at, nn.ModuleList(list(self.layers)[placement:])
         ):
-            return self.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+            yield

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
+import torch
 import typer
 from mlflow.tracking import MlflowClient
 from typer.testing import CliRunner
@@ -82,6 +83,23 @@ def test_analyze_logs_metrics_and_plot_to_the_run(tmp_path, store, shared_cache,
     assert logged == {"analysis/pca.png", "analysis/analysis.json"}
     saved = json.loads((output / "analysis.json").read_text())
     assert saved["n_target"] == saved["n_source"] == 100
+
+
+def test_a_mixture_run_shows_each_placement(tmp_path, store, shared_cache):
+    uri, client, experiment = store
+    mixture = config(rtn_layers=[0, "last"], rtn_combine="mixture")
+    built = Run(mixture, tmp_path / "run", cache_dir=shared_cache, progress=False, save_model=False)
+    with torch.no_grad():
+        built.rtn.mix_logits.copy_(torch.tensor([[0.0, 1.0]]))  # placement 4 weighs most
+    path = tmp_path / "best.safetensors"
+    save_best(path, serialize_best(built.model.state_dict(), built.rtn.state_dict(), {"epoch": 1}))
+    run_id = trial_run(client, experiment, mixture, path)
+    result = runner.invoke(app, ["analyze", "--run", run_id, "--tracking-uri", uri, "--limit", "50",
+                                 "--output", str(tmp_path / "analysis"), "--cache-dir", str(shared_cache)],
+                           terminal_width=80)
+    assert result.exit_code == 0, result.output
+    assert "with RTN at 4 (top)" in result.output and "with RTN at 0" in result.output, result.output
+    assert "RTN mixture weights (placement: softmax weight): 0: 0.269  4: 0.731" in result.output
 
 
 def test_unknown_run_id_is_one_line(store):
