@@ -99,7 +99,8 @@ def collect_representations(
     ``with_rtn`` runs the forwards inside ``rtn.applied()``, as source batches are in training
     with one placement or with ``rtn_combine`` stack. ``placement`` instead runs the forward of
     one placement of a mixture (``rtn_combine`` mixture, model/tail.py): the encoder up to that
-    placement, its RTN alone, then the layers above it. At most ``limit`` vectors are returned: the first ones, so the result is deterministic.
+    placement, its RTN alone, then the layers above it. At most ``limit`` vectors are returned:
+    the first ones, so the result is deterministic.
     """
     model, rtn, run_task = _model_parts(run_or_parts)
     task = task or run_task
@@ -256,10 +257,11 @@ def analyze(
         # (bilevel.mixture_loss): each placement's states, and the most weighted one as headline.
         weights = run.rtn.mixture_weights(0).tolist()
         headline = run.rtn.layers[max(range(len(weights)), key=weights.__getitem__)]
-        for layer in run.rtn.layers:
-            states = collect_representations(run, run.data.source_train, with_rtn=True, task=config.task,
-                                             limit=limit, placement=layer)
-            by_placement[layer] = states
+        by_placement = {
+            layer: collect_representations(run, run.data.source_train, with_rtn=True, task=config.task,
+                                           limit=limit, placement=layer)
+            for layer in run.rtn.layers
+        }
         rtn_source = by_placement[headline]
     else:
         rtn_source = collect(run.data.source_train, True)

@@ -99,6 +99,32 @@ def test_a_replay_that_draws_differently_is_refused():
             torch.nn.functional.dropout(x, 0.5)
 
 
+@pytest.mark.parametrize("drop", [
+    lambda x: torch.nn.functional.dropout(x, 0.3),
+    lambda x: torch.nn.functional.dropout(x.clone(), 0.3, inplace=True),
+    lambda x: torch.dropout(x, 0.3, True),
+], ids=["functional", "in-place", "aten"])
+def test_every_dropout_entry_point_replays_the_recorded_mask(drop):
+    draws, x = RecordedDraws(), torch.ones(6, 7, dtype=torch.float64)
+    torch.manual_seed(2)
+    expected = torch.nn.functional.dropout(3 * x, 0.3)
+    torch.manual_seed(2)
+    with draws.recording():
+        recorded = drop(x)
+    with draws.replaying():
+        replayed = drop(3 * x)
+    assert torch.equal(recorded, expected / 3) and torch.equal(replayed, expected)
+
+
+def test_a_replayed_dropout_of_another_shape_is_refused():
+    draws = RecordedDraws()
+    with draws.recording():
+        torch.nn.functional.dropout(torch.ones(2, 3), 0.5)
+    with pytest.raises(UnreplayableForward, match=r"shape \(3, 2\) met a recorded mask of shape \(2, 3\)"):
+        with draws.replaying():
+            torch.nn.functional.dropout(torch.ones(3, 2), 0.5)
+
+
 def test_a_random_op_it_cannot_record_names_the_way_out():
     draws, x = RecordedDraws(), torch.ones(4, dtype=torch.float64)
     with draws.recording():
