@@ -9,11 +9,18 @@ method, as in `best --compare`). Runs one after another in this process (no Ray,
 
     .venv/bin/python bench/transfer.py                       # 5 seeds x 4 methods x 2 sources
     .venv/bin/python bench/transfer.py --config metaxl-runs/configs/demo-...-best.yaml --seeds 3
+    .venv/bin/python bench/transfer.py --seeds 3 --jobs 2    # two runs at a time, one thread each
+
+Target-only reads no source data, so it is trained once per seed and its row is shown under every
+source. With ``--jobs N`` the runs go to N worker processes with one torch thread each: on a
+small model one thread per run keeps a core busier than two threads on one run (the scores are
+the same runs', up to the float rounding of another thread count).
 """
 
 from __future__ import annotations
 
 import argparse
+import concurrent.futures
 import json
 import statistics
 import sys
@@ -39,6 +46,12 @@ def train(config: RunConfig) -> tuple[float, float]:
     return best.best_dev_f1, best.best_test_f1
 
 
+def _single_threaded() -> None:
+    import torch
+
+    torch.set_num_threads(1)
+
+
 def spread(values: list[float]) -> dict[str, float]:
     return {"mean": round(statistics.fmean(values), 2),
             "std": round(statistics.stdev(values), 2) if len(values) > 1 else 0.0}
@@ -51,26 +64,48 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, help="Override the config's epochs.")
     parser.add_argument("--methods", default=",".join(METHODS))
     parser.add_argument("--sources", default=",".join(SOURCES))
+    parser.add_argument("--jobs", type=int, default=1, help="Runs at a time, each in its own process with one thread.")
     args = parser.parse_args()
     base = load_config(args.config) if args.config else RunConfig(**DEFAULT)
     if args.epochs is not None:
         base = base.replace(epochs=args.epochs)
     started = time.monotonic()
+    sources, methods = args.sources.split(","), args.methods.split(",")
+    seeds = range(1, args.seeds + 1)
+    # (row source, method) -> the run each seed needs; target-only's runs are one set for all sources.
+    runs = {(source, method): [("-" if method == "target-only" else source, method, seed) for seed in seeds]
+            for source in sources for method in methods}
+    unique = list(dict.fromkeys(key for keys in runs.values() for key in keys))
+    scores: dict[tuple, tuple[float, float]] = {}
     results: dict[str, dict] = {}
-    for source in args.sources.split(","):
-        for method in args.methods.split(","):
-            dev, test = [], []
-            for seed in range(1, args.seeds + 1):
-                scores = train(base.replace(source=source, method=method, seed=seed))
-                dev.append(scores[0])
-                test.append(scores[1])
-            results[f"{source}/{method}"] = {"dev_f1": spread(dev), "test_f1": spread(test)}
-            # Progress on stderr, so a long run that is stopped still shows what it measured.
-            print(f"{source}/{method}: {json.dumps(results[f'{source}/{method}'])} "
-                  f"({time.monotonic() - started:.0f} s)", file=sys.stderr, flush=True)
+
+    def configure(source: str, method: str, seed: int) -> RunConfig:
+        return base.replace(method=method, seed=seed, **({} if source == "-" else {"source": source}))
+
+    def report_finished_rows() -> None:
+        # Progress on stderr as each row completes, so a stopped run still shows what it measured.
+        for (source, method), keys in runs.items():
+            row = f"{source}/{method}"
+            if row not in results and all(key in scores for key in keys):
+                dev, test = [scores[key][0] for key in keys], [scores[key][1] for key in keys]
+                results[row] = {"dev_f1": spread(dev), "test_f1": spread(test)}
+                print(f"{row}: {json.dumps(results[row])} ({time.monotonic() - started:.0f} s)",
+                      file=sys.stderr, flush=True)
+
+    if args.jobs == 1:
+        for key in unique:
+            scores[key] = train(configure(*key))
+            report_finished_rows()
+    else:
+        with concurrent.futures.ProcessPoolExecutor(args.jobs, initializer=_single_threaded) as pool:
+            futures = {pool.submit(train, configure(*key)): key for key in unique}
+            for future in concurrent.futures.as_completed(futures):
+                scores[futures[future]] = future.result()
+                report_finished_rows()
+    results = {f"{source}/{method}": results[f"{source}/{method}"] for source, method in runs}
     print(json.dumps({
         "bench": "transfer", "model": base.model, "task": base.task, "target": base.target, "epochs": base.epochs,
-        "source_size": base.source_size, "seeds": args.seeds, "results": results,
+        "source_size": base.source_size, "seeds": args.seeds, "jobs": args.jobs, "results": results,
         "seconds": round(time.monotonic() - started, 1),
     }))
 
