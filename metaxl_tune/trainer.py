@@ -197,7 +197,7 @@ class Run:
         torch.manual_seed(config.seed)
         self.model = load_backbone(
             model_name, model_config, task=config.task, num_labels=len(self.data.label_names),
-            attention=config.attention,
+            attention=config.attention, log=log,
         ).to(self.device)
         self.rtn = None
         if config.uses_rtn:

@@ -32,3 +32,5 @@ class Splits:
     train: list
     dev: list
     test: list
+    note: str = ""
+    """One line on how the splits were made, where the loader chose (Sentiraama's split); else empty."""

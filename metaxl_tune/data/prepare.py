@@ -107,7 +107,10 @@ def prepare_data(
 
     @lru_cache(maxsize=None)
     def raw(language: str) -> Splits:
-        return load_splits(config, language)
+        splits = load_splits(config, language)
+        if splits.note and progress is not None:
+            progress(splits.note)  # read once per cache entry, so said when the files are read
+        return splits
 
     tokenizer = _tokenizer(config, cache_dir, fingerprints, raw)
     token_key = tokenizer_fingerprint(tokenizer)

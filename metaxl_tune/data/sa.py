@@ -10,16 +10,14 @@ sources, defaulting to the target's), and the format detected on a language's tr
 applies to its dev and test.
 
 Sentiraama layout: ``<dir>/<lang>/product_pos.txt`` and ``product_neg.txt``, one review per
-line and no splits. Each class is shuffled with a fixed seed and dealt out so that every split
-keeps the class balance: dev and test get 100 reviews each (a third of the data each when
-there are fewer than 300), train the rest. (The paper's te split is 100/103/100.)
+line and no splits: split by the reference's index when the files are the ones it used, else
+dealt out with a fixed seed (``sentiraama``).
 """
 
 from __future__ import annotations
 
 import csv
 import json
-import random
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -28,13 +26,12 @@ from metaxl_tune.data.errors import DataError
 from metaxl_tune.data.examples import SaExample, Splits
 from metaxl_tune.data.layout import SPLITS, find_split_files, require_split_files
 from metaxl_tune.data.sa_labels import EXPECTED, RawLabel, detect_format, normalize, to_label
+from metaxl_tune.data.sentiraama import FILES as SENTIRAAMA_FILES
+from metaxl_tune.data.sentiraama import sentiraama_splits
 
 SA_SUFFIXES: tuple[str, ...] = (".jsonl", ".tsv", ".csv")
 TEXT_COLUMNS: tuple[str, ...] = ("text", "review_body", "sentence", "review")
 LABEL_COLUMNS: tuple[str, ...] = ("label", "stars", "polarity", "sentiment")
-SENTIRAAMA_FILES: dict[str, str] = {"positive": "product_pos.txt", "negative": "product_neg.txt"}
-SENTIRAAMA_SEED = 13
-SENTIRAAMA_HELD_OUT = 100
 
 Record = tuple[int, str, RawLabel]  # 1-based line number, text, raw label
 
@@ -57,7 +54,7 @@ def locate_sa_files(folder: Path) -> dict[str, Path]:
 def read_sa_splits(folder: Path, config: RunConfig, language: str) -> Splits:
     files = locate_sa_files(folder)
     if "positive" in files:
-        return _sentiraama_splits(files)
+        return sentiraama_splits(files, language)
     records = {split: _read_records(files[split], config) for split in SPLITS}
     label_format, flag = config.label_format_of(language), config.label_format_flag(language)
     if label_format == "auto":
@@ -152,34 +149,3 @@ def _read_delimited(path: Path) -> Iterator[tuple[int, dict]]:
                     f"({', '.join(reader.fieldnames or ())}); fix the separators on this line"
                 )
             yield reader.line_num, row
-
-
-def _sentiraama_splits(files: dict[str, Path]) -> Splits:
-    classes = {label: _read_lines(files[name]) for label, name in ((1, "positive"), (0, "negative"))}
-    total = sum(len(reviews) for reviews in classes.values())
-    held_out = min(SENTIRAAMA_HELD_OUT, total // 3)
-    rng = random.Random(SENTIRAAMA_SEED)
-    splits: dict[str, list[SaExample]] = {split: [] for split in SPLITS}
-    for label, reviews in classes.items():
-        rng.shuffle(reviews)
-        share = round(held_out * len(reviews) / total)
-        parts = {"test": reviews[:share], "dev": reviews[share : 2 * share], "train": reviews[2 * share :]}
-        for split, part in parts.items():
-            splits[split].extend(SaExample(text, label) for text in part)
-    for split, examples in splits.items():
-        if len({example.label for example in examples}) < 2:
-            raise DataError(
-                f"{files['positive'].parent}: too few reviews ({total}) for a {split} split with both classes; "
-                "add reviews to product_pos.txt and product_neg.txt"
-            )
-    return Splits(**splits)
-
-
-def _read_lines(path: Path) -> list[str]:
-    try:
-        reviews = [line.strip() for line in path.read_text(encoding="utf-8-sig").splitlines() if line.strip()]
-    except UnicodeDecodeError:
-        raise DataError(f"{path}: is not UTF-8 text; re-encode it as UTF-8") from None
-    if not reviews:
-        raise DataError(f"{path}: has no reviews; write one review per line")
-    return reviews

@@ -8,6 +8,7 @@ math kernel (metaxl_tune.model.attention); ``eager`` builds the explicit softmax
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Callable
 
 from torch import nn
 from transformers import (
@@ -18,6 +19,8 @@ from transformers import (
     PreTrainedModel,
     XLMRobertaConfig,
 )
+
+from metaxl_tune.model.sa_head import FRESH_POOLER, PooledRobertaClassifier, uses_pooled_roberta
 
 TINY = "tiny"
 BASE_RANDOM = "base-random"
@@ -121,12 +124,26 @@ def model_depth(model_config: PretrainedConfig) -> int:
 
 
 def load_backbone(
-    name: str, model_config: PretrainedConfig, *, task: str, num_labels: int, attention: str = "sdpa"
+    name: str, model_config: PretrainedConfig, *, task: str, num_labels: int, attention: str = "sdpa",
+    log: Callable[[str], None] | None = None,
 ) -> PreTrainedModel:
-    """Encoder plus task head: token classification for NER, sequence classification for SA."""
-    head = AutoModelForTokenClassification if task == "ner" else AutoModelForSequenceClassification
+    """Encoder plus task head: token classification for NER, sequence classification for SA.
+
+    SA follows the reference (model/sa_head.py): the checkpoint's pooler, dropout, a new linear
+    layer. XLM-R/RoBERTa get ``PooledRobertaClassifier``, BERT its transformers class (the same
+    shape); other encoders keep their transformers sequence-classification head. ``log`` hears
+    one line when the checkpoint has no pooler weights and a fresh one is used.
+    """
+    if task == "ner":
+        head = AutoModelForTokenClassification
+    elif uses_pooled_roberta(model_config):
+        head = PooledRobertaClassifier
+    else:
+        head = AutoModelForSequenceClassification
     model_config.num_labels = num_labels
     if name in RANDOM_INIT:
+        if head is PooledRobertaClassifier:
+            return head._from_config(model_config, attn_implementation=attention)
         return head.from_config(model_config, attn_implementation=attention)
     from transformers import logging as hf_logging
 
@@ -137,11 +154,16 @@ def load_backbone(
     if quiet:
         hf_logging.set_verbosity_error()
     try:
-        return head.from_pretrained(name, config=model_config, attn_implementation=attention)
+        model, loading = head.from_pretrained(
+            name, config=model_config, attn_implementation=attention, output_loading_info=True
+        )
     except OSError:
         raise ModelError(_offline_hint(name)) from None
     finally:
         hf_logging.set_verbosity(verbosity)
+    if task == "sa" and log is not None and any(".pooler." in key for key in loading["missing_keys"]):
+        log(FRESH_POOLER)
+    return model
 
 
 def encoder_modules(model: PreTrainedModel) -> tuple[nn.Module, nn.ModuleList]:

@@ -128,3 +128,17 @@ def test_a_method_with_sources_still_needs_the_source_folder(tmp_path):
     _panx(tmp_path / "data" / "tk", 12)
     with pytest.raises(ValueError, match="no folder for language 'en'"):
         prepare_data(config(data=str(tmp_path / "data"), source="en", method="jt"), tmp_path / "cache")
+
+
+def test_the_loaders_note_on_the_sentiraama_split_reaches_the_log(tmp_path):
+    folder = tmp_path / "data" / "te"
+    folder.mkdir(parents=True)
+    (folder / "product_pos.txt").write_text("".join(f"good {i}\n" for i in range(12)), encoding="utf-8")
+    (folder / "product_neg.txt").write_text("".join(f"bad {i}\n" for i in range(12)), encoding="utf-8")
+    messages: list[str] = []
+    prepare_data(config(data=str(tmp_path / "data"), task="sa", target="te", method="target-only", source="en"),
+                 tmp_path / "cache", progress=messages.append)
+    assert [message for message in messages if "Sentiraama" in message] == [
+        "te: Sentiraama files are not the ones the reference's split index names (its review lines are "
+        "elsewhere): dealt split (seed 13), 8 train / 8 dev / 8 test"
+    ]

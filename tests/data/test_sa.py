@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import json
+import tomllib
+from pathlib import Path
 
 import pytest
 
 from metaxl_tune.config import RunConfig
 from metaxl_tune.data import DataError, SaExample, load_splits
+from metaxl_tune.data.sentiraama import reference_index
 
 
 def jsonl(*rows):
@@ -134,6 +137,75 @@ def test_sentiraama_is_split_100_100_rest_with_balanced_classes(tmp_path, write)
     assert sum(example.label for example in splits.test) == 50
     texts = [example.text for split in (splits.train, splits.dev, splits.test) for example in split]
     assert len(set(texts)) == 303
+    assert splits.note.endswith("dealt split (seed 13), 103 train / 100 dev / 100 test")
+
+
+def test_sentiraama_separator_lines_are_no_reviews(tmp_path, write):
+    write(tmp_path / "te" / "product_pos.txt", "".join(f"good {i}\n{'_' * 26}\n" for i in range(40)))
+    write(tmp_path / "te" / "product_neg.txt", "".join(f"{'_' * 26}\nbad {i}\n" for i in range(40)))
+    splits = load_splits(RunConfig(data=str(tmp_path), task="sa", target="te"), "te")
+    texts = [example.text for split in (splits.train, splits.dev, splits.test) for example in split]
+    assert len(texts) == 80 and not any(text.startswith("_") for text in texts)
+
+
+SEPARATOR = "_" * 26
+
+
+def reference_layout(tmp_path, write, *, base: int = 0, extra_negative: str = "") -> RunConfig:
+    """product_pos.txt / product_neg.txt laid out as the reference's index says: a review at
+    each line it names (counted from ``base``), separator lines everywhere else; then
+    ``extra_negative`` at the end of product_neg.txt."""
+    index = reference_index()
+    for name in ("product_pos.txt", "product_neg.txt"):
+        positions = index.positions(name, base)
+        lines = [review_text(name, position + base) if position in positions else SEPARATOR
+                 for position in range(max(positions) + 1)]
+        extra = extra_negative if name == "product_neg.txt" else ""
+        write(tmp_path / "te" / name, "\n".join(lines) + f"\n{SEPARATOR}\n" + extra)
+    return RunConfig(data=str(tmp_path), task="sa", target="te")
+
+
+def review_text(name: str, line: int) -> str:
+    return f"{name} review at line {line}"
+
+
+def expected_split(split: str) -> list[SaExample]:
+    return [SaExample(review_text(name, line), int(name == "product_pos.txt"))
+            for name, line in reference_index().splits[split]]
+
+
+def test_shipped_index_is_the_reference_split_of_303_reviews():
+    splits = reference_index().splits
+    assert {split: len(entries) for split, entries in splits.items()} == {"train": 100, "dev": 103, "test": 100}
+    entries = [entry for split in splits.values() for entry in split]
+    assert len(set(entries)) == 303
+    assert [sum(name == file for name, _ in entries) for file in ("product_pos.txt", "product_neg.txt")] == [166, 137]
+    assert splits["train"][:2] == (("product_pos.txt", 187), ("product_neg.txt", 124))
+
+
+def test_shipped_index_is_package_data():
+    pyproject = tomllib.loads((Path(__file__).parents[2] / "pyproject.toml").read_text())
+    assert "sentiraama_split.json" in pyproject["tool"]["setuptools"]["package-data"]["metaxl_tune.data"]
+
+
+@pytest.mark.parametrize("base", [0, 1])
+def test_the_reference_files_are_split_by_its_index(tmp_path, write, base):
+    splits = load_splits(reference_layout(tmp_path, write, base=base), "te")
+    assert (splits.train, splits.dev, splits.test) == tuple(expected_split(split) for split in ("train", "dev", "test"))
+    assert splits.note == (
+        f"te: Sentiraama files match the reference's split index (microsoft/MetaXL data/data_index.txt, "
+        f"lines counted from {base}): split by it, 100 train / 103 dev / 100 test"
+    )
+
+
+def test_files_with_a_review_the_index_does_not_name_keep_the_dealt_split(tmp_path, write):
+    splits = load_splits(reference_layout(tmp_path, write, extra_negative="one more review\n"), "te")
+    assert (len(splits.train), len(splits.dev), len(splits.test)) == (104, 100, 100)
+    assert splits.train != expected_split("train")
+    assert splits.note == (
+        "te: Sentiraama files are not the ones the reference's split index names (its review lines are "
+        "elsewhere): dealt split (seed 13), 104 train / 100 dev / 100 test"
+    )
 
 
 def test_sentiraama_split_is_deterministic(tmp_path, write):
