@@ -114,7 +114,7 @@ class RunConfig(BaseModel):
     rtn_gate: bool = False
     """RTN with a sigmoid gate: the RTN outputs d+1 units, the last one gates the other d."""
     rtn_detach_input: bool = False
-    """Feed the RTN a detached hidden state, as the reference code does (the residual keeps the
+    """MetaXL only (jt-rtn never detaches, as step_jt_metaxl). Feed the RTN a detached hidden state, as the reference code does (the residual keeps the
     gradient path). With several placements the detach also cuts phi's path through later RTN
     inputs, so phi's gradient is then a surrogate rather than the exact hypergradient."""
     rtn_combine: RTNCombine = "mixture"
