@@ -196,7 +196,8 @@ def measure_length(args: argparse.Namespace, length: int, device: torch.device,
     for name, config in configs.items():
         model = copy.deepcopy(template)
         torch.manual_seed(1)
-        bank = RTNBank([depth], width, args.bottleneck, gate=False, detach_input=False).to(device)
+        bank = RTNBank([depth], width, args.bottleneck, gate=False, detach_input=False,
+                       residual=config.rtn_residual).to(device)
         bank.attach(*encoder_modules(model))
         learners[name] = Learner(model, bank if config.uses_rtn else None, config, total_steps=100_000)
     del template

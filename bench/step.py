@@ -82,7 +82,8 @@ class Variant:
         )
         self.model = copy.deepcopy(base_model)
         torch.manual_seed(1)
-        self.bank = RTNBank(layers, hidden_size(config), args.bottleneck, gate=False, detach_input=False).to(device)
+        self.bank = RTNBank(layers, hidden_size(config), args.bottleneck, gate=False, detach_input=False,
+                            residual=run_config.rtn_residual).to(device)
         self.bank.attach(*encoder_modules(self.model))
         self.learner = Learner(self.model, self.bank, run_config, total_steps=100_000)
         self.times: list[float] = []

@@ -50,7 +50,8 @@ def task_loss(model: nn.Module, batch: Batch, params: Mapping[str, torch.Tensor]
 
 def mixture_loss(split: EncoderSplit, bank: RTNBank, batch: Batch, source_index: int = 0) -> torch.Tensor:
     """sum_k softmax(a_s)_k * L(tail_k(h_k + g_k(h_k))): the reference's multi-placement source loss
-    (``mlt.py: step_metaxl``, its loop over ``transfer_layers``). One pass over the layers up to the
+    (``mlt.py: step_metaxl`` and ``step_jt_metaxl``, their loop over ``transfer_layers``; JT w/ RTN
+    runs tail_k(g_k(h_k)), the RTN's ``residual`` off). One pass over the layers up to the
     highest placement gives every h_k; each placement then re-runs only the layers above it."""
     states = split.states(batch, bank.layers)
     weights = bank.mixture_weights(source_index)
@@ -123,6 +124,11 @@ class Learner:
     def __init__(self, model: nn.Module, rtn: RTNBank | None, config: RunConfig, *, total_steps: int):
         if config.uses_rtn and rtn is None:
             raise ValueError(f"method {config.method} needs an RTN")
+        if config.uses_rtn and any(net.residual != config.rtn_residual for net in rtn.rtns.values()):
+            raise ValueError(
+                f"rtn: method {config.method} with jt_rtn_residual={config.jt_rtn_residual} needs an RTN bank "
+                f"built with residual={config.rtn_residual} (RunConfig.rtn_residual)"
+            )
         self.model = model
         self.rtn = rtn if config.uses_rtn else None
         self.config = config
@@ -171,6 +177,8 @@ class Learner:
             return call_with_params(self.model, params, mixture_loss, self.split, self.rtn, source, source_index)
 
     def _main_step(self, *, clip: bool = True) -> None:
+        # Only MetaXL's step clips (reference step_metaxl; step_gold_only, step_gold_mix and
+        # step_jt_metaxl do not): single-level steps pass clip=False.
         if clip and self.config.max_grad_norm is not None:
             # Clip the true gradient: unscale first (fp16), as torch.amp prescribes.
             self.precision.unscale_(self.main_opt)
@@ -195,11 +203,15 @@ class Learner:
         self._zero_grad()
         method = self.config.method
         if method == "target-only":
+            # Reference gold_only (mlt.py: step_gold_only): the target loss alone.
             losses = self._plain_step(self.loss(target))
         elif method == "jt":
-            # Reference joint_training (mlt.py: step_gold_mix): the mean of the two losses, no clipping.
-            losses = self._plain_step((self.loss(source) + self.loss(target)) / 2, clip=False)
+            # Reference joint_training (mlt.py: step_gold_mix): the mean of the two losses.
+            losses = self._plain_step((self.loss(source) + self.loss(target)) / 2)
         elif method == "jt-rtn":
+            # Reference jt-metaxl (mlt.py: step_jt_metaxl): L(x_s; theta, phi) + L(x_t; theta) summed,
+            # the whole target batch (no portion split); by default the RTN output replaces h and
+            # reads it undetached (trainer.Run builds the bank from RunConfig.rtn_residual).
             losses = self._plain_step(self.source_loss(source, source_index=source_index) + self.loss(target))
         else:
             losses = self.metaxl_step(source, target, source_index=source_index)
@@ -207,13 +219,14 @@ class Learner:
         self.precision.update()
         return losses
 
-    def _plain_step(self, loss: torch.Tensor, *, clip: bool = True) -> StepLosses:
+    def _plain_step(self, loss: torch.Tensor) -> StepLosses:
         """Single-level training (target-only, JT, and JT w/ RTN, paper section 4.4, where phi
-        is trained on the same loss as theta, by ordinary back-propagation)."""
+        is trained on the same loss as theta, by ordinary back-propagation, and stepped by its
+        own Adam and schedule). No clipping: none of the reference's single-level steps clips."""
         self.precision.scale(loss).backward()
         if self.meta_opt is not None:
             self._meta_step()
-        self._main_step(clip=clip)
+        self._main_step(clip=False)
         return StepLosses(train_loss=loss.item())
 
     def metaxl_step(self, source: Batch, target: Batch, *, source_index: int = 0) -> StepLosses:
@@ -357,7 +370,8 @@ class BackoffFinetuner:
     """Back-off fine-tuning after the MetaXL (or JT w/ RTN) epochs (paper section 4.6; reference
     ``mtrain.py --do_finetune`` with ``mlt.py: step_metaxl_finetune``).
 
-    theta keeps training on L(x_s; theta, phi) + L(x_t; theta) with the learned RTN applied and
+    theta keeps training on L(x_s; theta, phi) + L(x_t; theta) with the learned RTN applied as
+    it was trained (``Learner.source_loss``: residual after MetaXL, replacing h after JT w/ RTN) and
     phi frozen. As the reference's fine-tuning stage: a fresh Adam on theta at the main learning
     rate with no schedule (``mtrain.py`` builds its schedulers only for ``--do_train``), the whole
     target batch in the loss (no ``portion`` split), the two losses summed, no gradient clipping.

@@ -39,17 +39,22 @@ RTN_METHODS: frozenset[str] = frozenset({"jt-rtn", "metaxl"})
 
 # Fields only some methods read (bilevel.Learner, trainer.Run); every other method ignores
 # them. RTN fields: the RTN and its optimizer (jt-rtn trains phi by plain SGD on the joint
-# loss, paper section 4.4). MetaXL fields: the look-ahead step and target split of Algorithm 1.
+# loss, paper section 4.4). MetaXL fields: the look-ahead step and target split of Algorithm 1,
+# the detached RTN input and theta's clipping (the reference's step_metaxl detaches and clips;
+# step_jt_metaxl, step_gold_only and step_gold_mix do neither). jt_rtn_residual: JT w/ RTN only.
 # Source fields: target-only never reads source data.
 METHODS_USING: dict[str, tuple[str, ...]] = {
     **{
         name: ("jt-rtn", "metaxl")
         for name in (
-            "rtn_layers", "rtn_bottleneck", "rtn_gate", "rtn_detach_input", "meta_lr", "rtn_per_source", "rtn_combine",
-            "finetune_epochs",
+            "rtn_layers", "rtn_bottleneck", "rtn_gate", "meta_lr", "rtn_per_source", "rtn_combine", "finetune_epochs",
         )
     },
-    **{name: ("metaxl",) for name in ("lookahead_lr", "portion", "theta_update", "hypergradient")},
+    **{
+        name: ("metaxl",)
+        for name in ("lookahead_lr", "portion", "theta_update", "hypergradient", "rtn_detach_input", "max_grad_norm")
+    },
+    "jt_rtn_residual": ("jt-rtn",),
     **{
         name: ("jt", "jt-rtn", "metaxl")
         for name in ("source", "source_size", "source_strategy", "source_label_format")
@@ -109,13 +114,17 @@ class RunConfig(BaseModel):
     rtn_gate: bool = False
     """RTN with a sigmoid gate: the RTN outputs d+1 units, the last one gates the other d."""
     rtn_detach_input: bool = False
-    """Feed the RTN a detached hidden state, as the reference code does (the residual keeps the
+    """MetaXL only (jt-rtn never detaches, as step_jt_metaxl). Feed the RTN a detached hidden state, as the reference code does (the residual keeps the
     gradient path). With several placements the detach also cuts phi's path through later RTN
     inputs, so phi's gradient is then a surrogate rather than the exact hypergradient."""
     rtn_combine: RTNCombine = "mixture"
     """Several placements: 'mixture' (reference) runs the source batch through the encoder once, re-runs
     the layers above each placement with that placement's RTN alone and mixes the losses by softmax of
     learned logits; 'stack' applies every RTN in one chained forward. Identical for one placement."""
+    jt_rtn_residual: bool = False
+    """JT w/ RTN only: add the RTN output to the hidden state (h + g(h), the paper's RTN form, as
+    MetaXL does) instead of replacing h by it. Default false is the reference's (mlt.py:
+    step_jt_metaxl hands the RTN output, gated with rtn_gate, to the layers above)."""
     hypergradient: Hypergradient = "exact"
     """phi's gradient in MetaXL: 'exact' (second-order, through theta') or 'finite-difference' (DARTS
     central difference, no second-order graph)."""
@@ -135,7 +144,8 @@ class RunConfig(BaseModel):
     weight_decay: float = 5e-4
     """L2 weight decay of both Adam optimizers (theta's and phi's), as in the reference (5e-4)."""
     max_grad_norm: float | None = 10.0
-    """Clip the theta gradient to this norm before the main step (reference code: 10); null = off."""
+    """MetaXL only: clip the theta gradient to this norm before the main step (reference step_metaxl:
+    10); null = off. target-only, jt and jt-rtn never clip, as the reference's steps for them."""
     epochs: int = 20
     """Training epochs; the epoch with the best dev F1 is reported."""
     finetune_epochs: int = 0
@@ -294,6 +304,17 @@ class RunConfig(BaseModel):
     def total_epochs(self) -> int:
         """Epochs of the whole run: the training stage, then the back-off fine-tuning stage."""
         return self.epochs + self.finetune_epochs
+
+    @property
+    def rtn_residual(self) -> bool:
+        """h + g(h) (metaxl; jt-rtn with jt_rtn_residual), or g(h) replacing h (jt-rtn, the reference's)."""
+        return self.method != "jt-rtn" or self.jt_rtn_residual
+
+    @property
+    def rtn_detached(self) -> bool:
+        """Whether the RTN reads a detached hidden state: only MetaXL's (rtn_detach_input); JT w/ RTN
+        back-propagates through it (reference step_jt_metaxl)."""
+        return self.method == "metaxl" and self.rtn_detach_input
 
     @property
     def uses_source(self) -> bool:

@@ -206,8 +206,9 @@ class Run:
                 hidden_size(model_config),
                 config.rtn_bottleneck,
                 gate=config.rtn_gate,
-                detach_input=config.rtn_detach_input,
+                detach_input=config.rtn_detached,
                 num_sources=len(config.source_languages) if config.rtn_per_source else 1,
+                residual=config.rtn_residual,
             ).to(self.device)
             self.rtn.attach(*encoder_modules(self.model))
         self.learner = Learner(self.model, self.rtn, config, total_steps=config.epochs * self.steps_per_epoch)

@@ -2,11 +2,13 @@
 
     g_phi(h) = W2^T ReLU(W1^T h + b1) + b2        W1: d x r, W2: r x d
     h <- h + g_phi(h)                             (residual; source batches only)
+    h <- g_phi(h)                                 (``residual=False``: JT w/ RTN as the reference's
+                                                   ``mlt.py: step_jt_metaxl`` runs it)
 
 The RTNs live outside the encoder's parameter list, so theta and phi have separate optimizers
 and the bi-level step can differentiate through theta' = theta - alpha * grad without touching
 phi. Forward hooks on the embedding module (placement 0) and on encoder layers (placement k)
-add the residual only while ``RTNBank.applied()`` is active: target batches pass untouched.
+transform the output only while ``RTNBank.applied()`` is active: target batches pass untouched.
 """
 
 from __future__ import annotations
@@ -21,12 +23,21 @@ from metaxl_tune.config import Placement
 
 
 class RTN(nn.Module):
-    """Bottleneck feed-forward network; with ``gate`` an extra output unit gates the others."""
+    """Bottleneck feed-forward network; with ``gate`` an extra output unit gates the others.
 
-    def __init__(self, hidden_size: int, bottleneck: int, *, gate: bool = False, detach_input: bool = False):
+    ``residual`` (default) returns ``h + g(h)``; without it the (gated) output ``g(h)`` replaces
+    ``h``: the reference's Raptors returns ``sigmoid(gate) * g(h)`` and only ``step_metaxl`` adds
+    ``h`` to it, ``step_jt_metaxl`` hands it to the layers above as it is.
+    """
+
+    def __init__(
+        self, hidden_size: int, bottleneck: int, *, gate: bool = False, detach_input: bool = False,
+        residual: bool = True,
+    ):
         super().__init__()
         self.gate = gate
         self.detach_input = detach_input
+        self.residual = residual
         self.down = nn.Linear(hidden_size, bottleneck)
         self.up = nn.Linear(bottleneck, hidden_size + (1 if gate else 0))
         for layer in (self.down, self.up):
@@ -40,7 +51,7 @@ class RTN(nn.Module):
         out = self.up(torch.relu(self.down(source)))
         if self.gate:
             out = torch.sigmoid(out[..., -1:]) * out[..., :-1]
-        return hidden + out
+        return hidden + out if self.residual else out
 
 
 def resolve_placements(placements: Sequence[Placement], depth: int, model_name: str) -> list[int]:
@@ -68,7 +79,8 @@ class RTNBank(nn.Module):
     placements; ``softmax(mix_logits[s])`` weighs the per-placement losses in the mixture
     combination (reference ``Raptors.alpha``, zero-initialised, stepped by the meta optimizer).
     The hooks (``attach``/``applied``) serve the ``stack`` combination: inside ``applied`` every
-    placement's RTN transforms its layer's output in the one forward pass.
+    placement's RTN transforms its layer's output in the one forward pass. ``residual`` is every
+    RTN's (``RTN``): False for JT w/ RTN as the reference runs it.
     """
 
     def __init__(
@@ -80,6 +92,7 @@ class RTNBank(nn.Module):
         gate: bool,
         detach_input: bool,
         num_sources: int = 1,
+        residual: bool = True,
     ):
         super().__init__()
         if num_sources < 1:
@@ -88,7 +101,9 @@ class RTNBank(nn.Module):
         self.num_sources = num_sources
         self.rtns = nn.ModuleDict(
             {
-                self._key(source, layer): RTN(hidden_size, bottleneck, gate=gate, detach_input=detach_input)
+                self._key(source, layer): RTN(
+                    hidden_size, bottleneck, gate=gate, detach_input=detach_input, residual=residual
+                )
                 for source in range(num_sources)
                 for layer in self.layers
             }

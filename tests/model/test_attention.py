@@ -26,7 +26,7 @@ def one_step(attention: str, changes: dict) -> list[torch.Tensor]:
     assert model.config._attn_implementation == attention
     run = RunConfig(model="tiny", data="synthetic", batch_size=4, max_length=16, rtn_bottleneck=8,
                     lookahead_lr=0.05, warmup_ratio=0.0, max_grad_norm=None, attention=attention, **changes)
-    bank = attach_bank(model, [4]) if run.uses_rtn else None
+    bank = attach_bank(model, [4], residual=run.rtn_residual) if run.uses_rtn else None
     losses = Learner(model, bank, run, total_steps=10).step(make_batch(4, seed=1), make_batch(4, seed=2))
     phi = list(bank.parameters()) if bank is not None else []
     values = [losses.train_loss] + ([losses.meta_loss] if losses.meta_loss is not None else [])
