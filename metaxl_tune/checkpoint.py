@@ -68,12 +68,14 @@ class CheckpointWriteError(OSError):
     have replaced is unchanged. Its message is one line naming the file and the free space."""
 
     def __init__(self, path: Path, cause: OSError, *, epoch: int | None = None, advice: str = "",
-                 free: Any = _MEASURE):
-        self.path, self.cause, self.epoch, self.advice = Path(path), cause, epoch, advice
+                 needed: int | None = None, free: Any = _MEASURE):
+        self.path, self.cause, self.epoch, self.advice, self.needed = Path(path), cause, epoch, advice, needed
         # Measured once, when the write failed (the partial file is removed by then).
         self.free: int | None = free_space(self.path) if free is _MEASURE else free
         reason = (cause.strerror or str(cause)).lower()
         space = f"{format_size(self.free)} free there" if self.free is not None else "free space unknown"
+        if needed is not None:
+            space += f", {format_size(needed)} needed"
         where = f"epoch {epoch}: " if epoch is not None else ""
         # Built as OSError(message): no errno, so the CLI prints the message as it is.
         super().__init__(
@@ -82,7 +84,7 @@ class CheckpointWriteError(OSError):
         )
 
     def _with(self, **changes: Any) -> "CheckpointWriteError":
-        fields = {"epoch": self.epoch, "advice": self.advice, "free": self.free, **changes}
+        fields = {"epoch": self.epoch, "advice": self.advice, "needed": self.needed, "free": self.free, **changes}
         return CheckpointWriteError(self.path, self.cause, **fields)
 
     def at_epoch(self, epoch: int) -> "CheckpointWriteError":
@@ -94,11 +96,12 @@ class CheckpointWriteError(OSError):
 
     def __reduce__(self) -> tuple:
         # Pickled whole (Ray sends a trial's error between processes): args hold only the message.
-        return (_rebuild_write_error, (self.path, self.cause, self.epoch, self.advice, self.free))
+        return (_rebuild_write_error, (self.path, self.cause, self.epoch, self.advice, self.needed, self.free))
 
 
-def _rebuild_write_error(path: Path, cause: OSError, epoch: int | None, advice: str, free: int | None) -> CheckpointWriteError:
-    return CheckpointWriteError(path, cause, epoch=epoch, advice=advice, free=free)
+def _rebuild_write_error(path: Path, cause: OSError, epoch: int | None, advice: str, needed: int | None,
+                         free: int | None) -> CheckpointWriteError:
+    return CheckpointWriteError(path, cause, epoch=epoch, advice=advice, needed=needed, free=free)
 
 
 def free_space(path: Path) -> int | None:
@@ -221,7 +224,7 @@ def _write_partial(path: Path, data: bytes | memoryview) -> Path:
             os.fsync(handle.fileno())
     except OSError as error:
         _discard(partial)
-        raise CheckpointWriteError(path, error) from None
+        raise CheckpointWriteError(path, error, needed=memoryview(data).nbytes) from None
     return partial
 
 

@@ -99,6 +99,7 @@ def test_writer_keeps_order_and_reports_errors_on_wait():
 
 import errno  # noqa: E402
 import pickle  # noqa: E402
+import re  # noqa: E402
 
 from metaxl_tune.checkpoint import (  # noqa: E402
     BEST_FILE,
@@ -147,7 +148,8 @@ def test_a_failed_write_names_the_file_and_free_space_and_keeps_the_last_good_ch
         save_checkpoint(folder, {**state(), "epoch": 4}, best=newer)
     message = str(error.value)
     assert message.startswith(f"cannot write checkpoint file {folder / STATE_FILE}: no space left on device (")
-    assert " free there); the last good copy is kept" in message and "\n" not in message
+    assert re.search(r" \(\d+\.\d [KMG]iB free there, \d+\.\d KiB needed\); the last good copy is kept$", message)
+    assert "\n" not in message
     assert error.value.errno is None and error.value.cause.errno == errno.ENOSPC
     # Neither half of the pair was replaced: the old state still goes with the old best weights.
     assert sorted(os.listdir(folder)) == [BEST_FILE, STATE_FILE]
@@ -163,10 +165,11 @@ def test_a_failed_best_write_keeps_the_previous_best_weights(tmp_path, monkeypat
 
 
 def test_a_write_error_keeps_its_message_through_pickling_and_advice():
-    error = CheckpointWriteError("/runs/a/checkpoint/state.pt", OSError(errno.EDQUOT, "Disk quota exceeded"), free=2048)
+    error = CheckpointWriteError("/runs/a/checkpoint/state.pt", OSError(errno.EDQUOT, "Disk quota exceeded"),
+                                 needed=3 * 2**20, free=2048)
     advised = pickle.loads(pickle.dumps(error.at_epoch(3).advise("free some space")))
     assert str(advised) == ("epoch 3: cannot write checkpoint file /runs/a/checkpoint/state.pt: disk quota exceeded "
-                            "(2.0 KiB free there); the last good copy is kept; free some space")
+                            "(2.0 KiB free there, 3.0 MiB needed); the last good copy is kept; free some space")
 
 
 def test_stray_partials_of_our_own_names_are_removed_and_nothing_else(tmp_path):

@@ -141,7 +141,7 @@ def test_a_full_disk_stops_at_the_failing_epoch_and_resume_finishes(plateau, dat
     state = folder / "checkpoint" / STATE_FILE
     assert re.fullmatch(
         rf"error: epoch 2: cannot write checkpoint file {re.escape(str(state))}: no space left on device "
-        r"\(\d+(\.\d)? (bytes|KiB|MiB) free there\); the last good copy is kept; the run stopped; "
+        r"\(\d+(\.\d)? (bytes|KiB|MiB) free there, \d+\.\d MiB needed\); the last good copy is kept; the run stopped; "
         rf"free some space, then continue it with --resume \(output {re.escape(str(folder))}\)",
         lines[-1],
     ), lines[-1]
