@@ -489,7 +489,8 @@ class Run:
                 )
                 history.append(entry)
                 if improved:
-                    writer.submit(_of_epoch(epoch, functools.partial(save_best, self.best_path, self._best_bytes(entry))))
+                    save = functools.partial(save_best, self.best_path, self._best_bytes(entry))
+                    writer.submit(_of_epoch(epoch, save))
                 written = None
                 if policy.due(epoch):
                     state_bytes, best_path = serialize_state(self._state(epoch, history)), self.best_path

@@ -10,7 +10,15 @@ import subprocess
 import pytest
 from typer.testing import CliRunner
 
-from metaxl_tune.checkpoint import BEST_FILE, STATE_FILE, load_best, load_checkpoint, read_best_metadata, save_best, serialize_best
+from metaxl_tune.checkpoint import (
+    BEST_FILE,
+    STATE_FILE,
+    load_best,
+    load_checkpoint,
+    read_best_metadata,
+    save_best,
+    serialize_best,
+)
 from metaxl_tune.cli.app import app
 from tests.helpers import write_panx
 
