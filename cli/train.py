@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import errno
 import time
 from pathlib import Path
 from typing import Any, Optional
 
 import typer
 
-from metaxl_tune.checkpoint import CheckpointError
+from metaxl_tune.checkpoint import CheckpointError, CheckpointWriteError, has_checkpoint
 from metaxl_tune.config import ConfigError, RunConfig, build_config, load_config, refuse_ignored_options
 from metaxl_tune.run_folder import check_output, clear_run
 
@@ -111,6 +112,12 @@ def train(
             raise error.advise(
                 f"no earlier checkpoint is kept in a train folder: start again with --overwrite (output {output})"
             ) from None
+        except CheckpointWriteError as error:
+            # A user error (exit status 2, one line), like the other file-system failures.
+            fix = "free some space" if error.cause.errno in (errno.ENOSPC, errno.EDQUOT) else "check the disk"
+            again = ("continue it with --resume" if has_checkpoint(output / "checkpoint")
+                     else "start it again with --overwrite")
+            raise error.advise(f"the run stopped; {fix}, then {again} (output {output})") from None
     best = result.best
     typer.echo(
         f"best epoch {best.best_epoch}: dev F1 {best.best_dev_f1:.2f}, test F1 {best.best_test_f1:.2f}; "

@@ -15,6 +15,11 @@ Two kinds of file:
 A damaged file of either kind raises ``CheckpointError``: one line naming the file and what to
 do, never an unpickling suggestion.
 
+Every file is written under a temporary ``<name>.<pid>.<thread>.partial`` name and renamed over
+the last good copy, so a failed write (disk full, quota, I/O error) leaves the last good copy as
+it was: the partial file is removed and ``CheckpointWriteError`` names the file and the free
+space. A ``.partial`` left by a crash is removed by ``remove_stray_partials`` on the next start.
+
 Writes can leave the training thread: ``serialize_state`` copies the tensors into bytes on the
 caller's thread (so training may go on mutating them), and ``CheckpointWriter`` writes those
 bytes in a background thread, in order.
@@ -26,6 +31,7 @@ import hashlib
 import io
 import json
 import os
+import re
 import shutil
 import struct
 import threading
@@ -52,6 +58,71 @@ class CheckpointError(ValueError):
     def advise(self, advice: str) -> "CheckpointError":
         """The same error with context-specific advice (e.g. the exact command to run)."""
         return CheckpointError(self.path, self.problem, advice)
+
+
+_MEASURE = object()
+
+
+class CheckpointWriteError(OSError):
+    """A checkpoint file could not be written (disk full, quota, I/O error); the copy it would
+    have replaced is unchanged. Its message is one line naming the file and the free space."""
+
+    def __init__(self, path: Path, cause: OSError, *, epoch: int | None = None, advice: str = "",
+                 needed: int | None = None, free: Any = _MEASURE):
+        self.path, self.cause, self.epoch, self.advice, self.needed = Path(path), cause, epoch, advice, needed
+        # Measured once, when the write failed (the partial file is removed by then).
+        self.free: int | None = free_space(self.path) if free is _MEASURE else free
+        reason = (cause.strerror or str(cause)).lower()
+        space = f"{format_size(self.free)} free there" if self.free is not None else "free space unknown"
+        if needed is not None:
+            space += f", {format_size(needed)} needed"
+        where = f"epoch {epoch}: " if epoch is not None else ""
+        # Built as OSError(message): no errno, so the CLI prints the message as it is.
+        super().__init__(
+            f"{where}cannot write checkpoint file {self.path}: {reason} ({space}); the last good copy is kept"
+            + (f"; {advice}" if advice else "")
+        )
+
+    def _with(self, **changes: Any) -> "CheckpointWriteError":
+        fields = {"epoch": self.epoch, "advice": self.advice, "needed": self.needed, "free": self.free, **changes}
+        return CheckpointWriteError(self.path, self.cause, **fields)
+
+    def at_epoch(self, epoch: int) -> "CheckpointWriteError":
+        return self._with(epoch=epoch)
+
+    def advise(self, advice: str) -> "CheckpointWriteError":
+        """The same error with context-specific advice (e.g. the exact command to run)."""
+        return self._with(advice=advice)
+
+    def __reduce__(self) -> tuple:
+        # Pickled whole (Ray sends a trial's error between processes): args hold only the message.
+        return (_rebuild_write_error, (self.path, self.cause, self.epoch, self.advice, self.needed, self.free))
+
+
+def _rebuild_write_error(path: Path, cause: OSError, epoch: int | None, advice: str, needed: int | None,
+                         free: int | None) -> CheckpointWriteError:
+    return CheckpointWriteError(path, cause, epoch=epoch, advice=advice, needed=needed, free=free)
+
+
+def free_space(path: Path) -> int | None:
+    """Bytes free on the file system of ``path`` (its nearest existing folder), if known."""
+    folder = Path(path).parent
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    try:
+        return shutil.disk_usage(folder).free
+    except OSError:
+        return None
+
+
+def format_size(size: float) -> str:
+    if size < 1024:
+        return f"{int(size)} bytes"
+    for unit in ("KiB", "MiB", "GiB"):
+        size /= 1024
+        if size < 1024:
+            break
+    return f"{size:.1f} {unit}"
 
 
 def rng_state() -> dict[str, Any]:
@@ -126,21 +197,113 @@ def serialize_state(state: dict[str, Any]) -> bytes:
     return buffer.getvalue()
 
 
+# Temporary names: the final name, the writer's process and thread, ".partial". Only names of this
+# shape, of our own files, are removed as strays (a crash between write and rename leaves one).
+_PARTIAL = re.compile(rf"^({re.escape(STATE_FILE)}|{re.escape(BEST_FILE)})\.\d+(\.\d+)?\.partial$")
+
+
+def _partial_path(path: Path) -> Path:
+    return path.with_name(f"{path.name}.{os.getpid()}.{threading.get_ident()}.partial")
+
+
+def _discard(partial: Path) -> None:
+    try:
+        partial.unlink(missing_ok=True)
+    except OSError:
+        pass
+
+
+def _write_partial(path: Path, data: bytes | memoryview) -> Path:
+    """``data`` on disk under ``path``'s temporary name; on failure nothing is left behind."""
+    partial = _partial_path(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(partial, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+    except OSError as error:
+        _discard(partial)
+        raise CheckpointWriteError(path, error, needed=memoryview(data).nbytes) from None
+    return partial
+
+
+def _link_partial(source: Path, destination: Path) -> Path:
+    """``source``'s bytes under ``destination``'s temporary name: a hard link where the file
+    system allows (best files are replaced, never rewritten in place, so the link keeps this
+    version), else a copy."""
+    partial = _partial_path(destination)
+    try:
+        destination.parent.mkdir(parents=True, exist_ok=True)
+        _discard(partial)  # a leftover of this same process and thread would make link() fail
+        try:
+            os.link(source, partial)
+        except OSError:
+            shutil.copyfile(source, partial)
+    except OSError as error:
+        _discard(partial)
+        raise CheckpointWriteError(destination, error) from None
+    return partial
+
+
+def _commit(partial: Path, path: Path) -> None:
+    """Rename ``partial`` over ``path``. When both are links to one file rename() does nothing
+    and succeeds (POSIX), so the partial name is removed here: the bytes are in place already."""
+    try:
+        os.replace(partial, path)
+    except OSError as error:
+        _discard(partial)
+        raise CheckpointWriteError(path, error) from None
+    if os.path.lexists(partial):
+        _discard(partial)
+
+
 def _write_atomically(path: Path, data: bytes | memoryview) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(f"{path.name}.{os.getpid()}.{threading.get_ident()}.partial")
-    with open(partial, "wb") as handle:
-        handle.write(data)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(partial, path)
+    _commit(_write_partial(path, data), path)
 
 
-def save_checkpoint(directory: Path, state: dict[str, Any] | bytes) -> Path:
-    """Write ``state`` (a dict, or bytes from ``serialize_state``) as ``directory/state.pt``."""
+def save_checkpoint(directory: Path, state: dict[str, Any] | bytes, best: Path | None = None) -> Path:
+    """Write ``state`` (a dict, or bytes from ``serialize_state``) as ``directory/state.pt`` and,
+    given ``best``, that best-weights file as ``directory/best.safetensors``.
+
+    Both files are on disk under temporary names before either is renamed, so a failed write
+    (a full disk) leaves the previous checkpoint whole: its state and its best weights."""
+    directory = Path(directory)
     data = state if isinstance(state, (bytes, bytearray)) else serialize_state(state)
-    _write_atomically(Path(directory) / STATE_FILE, data)
-    return Path(directory)
+    best_partial = None
+    if best is not None and not _same_file(best, directory / BEST_FILE):
+        best_partial = _link_partial(Path(best), directory / BEST_FILE)
+    try:
+        state_partial = _write_partial(directory / STATE_FILE, data)
+    except BaseException:
+        if best_partial is not None:
+            _discard(best_partial)
+        raise
+    if best_partial is not None:
+        _commit(best_partial, directory / BEST_FILE)
+    _commit(state_partial, directory / STATE_FILE)
+    return directory
+
+
+def remove_stray_partials(*directories: Path) -> list[Path]:
+    """Remove the temporary files a crash left in these checkpoint folders (only names written
+    by this module, e.g. ``state.pt.123.456.partial``); returns what was removed."""
+    removed = []
+    for directory in directories:
+        if not Path(directory).is_dir():
+            continue
+        for path in sorted(Path(directory).iterdir()):
+            if _PARTIAL.match(path.name) and (path.is_file() or path.is_symlink()):
+                path.unlink(missing_ok=True)
+                removed.append(path)
+    return removed
+
+
+def _same_file(first: Path, second: Path) -> bool:
+    try:
+        return os.path.samefile(first, second)
+    except OSError:
+        return False
 
 
 def has_checkpoint(directory: Path) -> bool:
@@ -244,15 +407,13 @@ def load_best(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tens
 
 
 def link_or_copy(source: Path, destination: Path) -> None:
-    """Put ``source``'s current bytes at ``destination`` (a hard link when the filesystem allows:
-    best files are replaced, never rewritten in place, so the link keeps this version)."""
-    destination.parent.mkdir(parents=True, exist_ok=True)
-    partial = destination.with_name(destination.name + f".{os.getpid()}.partial")
-    try:
-        os.link(source, partial)
-    except OSError:
-        shutil.copyfile(source, partial)
-    os.replace(partial, destination)
+    """Put ``source``'s current bytes at ``destination`` (a hard link where the file system
+    allows, else a copy), replacing it atomically; nothing to do when both already are one file
+    (a plateau: the best weights did not change since the last checkpoint)."""
+    source, destination = Path(source), Path(destination)
+    if _same_file(source, destination):
+        return
+    _commit(_link_partial(source, destination), destination)
 
 
 # ---- writing off the training thread ------------------------------------------------------------
@@ -263,7 +424,10 @@ class CheckpointWriter:
 
     The caller serialises on its own thread first (``serialize_state``/``serialize_best``), so
     a job only moves bytes to disk. ``wait`` blocks until every job so far is done and re-raises
-    the first error (a full disk must not pass silently).
+    the first error (a full disk must not pass silently); ``check`` re-raises it without waiting,
+    so the training loop stops as soon as a write has failed. After a failed job the jobs queued
+    behind it are dropped: a checkpoint written after a failed best-weights write would pair
+    new state with old weights.
     """
 
     def __init__(self) -> None:
@@ -275,6 +439,8 @@ class CheckpointWriter:
 
     def submit(self, job: Callable[[], None]) -> None:
         with self._condition:
+            if self._error is not None:
+                return  # dropped: an earlier write failed, and wait()/check() will say so
             self._jobs.append(job)
             if self._thread is None:
                 self._thread = threading.Thread(target=self._loop, name="checkpoint-writer", daemon=True)
@@ -293,15 +459,21 @@ class CheckpointWriter:
             except BaseException as error:  # noqa: BLE001 - handed to the training thread in wait()
                 with self._condition:
                     self._error = self._error or error
+                    self._jobs.clear()
             finally:
                 with self._condition:
                     self._busy = False
                     self._condition.notify_all()
 
+    def check(self) -> None:
+        """Re-raise the error of a failed job, if any, without waiting for the others."""
+        with self._condition:
+            error, self._error = self._error, None
+        if error is not None:
+            raise error
+
     def wait(self) -> None:
         with self._condition:
             while self._jobs or self._busy:
                 self._condition.wait()
-            error, self._error = self._error, None
-        if error is not None:
-            raise error
+        self.check()

@@ -7,6 +7,7 @@ which the search layer turns into Tune reports and MLflow metrics.
 from __future__ import annotations
 
 import functools
+import itertools
 import json
 import math
 import os
@@ -22,10 +23,14 @@ from metaxl_tune.bilevel import IGNORE_INDEX, BackoffFinetuner, Learner
 from metaxl_tune.checkpoint import (
     BEST_FILE,
     STATE_FILE,
+    CheckpointError,
+    CheckpointWriteError,
     CheckpointWriter,
     link_or_copy,
     load_best,
     load_checkpoint,
+    read_best_metadata,
+    remove_stray_partials,
     restore_rng_state,
     save_best,
     save_checkpoint,
@@ -48,6 +53,18 @@ from metaxl_tune.run_folder import RunFolderError, config_differences
 from metaxl_tune.source_sampler import SourceSchedule
 
 EVAL_BATCH_SIZE = 64
+
+
+def _of_epoch(epoch: int, job: Callable[[], None]) -> Callable[[], None]:
+    """A checkpoint write job whose failure names the epoch it was writing."""
+
+    def run() -> None:
+        try:
+            job()
+        except CheckpointWriteError as error:
+            raise error.at_epoch(epoch) from None
+
+    return run
 
 
 class DivergedError(RuntimeError):
@@ -213,6 +230,7 @@ class Run:
             self.rtn.attach(*encoder_modules(self.model))
         self.learner = Learner(self.model, self.rtn, config, total_steps=config.epochs * self.steps_per_epoch)
         self.finetuner: BackoffFinetuner | None = None
+        self._writer: CheckpointWriter | None = None
 
     # ---- batching ------------------------------------------------------------------------
 
@@ -319,6 +337,8 @@ class Run:
             if losses.meta_loss is not None:
                 meta_losses.append(losses.meta_loss)
             plan.set_postfix(loss=f"{losses.train_loss:.4f}")
+            if self._writer is not None:
+                self._writer.check()  # a failed checkpoint write stops the run now, not epochs later
         mean = lambda values: sum(values) / len(values) if values else None  # noqa: E731
         return mean(train_losses), mean(meta_losses), self._source_metrics(steps_per_language)
 
@@ -374,14 +394,30 @@ class Run:
         restore_rng_state(state["rng"])
         if "sources" in state:
             self.sources.load_state_dict(state["sources"])
+        history = [EpochResult(**entry) for entry in state["history"]]
         # The best weights that belong to this history: a newer best/ from epochs after the
         # checkpoint (lost with the interruption) must not survive the resume.
         if saved_best.is_file():
             if saved_best.resolve() != self.best_path.resolve():
                 link_or_copy(saved_best, self.best_path)
         elif self.best_path.exists():
-            self.best_path.unlink()
-        return [EpochResult(**entry) for entry in state["history"]]
+            self._keep_or_set_aside_best(history[-1].best_epoch if history else None)
+        return history
+
+    def _keep_or_set_aside_best(self, best_epoch: int | None) -> None:
+        """The checkpoint holds no best weights (its copy was lost): best/ stays when it is the
+        history's best epoch, else it is renamed aside, never deleted (it may be the only copy)."""
+        try:
+            epoch = read_best_metadata(self.best_path).get("epoch")
+        except CheckpointError:
+            epoch = None
+        if epoch is not None and epoch == best_epoch:
+            return
+        for number in itertools.count(1):
+            aside = self.best_path.with_name(f"{self.best_path.stem}.set-aside-{number}{self.best_path.suffix}")
+            if not aside.exists():
+                self.best_path.rename(aside)
+                return
 
     def _best_bytes(self, entry: EpochResult) -> bytes:
         metadata = {"epoch": entry.epoch, "dev_f1": entry.dev_f1, "test_f1": entry.test_f1,
@@ -418,17 +454,22 @@ class Run:
         """
         checkpoint_dir = Path(checkpoint_dir or self.output_dir / "checkpoint")
         history = self._restore(Path(resume_from)) if resume_from is not None else []
+        # Temporary files a crash left between a write and its rename (only our own names).
+        remove_stray_partials(checkpoint_dir, self.best_path.parent)
         self.output_dir.mkdir(parents=True, exist_ok=True)
         self.config.dump(self.output_dir / "config.yaml")
         result = RunResult(self.config, history, data_sizes=self.data.sizes())
         policy = CheckpointPolicy(self.config.checkpoint_every, self.config.total_epochs)
-        writer = CheckpointWriter()
+        writer = self._writer = CheckpointWriter()
 
         try:
             for epoch in range(len(history) + 1, self.config.total_epochs + 1):
                 started = time.perf_counter()
                 reset_peak_memory(self.device)
                 train_loss, meta_loss, source_metrics = self._train_epoch(epoch)
+                # The previous epoch's checkpoint, written while this epoch trained, must be on
+                # disk before this epoch counts: a failed write stops the run at its own epoch.
+                writer.wait()
                 dev_f1, test_f1 = self.evaluate(self.data.target_dev), self.evaluate(self.data.target_test)
                 previous = history[-1] if history else None
                 improved = previous is None or dev_f1 > previous.best_dev_f1
@@ -449,17 +490,17 @@ class Run:
                 )
                 history.append(entry)
                 if improved:
-                    writer.submit(functools.partial(save_best, self.best_path, self._best_bytes(entry)))
+                    save = functools.partial(save_best, self.best_path, self._best_bytes(entry))
+                    writer.submit(_of_epoch(epoch, save))
                 written = None
                 if policy.due(epoch):
                     state_bytes, best_path = serialize_state(self._state(epoch, history)), self.best_path
 
                     def write_checkpoint(state_bytes=state_bytes, best_path=best_path) -> None:
-                        save_checkpoint(checkpoint_dir, state_bytes)
-                        if best_path.is_file():
-                            link_or_copy(best_path, checkpoint_dir / BEST_FILE)
+                        # The state and its best weights are replaced together (checkpoint.save_checkpoint).
+                        save_checkpoint(checkpoint_dir, state_bytes, best=best_path if best_path.is_file() else None)
 
-                    writer.submit(write_checkpoint)
+                    writer.submit(_of_epoch(epoch, write_checkpoint))
                     policy.taken()
                     written = checkpoint_dir
                     if wait_for_checkpoints:
@@ -474,6 +515,8 @@ class Run:
             except Exception:  # noqa: BLE001
                 pass
             raise
+        finally:
+            self._writer = None
         writer.wait()
         if self.save_model and self.best_path.is_file():
             self._save_best()

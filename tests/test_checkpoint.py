@@ -93,3 +93,128 @@ def test_writer_keeps_order_and_reports_errors_on_wait():
     with pytest.raises(OSError, match="disk full"):
         writer.wait()
     writer.wait()  # the error is reported once
+
+
+# ---- same-file links, failed writes, stray partial files ----------------------------------------
+
+import errno  # noqa: E402
+import pickle  # noqa: E402
+import re  # noqa: E402
+
+from metaxl_tune.checkpoint import (  # noqa: E402
+    BEST_FILE,
+    CheckpointWriteError,
+    link_or_copy,
+    remove_stray_partials,
+)
+
+
+def best_file(path, epoch=1):
+    save_best(path, serialize_best({"w": torch.full((4, 4), float(epoch))}, {}, {"epoch": epoch}))
+    return path
+
+
+def test_link_or_copy_onto_the_same_file_leaves_it_alone_and_no_partial(tmp_path):
+    source = best_file(tmp_path / "best" / BEST_FILE)
+    destination = tmp_path / "checkpoint" / BEST_FILE
+    for _ in range(3):  # a plateau: the same best weights linked at every checkpoint
+        link_or_copy(source, destination)
+    assert os.path.samefile(source, destination)
+    assert os.listdir(tmp_path / "checkpoint") == [BEST_FILE] and os.listdir(tmp_path / "best") == [BEST_FILE]
+    assert load_best(destination)[2]["epoch"] == 1
+
+
+def test_a_checkpoint_on_a_plateau_keeps_its_best_weights_and_no_partial(tmp_path):
+    best = best_file(tmp_path / "best" / BEST_FILE)
+    save_checkpoint(tmp_path / "checkpoint", state(), best=best)
+    save_checkpoint(tmp_path / "checkpoint", state(), best=best)
+    assert sorted(os.listdir(tmp_path / "checkpoint")) == [BEST_FILE, STATE_FILE]
+    assert os.path.samefile(best, tmp_path / "checkpoint" / BEST_FILE)
+
+
+def no_space(monkeypatch):
+    def fsync(descriptor):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr("metaxl_tune.checkpoint.os.fsync", fsync)
+
+
+def test_a_failed_write_names_the_file_and_free_space_and_keeps_the_last_good_checkpoint(tmp_path, monkeypatch):
+    folder = tmp_path / "checkpoint"
+    save_checkpoint(folder, state(), best=best_file(tmp_path / "best" / BEST_FILE, epoch=1))
+    newer = best_file(tmp_path / "newer.safetensors", epoch=2)
+    no_space(monkeypatch)
+    with pytest.raises(CheckpointWriteError) as error:
+        save_checkpoint(folder, {**state(), "epoch": 4}, best=newer)
+    message = str(error.value)
+    assert message.startswith(f"cannot write checkpoint file {folder / STATE_FILE}: no space left on device (")
+    assert re.search(r" \(\d+\.\d [KMG]iB free there, \d+\.\d KiB needed\); the last good copy is kept$", message)
+    assert "\n" not in message
+    assert error.value.errno is None and error.value.cause.errno == errno.ENOSPC
+    # Neither half of the pair was replaced: the old state still goes with the old best weights.
+    assert sorted(os.listdir(folder)) == [BEST_FILE, STATE_FILE]
+    assert load_checkpoint(folder)["epoch"] == 3 and load_best(folder / BEST_FILE)[2]["epoch"] == 1
+
+
+def test_a_failed_best_write_keeps_the_previous_best_weights(tmp_path, monkeypatch):
+    path = best_file(tmp_path / BEST_FILE, epoch=1)
+    no_space(monkeypatch)
+    with pytest.raises(CheckpointWriteError, match=rf"^cannot write checkpoint file {path}: no space left on device"):
+        best_file(path, epoch=2)
+    assert os.listdir(tmp_path) == [BEST_FILE] and load_best(path)[2]["epoch"] == 1
+
+
+def test_a_write_error_keeps_its_message_through_pickling_and_advice():
+    error = CheckpointWriteError("/runs/a/checkpoint/state.pt", OSError(errno.EDQUOT, "Disk quota exceeded"),
+                                 needed=3 * 2**20, free=2048)
+    advised = pickle.loads(pickle.dumps(error.at_epoch(3).advise("free some space")))
+    assert str(advised) == ("epoch 3: cannot write checkpoint file /runs/a/checkpoint/state.pt: disk quota exceeded "
+                            "(2.0 KiB free there, 3.0 MiB needed); the last good copy is kept; free some space")
+
+
+def test_stray_partials_of_our_own_names_are_removed_and_nothing_else(tmp_path):
+    checkpoint, best = tmp_path / "checkpoint", tmp_path / "best"
+    ours = [checkpoint / "state.pt.123.456.partial", checkpoint / "best.safetensors.77.partial",
+            best / "best.safetensors.123.456.partial"]
+    others = [checkpoint / STATE_FILE, checkpoint / "notes.partial", checkpoint / "model.pt.1.2.partial",
+              best / BEST_FILE, tmp_path / "state.pt.1.2.partial"]
+    for path in ours + others:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(b"x")
+    assert sorted(remove_stray_partials(checkpoint, best, tmp_path / "missing")) == sorted(ours)
+    assert all(path.exists() for path in others) and not any(path.exists() for path in ours)
+
+
+def test_writer_drops_the_jobs_behind_a_failed_one():
+    writer, done, release = CheckpointWriter(), [], threading.Event()
+
+    def fail():
+        release.wait(5)
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    writer.submit(fail)
+    writer.submit(lambda: done.append("checkpoint after the failed best weights"))
+    release.set()
+    with pytest.raises(OSError, match="No space"):
+        writer.wait()
+    assert done == []
+    writer.submit(lambda: done.append("later"))
+    writer.wait()
+    assert done == ["later"]
+
+
+def test_writer_check_reports_a_failure_without_waiting_for_running_writes():
+    writer, release = CheckpointWriter(), threading.Event()
+
+    def fail():
+        release.wait(5)
+        raise OSError("disk full")
+
+    writer.submit(fail)
+    writer.check()  # the write still runs: nothing to report yet (a blocking check would raise here)
+    release.set()
+    with pytest.raises(OSError, match="disk full"):
+        for _ in range(1000):
+            writer.check()
+            threading.Event().wait(0.01)
+    writer.wait()  # reported once
