@@ -22,7 +22,7 @@ ThetaUpdate = Literal["algorithm1", "recompute"]
 RTNCombine = Literal["mixture", "stack"]
 Hypergradient = Literal["exact", "finite-difference"]
 LabelFormat = Literal["auto", "binary", "stars", "polarity"]
-SourceStrategy = Literal["sequential", "round-robin", "uniform", "bandit"]
+SourceStrategy = Literal["mixed", "sequential", "round-robin", "uniform", "bandit"]
 Precision = Literal["fp32", "bf16", "fp16"]
 Attention = Literal["sdpa", "eager"]
 # An RTN placement: a layer index (0 = after the embeddings, k = after encoder layer k) or a
@@ -84,12 +84,17 @@ class RunConfig(BaseModel):
     source: str = "en"
     """Source language(s): a code, 'related' (paper Table 1: tk->tr, qu->es, ...) or a comma list
     such as 'en,tr' or 'en,related'; each source language is sampled to source_size."""
-    source_strategy: SourceStrategy = "sequential"
-    """With several source languages, which one each step trains on: sequential (the reference's
-    loop: one language's batches after another each epoch), round-robin, uniform (seeded draw)
-    or bandit (EXP3 rewarded by the meta-loss decrease)."""
+    source_strategy: SourceStrategy = "mixed"
+    """Several source languages: mixed (default, the reference's: every language's sample joined into
+    one set, shuffled each epoch, so a batch mixes languages and one RTN serves them all), or one
+    language per batch (our extensions): sequential (one language's batches after another each
+    epoch), round-robin, uniform (seeded draw) or bandit (EXP3 rewarded by the meta-loss decrease).
+    With one source language all of them are the same."""
     rtn_per_source: bool = False
-    """One RTN per source language (the reference's --meta_per_lang) instead of one shared RTN."""
+    """One RTN per source language instead of one shared RTN (our extension; needs a one-language-per-
+    batch source_strategy). The reference's --meta_per_lang builds one RTN set per language but its
+    merged loader always passes set 0, so the other sets never train; with mixed and several source
+    languages this flag is refused rather than restated."""
     method: Method = "metaxl"
     """Training method: target-only, jt (joint training), jt-rtn (JT with RTN, plain SGD) or metaxl."""
     model: str = "xlm-roberta-base"
@@ -277,6 +282,13 @@ class RunConfig(BaseModel):
             raise _field_error("source", f"names a language twice once 'related' is resolved ({','.join(languages)})")
         if self.target in languages:
             raise _field_error("source", f"must differ from target ({self.target})")
+        if self.rtn_per_source and self.uses_rtn and self.source_strategy == "mixed" and len(languages) > 1:
+            raise _field_error(
+                "rtn_per_source",
+                "needs batches of one language, but source_strategy mixed (the default) mixes them (the reference then "
+                "uses RTN set 0 for all); drop --rtn-per-source or pass --source-strategy sequential, "
+                "round-robin, uniform or bandit",
+            )
         if self.finetune_epochs < 0 or (self.finetune_epochs and not self.uses_rtn):
             raise _field_error(
                 "finetune_epochs",

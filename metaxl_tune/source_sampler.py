@@ -1,12 +1,16 @@
-"""Which source language each training step draws its batch from, when there are several.
+"""Which source stream each training step draws its batch from, when there are several languages.
 
-An epoch has as many steps as all source languages have batches together (the reference,
-``mtrain.py``, counts its schedule's steps the same way: the sum of the source sets' sizes over
-the batch size). The strategies differ only in the order of languages:
+- ``mixed`` (the default, the reference's): ``mtrain.py: merge_data`` concatenates every source
+  language's sample into one set and a single shuffled DataLoader passes over it once an epoch, so
+  batches mix languages. The trainer builds that merged stream; here it is one stream whose
+  ceil(summed sizes / batch size) batches are each used once an epoch.
 
-- ``sequential``: the reference's loop (``for j, train_s_loader in enumerate(train_s_loaders)``):
-  every batch of the first language, then every batch of the next one; target batches cycle
-  throughout. Each language's batches are used exactly once an epoch.
+The other strategies keep one stream per language and give each step one language; they are our
+extensions (the reference loops over per-language loaders only for ``metawt_multi``, a method
+metaxl-tune does not have). An epoch has as many steps as the languages have batches together:
+
+- ``sequential``: every batch of the first language, then every batch of the next one; target
+  batches cycle throughout. Each language's batches are used exactly once an epoch.
 - ``round-robin``: one step per language in turn, skipping languages whose batches are used up,
   so again each batch exactly once an epoch.
 - ``uniform``: each step draws a language uniformly with a generator seeded by (seed, epoch).
@@ -25,7 +29,9 @@ import math
 import random
 from typing import Any, Iterator, Sequence
 
-STRATEGIES: tuple[str, ...] = ("sequential", "round-robin", "uniform", "bandit")
+STRATEGIES: tuple[str, ...] = ("mixed", "sequential", "round-robin", "uniform", "bandit")
+MIXED = "mixed"
+"""The strategy whose one stream is every source language merged (mtrain.py: merge_data)."""
 EXP3_GAMMA = 0.1
 """EXP3's exploration rate: every language keeps at least gamma / K of the probability."""
 
@@ -38,13 +44,19 @@ def loss_decrease_reward(previous: float, current: float) -> float:
 
 
 class SourceSchedule:
-    """The language of every step of an epoch, and (for ``bandit``) the sampler's state."""
+    """The stream of every step of an epoch, and (for ``bandit``) the sampler's state.
+
+    ``batches`` holds each stream's batch count: one per source language, or for ``mixed`` the
+    one merged stream's.
+    """
 
     def __init__(self, strategy: str, batches: Sequence[int], *, seed: int, gamma: float = EXP3_GAMMA):
         if strategy not in STRATEGIES:
             raise ValueError(f"source_strategy: must be one of {', '.join(STRATEGIES)} (got {strategy!r})")
         if not batches or min(batches) < 1:
             raise ValueError(f"every source language needs at least one batch (got {list(batches)})")
+        if strategy == MIXED and len(batches) != 1:
+            raise ValueError(f"source_strategy mixed schedules one merged stream (got {len(batches)} streams)")
         self.strategy = strategy
         self.batches = list(batches)
         self.seed = seed
@@ -57,9 +69,9 @@ class SourceSchedule:
         return sum(self.batches)
 
     def languages(self, epoch: int) -> Iterator[int]:
-        """Language index per step. Lazy: a bandit's next draw sees every ``observe`` before it."""
+        """Stream index per step. Lazy: a bandit's next draw sees every ``observe`` before it."""
         count = len(self.batches)
-        if self.strategy == "sequential":
+        if self.strategy in (MIXED, "sequential"):
             for language, batches in enumerate(self.batches):
                 yield from [language] * batches
             return

@@ -50,7 +50,7 @@ from metaxl_tune.model.pretrain import pretrained_model
 from metaxl_tune.model.rtn import RTNBank
 from metaxl_tune.precision import check_precision
 from metaxl_tune.run_folder import RunFolderError, config_differences
-from metaxl_tune.source_sampler import SourceSchedule
+from metaxl_tune.source_sampler import MIXED, SourceSchedule
 
 EVAL_BATCH_SIZE = 64
 
@@ -102,7 +102,9 @@ class EpochResult:
     stage: str = "train"
     """'train' (the configured method) or 'finetune' (back-off fine-tuning, RTN frozen)."""
     sources: dict[str, float] = field(default_factory=dict)
-    """Multi-source bookkeeping, flat metric names: ``source_steps/<lang>`` (steps this epoch)
+    """Multi-source bookkeeping, flat metric names: ``source_examples/<lang>`` (source examples of
+    that language trained on this epoch); for the one-language-per-batch strategies also
+    ``source_steps/<lang>`` (steps this epoch; a mixed batch has no one language to count it for)
     and, for the bandit, ``source_weight/<lang>`` (sampling probability at the epoch's end)."""
     peak_memory_mib: float | None = None
     """Peak memory during this epoch (CUDA max allocated, or the process's peak RSS on CPU)."""
@@ -141,16 +143,18 @@ class RunResult:
 
 
 def source_summary(history: list[EpochResult]) -> dict:
-    """Steps per source language over all epochs and, for the bandit, its final sampling weights."""
-    steps: dict[str, float] = {}
+    """Examples and steps per source language over all epochs and, for the bandit, its final
+    sampling weights."""
+    totals: dict[str, dict[str, float]] = {"source_examples": {}, "source_steps": {}}
     for entry in history:
         for key, value in entry.sources.items():
-            if key.startswith("source_steps/"):
-                language = key.removeprefix("source_steps/")
-                steps[language] = steps.get(language, 0) + value
+            kind, _, language = key.partition("/")
+            if kind in totals:
+                totals[kind][language] = totals[kind].get(language, 0) + value
     last = history[-1].sources if history else {}
     weights = {key.removeprefix("source_weight/"): p for key, p in last.items() if key.startswith("source_weight/")}
-    return {"source_steps": {language: int(count) for language, count in steps.items()}, "source_weights": weights}
+    counts = {kind: {language: int(count) for language, count in values.items()} for kind, values in totals.items()}
+    return {**counts, "source_weights": weights}
 
 
 def resolve_device(name: str) -> torch.device:
@@ -199,11 +203,22 @@ class Run:
         self.data: PreparedData = prepare_data(config, cache_dir, progress=log)
         if log is not None:
             log(describe_sizes(self.data.sizes()))
-        # Which source language each step uses (source_sampler); a language's batch count is its
-        # sample over the batch size, so an epoch passes once over every source sample.
+        # The streams source batches are drawn from: for mixed (mtrain.py: merge_data) one set
+        # joining every language's sample in language order, else one per language.
+        trains = self.data.source_trains
+        self.source_streams = [Batcher.concatenate(trains)] if config.source_strategy == MIXED and trains else trains
+        # The source language of each row of each stream (per-language example counts).
+        self.stream_languages = (
+            [[language for language, batcher in enumerate(trains) for _ in range(len(batcher))]]
+            if config.source_strategy == MIXED and trains
+            else [[language] * len(batcher) for language, batcher in enumerate(trains)]
+        )
+        # Which stream each step uses (source_sampler); a stream's batch count is its size over
+        # the batch size (a last, smaller batch included), so an epoch passes once over every
+        # source example.
         self.sources = SourceSchedule(
             config.source_strategy,
-            [math.ceil(len(batcher) / config.batch_size) for batcher in self.data.source_trains] or [1],
+            [math.ceil(len(stream) / config.batch_size) for stream in self.source_streams] or [1],
             seed=config.seed,
         )
         if config.model == "tiny":
@@ -228,7 +243,7 @@ class Run:
                 residual=config.rtn_residual,
             ).to(self.device)
             self.rtn.attach(*encoder_modules(self.model))
-        self.learner = Learner(self.model, self.rtn, config, total_steps=config.epochs * self.steps_per_epoch)
+        self.learner = Learner(self.model, self.rtn, config, total_steps=self.schedule_steps)
         self.finetuner: BackoffFinetuner | None = None
         self._writer: CheckpointWriter | None = None
 
@@ -242,8 +257,25 @@ class Run:
             return math.ceil(len(self.data.target_train) / self.config.batch_size)
         return self.sources.steps_per_epoch
 
+    @property
+    def schedule_steps(self) -> float:
+        """The length of the warm-up schedules. The reference (mtrain.py) counts it as the merged
+        source set's size times the epochs over the batch size, a fraction (not the batch count,
+        which rounds each epoch's last, smaller batch up); mixed restates that. The strategies
+        with one stream per language (our extensions) count their steps: epochs x batches."""
+        if self.config.uses_source and self.config.source_strategy == MIXED:
+            return self.config.epochs * len(self.source_streams[0]) / self.config.batch_size
+        return self.config.epochs * self.steps_per_epoch
+
     def _epoch_plan(self, epoch: int) -> Iterator[tuple[int | None, list[int] | None, list[int]]]:
-        """(source language index, source indices, target indices) per step.
+        """(source stream index, row indices in that stream, target indices) per step.
+
+        A stream is one source language, or for mixed every language merged: one shuffled pass
+        over the merged set an epoch, its last batch smaller, as the reference's DataLoader
+        (shuffle=True, no drop_last) over ``merge_data``'s set. Target batches are full batches
+        of a stream of shuffled passes over the target sample, drawn afresh each epoch; the
+        reference's target iterator instead keeps its place across epochs and ends each pass
+        with a smaller batch.
 
         Batch order is a pure function of (seed, epoch) and, for the bandit, of the sampler
         state at the epoch's start (saved in the checkpoint), so a resumed run is identical.
@@ -259,10 +291,10 @@ class Run:
             for start in range(0, n_target, size):
                 yield None, None, order[start : start + size]
             return
-        # One shuffled pass per language, drawn in language order (a single source draws exactly
+        # One shuffled pass per stream, drawn in stream order (a single source draws exactly
         # what the single-source loop always drew). Sampled strategies may ask a language for
         # more batches than it has: it then starts another shuffled pass.
-        orders = [torch.randperm(len(b), generator=generator).tolist() for b in self.data.source_trains]
+        orders = [torch.randperm(len(b), generator=generator).tolist() for b in self.source_streams]
         cursors = [0] * len(orders)
         for step, language in enumerate(self.sources.languages(epoch)):
             if cursors[language] >= len(orders[language]):
@@ -312,6 +344,7 @@ class Run:
     def _train_epoch(self, epoch: int) -> tuple[float, float | None, dict[str, float]]:
         train_losses, meta_losses = [], []
         steps_per_language = [0] * len(self.data.source_languages)
+        examples_per_language = [0] * len(self.data.source_languages)
         data = self.data
         step = self._step_function(epoch)
         plan = tqdm(
@@ -322,15 +355,19 @@ class Run:
             leave=False,
         )
         for language, source_indices, target_indices in plan:
-            source = data.source_trains[language].batch(source_indices, self.device) if language is not None else None
+            # ``language`` is a stream: one source language, or (mixed) all of them merged.
+            source = self.source_streams[language].batch(source_indices, self.device) if language is not None else None
             # The RTN set (and mixture logits) of the step's language when each source language has
-            # its own (rtn_per_source, the reference's meta_per_lang), else the one shared set.
+            # its own (rtn_per_source, refused with mixed batches), else the one shared set: the
+            # reference's merged loader always passes set 0.
             rtn_set = language if language is not None and self.config.rtn_per_source else 0
             losses = step(source, data.target_train.batch(target_indices, self.device), source_index=rtn_set)
             if not math.isfinite(losses.train_loss):
                 raise DivergedError(f"training loss became {losses.train_loss} at epoch {epoch}")
             if language is not None:
                 steps_per_language[language] += 1
+                for row in source_indices:
+                    examples_per_language[self.stream_languages[language][row]] += 1
                 # The bandit's reward: how much this step lowered the meta (else training) loss.
                 self.sources.observe(language, losses.meta_loss if losses.meta_loss is not None else losses.train_loss)
             train_losses.append(losses.train_loss)
@@ -340,13 +377,15 @@ class Run:
             if self._writer is not None:
                 self._writer.check()  # a failed checkpoint write stops the run now, not epochs later
         mean = lambda values: sum(values) / len(values) if values else None  # noqa: E731
-        return mean(train_losses), mean(meta_losses), self._source_metrics(steps_per_language)
+        return mean(train_losses), mean(meta_losses), self._source_metrics(steps_per_language, examples_per_language)
 
-    def _source_metrics(self, steps_per_language: list[int]) -> dict[str, float]:
+    def _source_metrics(self, steps_per_language: list[int], examples_per_language: list[int]) -> dict[str, float]:
         languages = self.data.source_languages
         if len(languages) < 2:
             return {}
-        metrics = {f"source_steps/{language}": float(count) for language, count in zip(languages, steps_per_language)}
+        metrics = {f"source_examples/{language}": float(n) for language, n in zip(languages, examples_per_language)}
+        if self.config.source_strategy != MIXED:  # a mixed batch belongs to no one language
+            metrics.update({f"source_steps/{language}": float(n) for language, n in zip(languages, steps_per_language)})
         if self.config.source_strategy == "bandit":
             metrics.update(
                 {f"source_weight/{language}": p for language, p in zip(languages, self.sources.probabilities())}

@@ -136,3 +136,19 @@ def test_a_binary_config_file_is_named(tmp_path):
     path.write_bytes(b"\x80\x81\x82")
     with pytest.raises(ConfigError, match=rf"^{path}: not UTF-8 text \(byte 0\); --config needs a YAML file$"):
         load_config(path)
+
+
+def test_several_sources_default_to_the_references_mixed_batches():
+    assert RunConfig(target="tk", source="en,related").source_strategy == "mixed"
+
+
+def test_rtn_per_source_with_mixed_batches_is_refused_naming_both_flags():
+    with pytest.raises(ConfigError, match="rtn_per_source: needs batches of one language.*drop --rtn-per-source "
+                                          "or pass --source-strategy sequential"):
+        build_config({"target": "tk", "source": "en,related", "rtn_per_source": True})
+
+
+def test_rtn_per_source_is_accepted_with_one_language_per_batch_or_one_source():
+    assert build_config({"target": "tk", "source": "en,related", "rtn_per_source": True,
+                         "source_strategy": "sequential"}).rtn_per_source
+    assert build_config({"target": "tk", "source": "en", "rtn_per_source": True}).rtn_per_source

@@ -11,9 +11,17 @@ from metaxl_tune.checkpoint import load_checkpoint, save_checkpoint
 from metaxl_tune.source_sampler import SourceSchedule, loss_decrease_reward
 
 
+def test_mixed_draws_every_batch_of_its_one_merged_stream():
+    # mtrain.py: merge_data joins the languages into one set, so its loop has one loader.
+    assert list(SourceSchedule("mixed", [5], seed=1).languages(1)) == [0] * 5
+
+
+def test_mixed_refuses_one_stream_per_language():
+    with pytest.raises(ValueError, match="source_strategy mixed schedules one merged stream"):
+        SourceSchedule("mixed", [3, 2], seed=1)
+
+
 def test_sequential_runs_each_language_to_the_end_in_order():
-    # mtrain.py: `for j, train_s_loader in enumerate(train_s_loaders)` runs all of loader j's
-    # batches before loader j + 1's.
     schedule = SourceSchedule("sequential", [3, 2], seed=1)
     assert list(schedule.languages(1)) == [0, 0, 0, 1, 1]
     assert list(schedule.languages(2)) == [0, 0, 0, 1, 1]

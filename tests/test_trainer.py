@@ -107,13 +107,59 @@ def two_sources(tmp_path, **changes) -> RunConfig:
 
 
 def test_sequential_plan_runs_each_source_language_in_turn(tmp_path):
-    run = Run(two_sources(tmp_path, rtn_per_source=True), tmp_path / "run", cache_dir=tmp_path / "cache", progress=False)
+    run = Run(two_sources(tmp_path, source_strategy="sequential", rtn_per_source=True), tmp_path / "run", cache_dir=tmp_path / "cache", progress=False)
     plan = list(run._epoch_plan(1))
     assert [language for language, _, _ in plan] == [0, 0, 0, 1, 1, 1]
     assert sorted(i for language, source, _ in plan if language == 0 for i in source) == list(range(12))
     assert all(len(target) == 4 for _, _, target in plan)
     # One RTN per source language (one placement each).
     assert sum(isinstance(module, RTN) for module in run.rtn.modules()) == 2
+
+
+def test_mixed_plan_mixes_languages_and_uses_each_example_once_an_epoch(tmp_path):
+    # en 14 + tr 12 examples merged (mtrain.py: merge_data), batches of 4: 7 steps, the last of 2.
+    config = two_sources(tmp_path, source_size=14)
+    run = Run(config, tmp_path / "run", cache_dir=tmp_path / "cache", progress=False)
+    plan = list(run._epoch_plan(1))
+    assert [len(source) for _, source, _ in plan] == [4, 4, 4, 4, 4, 4, 2]
+    assert {stream for stream, _, _ in plan} == {0} and run.steps_per_epoch == 7
+    assert sorted(i for _, source, _ in plan for i in source) == list(range(26))
+    languages = run.stream_languages[0]
+    assert languages == [0] * 14 + [1] * 12
+    assert any(len({languages[i] for i in source}) == 2 for _, source, _ in plan)
+    again = Run(config, tmp_path / "again", cache_dir=tmp_path / "cache", progress=False)
+    assert list(again._epoch_plan(1)) == plan
+    assert [source for _, source, _ in run._epoch_plan(2)] != [source for _, source, _ in plan]
+
+
+def test_mixed_schedule_spans_the_references_fractional_step_count(tmp_path):
+    # mtrain.py: num_train_optimization_steps = len(merged source set) * epochs / batch size.
+    run = Run(two_sources(tmp_path, source_size=14, epochs=2), tmp_path / "run", cache_dir=tmp_path / "cache",
+              progress=False)
+    assert run.schedule_steps == 26 * 2 / 4 and run.steps_per_epoch * 2 == 14
+    sequential = Run(two_sources(tmp_path, source_size=14, epochs=2, source_strategy="sequential"),
+                     tmp_path / "sequential", cache_dir=tmp_path / "cache", progress=False)
+    assert sequential.schedule_steps == 2 * (4 + 3)
+
+
+def test_mixed_run_reports_examples_per_language_and_resumes_bit_identically(tmp_path):
+    config = two_sources(tmp_path, source_size=14, epochs=2)
+    straight = Run(config, tmp_path / "straight", cache_dir=tmp_path / "cache", progress=False)
+    expected = straight.fit()
+    assert expected.history[0].sources == {"source_examples/en": 14.0, "source_examples/tr": 12.0}
+    results = json.loads((tmp_path / "straight" / "results.json").read_text())
+    assert results["source_examples"] == {"en": 28, "tr": 24} and results["source_steps"] == {}
+
+    interrupted = Run(config, tmp_path / "resumed", cache_dir=tmp_path / "cache", progress=False)
+    with pytest.raises(Interrupt):
+        interrupted.fit(on_epoch=stop_after_first_epoch)
+    resumed = Run(config, tmp_path / "resumed", cache_dir=tmp_path / "cache", progress=False)
+    result = resumed.fit(resume_from=tmp_path / "resumed" / "checkpoint")
+    assert [(e.train_loss, e.meta_loss, e.dev_f1) for e in result.history] == [
+        (e.train_loss, e.meta_loss, e.dev_f1) for e in expected.history
+    ]
+    for a, b in zip(straight.rtn.state_dict().values(), resumed.rtn.state_dict().values()):
+        assert torch.equal(a, b)
 
 
 def test_per_source_steps_and_sizes_reach_results(tmp_path):
@@ -123,6 +169,7 @@ def test_per_source_steps_and_sizes_reach_results(tmp_path):
     assert result.history[0].metrics()["source_steps/en"] == 3.0
     results = json.loads((tmp_path / "run" / "results.json").read_text())
     assert results["source_steps"] == {"en": 3, "tr": 3} and results["source_weights"] == {}
+    assert results["source_examples"] == {"en": 12, "tr": 12}
     assert results["data_sizes"] == {"source": {"en": 12, "tr": 12}, "target_train": 8, "target_dev": 10, "target_test": 10}
 
 

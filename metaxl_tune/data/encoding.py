@@ -110,6 +110,20 @@ class Batcher:
             else DataCollatorWithPadding(tokenizer, return_tensors="pt")
         )
 
+    @classmethod
+    def concatenate(cls, batchers: Sequence["Batcher"]) -> "Batcher":
+        """One set holding every batcher's rows, in order (the rows of ``batchers[0]`` first), as
+        the reference's ``mtrain.py: merge_data`` concatenates the source languages' samples.
+        The rows are shared, not copied; the first batcher's collator pads them."""
+        merged = cls.__new__(cls)
+        merged.input_ids = [row for batcher in batchers for row in batcher.input_ids]
+        merged.labels = [label for batcher in batchers for label in batcher.labels]
+        has_words = all(batcher.word_labels is not None for batcher in batchers)
+        merged.word_labels = [row for batcher in batchers for row in batcher.word_labels] if has_words else None
+        merged.word_ids = [row for batcher in batchers for row in batcher.word_ids] if has_words else None
+        merged.collate = batchers[0].collate
+        return merged
+
     def __len__(self) -> int:
         return len(self.input_ids)
 

@@ -42,7 +42,7 @@ def outcome(result: dict[str, Any] | None, error: bool) -> tuple[str, str]:
 
 
 # Multi-source metrics (trainer.EpochResult.sources): one per source language.
-SOURCE_METRIC_PREFIXES = ("source_steps/", "source_weight/")
+SOURCE_METRIC_PREFIXES = ("source_examples/", "source_steps/", "source_weight/")
 USED_SIZE_PREFIX = "used."
 """Result keys holding the data sizes a trial actually used; logged once as MLflow params."""
 

@@ -117,6 +117,7 @@ def _panx_data(tmp_path, languages):
 def test_two_source_metaxl_with_rtn_per_source_records_what_it_used(tmp_path):
     args = _panx_data(tmp_path, [("tk", 10), ("en", 14), ("tr", 12)])
     result = runner.invoke(app, ["train", *args, "--method", "metaxl", "--source", "en,related", "--rtn-per-source",
+                                 "--source-strategy", "sequential",
                                  "--rtn-layers", "last", "--rtn-bottleneck", "8", "--source-size", "14",
                                  "--output", str(tmp_path / "run")])
     assert result.exit_code == 0, result.output
@@ -128,6 +129,28 @@ def test_two_source_metaxl_with_rtn_per_source_records_what_it_used(tmp_path):
     assert results["config"]["source"] == "en,related" and results["config"]["rtn_per_source"] is True
     state = __import__("torch").load(tmp_path / "run" / "rtn.pt", weights_only=True)["state"]
     assert sum(key.endswith("down.weight") for key in state) == 2  # one RTN per source language
+
+
+def test_two_source_metaxl_mixes_the_languages_by_default(tmp_path):
+    args = _panx_data(tmp_path, [("tk", 10), ("en", 14), ("tr", 12)])
+    result = runner.invoke(app, ["train", *args, "--method", "metaxl", "--source", "en,related",
+                                 "--rtn-layers", "last", "--rtn-bottleneck", "8", "--source-size", "12",
+                                 "--output", str(tmp_path / "run")])
+    assert result.exit_code == 0, result.output
+    results = json.loads((tmp_path / "run" / "results.json").read_text())
+    assert results["config"]["source_strategy"] == "mixed"
+    assert results["source_examples"] == {"en": 12, "tr": 12} and results["source_steps"] == {}
+    state = __import__("torch").load(tmp_path / "run" / "rtn.pt", weights_only=True)["state"]
+    assert sum(key.endswith("down.weight") for key in state) == 1  # one RTN serves both languages
+
+
+def test_rtn_per_source_with_mixed_batches_is_refused_before_any_data_work(tmp_path):
+    args = _panx_data(tmp_path, [("tk", 10), ("en", 14), ("tr", 12)])
+    result = runner.invoke(app, ["train", *args, "--method", "metaxl", "--source", "en,related", "--rtn-per-source",
+                                 "--output", str(tmp_path / "run")])
+    assert result.exit_code != 0
+    assert "drop --rtn-per-source or pass --source-strategy sequential" in result.output
+    assert not (tmp_path / "run").exists()
 
 
 def test_target_only_trains_without_the_source_folder(tmp_path):

@@ -82,7 +82,8 @@ def test_multi_source_study_dry_run_counts_its_rows(tmp_path, shared_cache):
     result = run_cli(["ablate", "--study", "multi-source", "--task", "ner", "--targets", "qu,tk", "--seeds", "2",
                       "--dry-run"], cwd=tmp_path, cache_dir=shared_cache, timeout=120)
     assert result.returncode == 0, result.stderr
-    assert "16 runs, about" in result.stdout
+    assert "20 runs, about" in result.stdout
     settings = load_study("multi-source", "ner").settings
-    assert [values.get("source") for values in settings.values()] == ["en", "related", "en,related", "en,related"]
-    assert [values.get("rtn_per_source", False) for values in settings.values()] == [False, False, False, True]
+    assert [values.get("source") for values in settings.values()] == ["en", "related"] + ["en,related"] * 3
+    assert [values.get("source_strategy", "mixed") for values in settings.values()] == ["mixed"] * 3 + ["sequential"] * 2
+    assert [values.get("rtn_per_source", False) for values in settings.values()] == [False] * 4 + [True]

@@ -170,3 +170,5 @@ def test_ner_space_searches_source_sets_with_per_source_rtn_only_for_two():
     configs = [space.to_run_config(NER, trial.user_attrs["sampled"]) for trial in ask(space, n=30)]
     assert {config.source for config in configs} == {"en", "related", "en,related"}
     assert all(not config.rtn_per_source for config in configs if config.source != "en,related")
+    # one RTN per source language only with one language per batch (mixed batches use one RTN)
+    assert all(config.source_strategy == "sequential" for config in configs if config.rtn_per_source)
