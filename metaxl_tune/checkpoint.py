@@ -246,6 +246,11 @@ def load_best(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tens
 def link_or_copy(source: Path, destination: Path) -> None:
     """Put ``source``'s current bytes at ``destination`` (a hard link when the filesystem allows:
     best files are replaced, never rewritten in place, so the link keeps this version)."""
+    if destination.exists() and os.path.samefile(source, destination):
+        # Already this version (best not improved since the last checkpoint). Going on would
+        # rename one link of the file onto another, which POSIX rename() skips, leaving the
+        # partial name behind to break the next call.
+        return
     destination.parent.mkdir(parents=True, exist_ok=True)
     partial = destination.with_name(destination.name + f".{os.getpid()}.partial")
     try:

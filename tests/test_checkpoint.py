@@ -13,6 +13,7 @@ from metaxl_tune.checkpoint import (
     STATE_FILE,
     CheckpointError,
     CheckpointWriter,
+    link_or_copy,
     load_best,
     load_checkpoint,
     read_best_metadata,
@@ -93,3 +94,16 @@ def test_writer_keeps_order_and_reports_errors_on_wait():
     with pytest.raises(OSError, match="disk full"):
         writer.wait()
     writer.wait()  # the error is reported once
+
+
+def test_linking_the_same_best_file_again_and_again_leaves_one_copy(tmp_path):
+    # A best file unchanged over several checkpoints: rename() between two links of one file
+    # does nothing, so a partial name must not be left behind to break the next checkpoint.
+    source = tmp_path / "best" / "best.safetensors"
+    source.parent.mkdir()
+    source.write_bytes(b"weights")
+    destination = tmp_path / "checkpoint" / "best.safetensors"
+    for _ in range(3):
+        link_or_copy(source, destination)
+    assert destination.read_bytes() == b"weights"
+    assert sorted(path.name for path in destination.parent.iterdir()) == ["best.safetensors"]
