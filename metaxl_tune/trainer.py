@@ -10,6 +10,7 @@ import functools
 import json
 import math
 import os
+import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -91,6 +92,9 @@ class EpochResult:
     """Peak memory during this epoch (CUDA max allocated, or the process's peak RSS on CPU)."""
     rtn_mix: dict[str, float] = field(default_factory=dict)
     """The learned mixture weights at the end of the epoch (rtn_combine mixture), e.g. rtn_mix_12."""
+    finetune_from_epoch: int | None = None
+    """Fine-tuning stage only: the training-stage epoch (its best dev F1) whose theta and phi the
+    stage started from, as the reference's --do_finetune starts from best.pt and best_meta.pt."""
 
     def metrics(self) -> dict[str, float]:
         # Numbers only (Tune and MLflow metrics): the stage shows as epochs past config.epochs.
@@ -104,6 +108,8 @@ class RunResult:
     history: list[EpochResult] = field(default_factory=list)
     data_sizes: dict = field(default_factory=dict)
     """Examples actually used (PreparedData.sizes): source per language, target train/dev/test."""
+    eval_max_length: int | None = None
+    """The sub-word length dev and test were encoded at (config.eval_max_length capped to the model)."""
 
     @property
     def best(self) -> EpochResult:
@@ -119,6 +125,10 @@ class RunResult:
             "test_f1": best.best_test_f1,
             "history": [asdict(entry) for entry in self.history],
             "data_sizes": self.data_sizes,
+            "eval_max_length": self.eval_max_length,
+            "finetune_from_epoch": next(
+                (entry.finetune_from_epoch for entry in self.history if entry.finetune_from_epoch is not None), None
+            ),
             **source_summary(self.history),
         }
 
@@ -173,13 +183,16 @@ class Run:
         check_precision(config.precision, self.device)
         fit = check_fit(config)  # placements and max_length against the model, before any data
         model_config, self.placements = fit.model_config, fit.placements
+        notice = fit.eval_cap_notice(config)
+        if notice is not None:
+            (log or (lambda line: print(line, file=sys.stderr, flush=True)))(notice)
         cache_dir = Path(cache_dir or default_cache_dir())
         # tiny-pretrained is a saved model in the cache, built (once) before anything else needs it.
         model_name = pretrained_model(config, cache_dir, progress=progress, log=log)
         if model_name != config.model:
             model_config = load_model_config(model_name, max_length=config.max_length)
 
-        self.data: PreparedData = prepare_data(config, cache_dir, progress=log)
+        self.data: PreparedData = prepare_data(config, cache_dir, progress=log, eval_max_length=fit.eval_max_length)
         if log is not None:
             log(describe_sizes(self.data.sizes()))
         # Which source language each step uses (source_sampler); a language's batch count is its
@@ -212,6 +225,8 @@ class Run:
             self.rtn.attach(*encoder_modules(self.model))
         self.learner = Learner(self.model, self.rtn, config, total_steps=config.epochs * self.steps_per_epoch)
         self.finetuner: BackoffFinetuner | None = None
+        self.finetune_from: int | None = None
+        """The epoch whose best-dev weights the back-off fine-tuning stage started from."""
 
     # ---- batching ------------------------------------------------------------------------
 
@@ -270,7 +285,7 @@ class Run:
                 gold += labels.tolist()
                 predicted += predictions.tolist()
                 continue
-            # Whole sentences: gold from the original words, words cut by max_length predicted O.
+            # Whole sentences: gold from the original words, words cut by eval_max_length predicted O.
             for row, row_labels, row_predictions in zip(rows, labels, predictions):
                 keep = row_labels != IGNORE_INDEX
                 words = batcher.word_labels[row]
@@ -284,11 +299,19 @@ class Run:
         return "finetune" if epoch > self.config.epochs else "train"
 
     def _step_function(self, epoch: int) -> Callable:
-        if self._stage(epoch) == "train":
-            return self.learner.step
-        if self.finetuner is None:
-            self.finetuner = BackoffFinetuner(self.learner)
-        return self.finetuner.step
+        return self.learner.step if self._stage(epoch) == "train" else self.finetuner.step
+
+    def _begin_finetune(self) -> None:
+        """Back-off fine-tuning starts from the training stage's best-dev theta AND phi, as the
+        reference's ``mtrain.py --do_finetune`` loads ``best.pt`` and ``best_meta.pt`` (paper
+        section 4.6), not from the last epoch. best_path holds them: no fine-tuning epoch has
+        run yet, so it is still the training stage's best."""
+        theta, phi, metadata = load_best(self.best_path)
+        self.model.load_state_dict(theta)
+        if self.rtn is not None:
+            self.rtn.load_state_dict(phi)
+        self.finetuner = BackoffFinetuner(self.learner)
+        self.finetune_from = int(metadata["epoch"])
 
     def _train_epoch(self, epoch: int) -> tuple[float, float | None, dict[str, float]]:
         train_losses, meta_losses = [], []
@@ -368,6 +391,7 @@ class Run:
             self.rtn.load_state_dict(state["phi"])
         self.learner.load_state_dict(state["learner"])
         if state.get("finetune") is not None:
+            # Inside the fine-tuning stage: theta and phi above are already the stage's own.
             self.finetuner = BackoffFinetuner(self.learner)
             self.finetuner.load_state_dict(state["finetune"])
         restore_rng_state(state["rng"])
@@ -380,7 +404,9 @@ class Run:
                 link_or_copy(saved_best, self.best_path)
         elif self.best_path.exists():
             self.best_path.unlink()
-        return [EpochResult(**entry) for entry in state["history"]]
+        history = [EpochResult(**entry) for entry in state["history"]]
+        self.finetune_from = next((e.finetune_from_epoch for e in history if e.finetune_from_epoch is not None), None)
+        return history
 
     def _best_bytes(self, entry: EpochResult) -> bytes:
         metadata = {"epoch": entry.epoch, "dev_f1": entry.dev_f1, "test_f1": entry.test_f1,
@@ -419,7 +445,8 @@ class Run:
         history = self._restore(Path(resume_from)) if resume_from is not None else []
         self.output_dir.mkdir(parents=True, exist_ok=True)
         self.config.dump(self.output_dir / "config.yaml")
-        result = RunResult(self.config, history, data_sizes=self.data.sizes())
+        result = RunResult(self.config, history, data_sizes=self.data.sizes(),
+                           eval_max_length=self.data.eval_max_length)
         policy = CheckpointPolicy(self.config.checkpoint_every, self.config.total_epochs)
         writer = CheckpointWriter()
 
@@ -427,6 +454,9 @@ class Run:
             for epoch in range(len(history) + 1, self.config.total_epochs + 1):
                 started = time.perf_counter()
                 reset_peak_memory(self.device)
+                if self._stage(epoch) == "finetune" and self.finetuner is None:
+                    writer.wait()  # the training stage's best-dev weights must be on disk first
+                    self._begin_finetune()
                 train_loss, meta_loss, source_metrics = self._train_epoch(epoch)
                 dev_f1, test_f1 = self.evaluate(self.data.target_dev), self.evaluate(self.data.target_test)
                 previous = history[-1] if history else None
@@ -445,6 +475,7 @@ class Run:
                     sources=source_metrics,
                     peak_memory_mib=peak_memory_mib(self.device),
                     rtn_mix=self._mixture_weights(),
+                    finetune_from_epoch=self.finetune_from if self._stage(epoch) == "finetune" else None,
                 )
                 history.append(entry)
                 if improved:
