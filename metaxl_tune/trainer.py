@@ -179,6 +179,7 @@ class Run:
         self.output_dir = Path(output_dir)
         self.progress = progress
         self.save_model = save_model
+        self.log = log
         self.device = resolve_device(config.device)
         check_precision(config.precision, self.device)
         fit = check_fit(config)  # placements and max_length against the model, before any data
@@ -312,6 +313,8 @@ class Run:
             self.rtn.load_state_dict(phi)
         self.finetuner = BackoffFinetuner(self.learner)
         self.finetune_from = int(metadata["epoch"])
+        if self.log is not None:
+            self.log(f"fine-tuning from epoch {self.finetune_from}'s weights (best dev F1 {metadata['dev_f1']:.2f})")
 
     def _train_epoch(self, epoch: int) -> tuple[float, float | None, dict[str, float]]:
         train_losses, meta_losses = [], []
