@@ -142,7 +142,8 @@ class RunConfig(BaseModel):
     """Training epochs; the epoch with the best dev F1 is reported."""
     finetune_epochs: int = 0
     """Back-off fine-tuning (paper 4.6; reference --do_finetune): epochs run after the MetaXL/JT-RTN
-    epochs on source + target with the RTN applied and frozen; best dev epoch picked over both stages."""
+    epochs on source + target with the RTN applied and frozen, starting (as the reference) from the
+    best-dev epoch's theta and phi; best dev epoch picked over both stages."""
     batch_size: int | None = None
     """Examples per source and per target batch (default: 16 for NER, 12 for SA)."""
     max_length: int | None = None

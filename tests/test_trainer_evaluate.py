@@ -83,7 +83,9 @@ def test_an_eval_length_past_the_model_is_capped_with_one_notice_and_recorded(tm
     run.fit()
 
     notices = [line for line in capsys.readouterr().err.splitlines() if line.startswith("notice:")]
-    assert notices == ["notice: --eval-max-length 512 is more than model tiny takes; dev and test are encoded at 14 sub-words"]
+    assert notices == [
+        "notice: --eval-max-length 512 is more than model tiny takes; dev and test are encoded at 14 sub-words"
+    ]
     assert max(map(len, run.data.target_dev.input_ids)) == 14
     results = json.loads((tmp_path / "results.json").read_text())
     assert (results["config"]["eval_max_length"], results["eval_max_length"]) == (512, 14)

@@ -10,7 +10,9 @@ from dataclasses import dataclass
 from transformers import PretrainedConfig, XLMRobertaConfig
 
 from metaxl_tune.config import RunConfig
-from metaxl_tune.model.backbone import TINY, ModelError, check_max_length, load_model_config, model_depth, position_limit
+from metaxl_tune.model.backbone import (
+    TINY, ModelError, check_max_length, load_model_config, model_depth, position_limit,
+)
 from metaxl_tune.model.pretrain import PRETRAINED, default_recipe
 from metaxl_tune.model.rtn import resolve_placements
 from metaxl_tune.model.tokenizer import special_tokens_added
