@@ -61,10 +61,12 @@ METHODS_USING: dict[str, tuple[str, ...]] = {
     },
 }
 
-# Paper protocol (DESIGN.md section 2) per task: batch, max length, RTN bottleneck, source size.
+# Paper protocol (DESIGN.md section 2) per task: batch, max length, RTN bottleneck, source size;
+# the evaluation length is the reference recipe's (NER: --train_max_seq_length 200 for training,
+# --max_seq_length 512 for dev/test; SA: 256 for both).
 TASK_DEFAULTS: dict[str, dict[str, int]] = {
-    "ner": {"batch_size": 16, "max_length": 200, "rtn_bottleneck": 384, "source_size": 5000},
-    "sa": {"batch_size": 12, "max_length": 256, "rtn_bottleneck": 192, "source_size": 1000},
+    "ner": {"batch_size": 16, "max_length": 200, "eval_max_length": 512, "rtn_bottleneck": 384, "source_size": 5000},
+    "sa": {"batch_size": 12, "max_length": 256, "eval_max_length": 256, "rtn_bottleneck": 192, "source_size": 1000},
 }
 
 
@@ -155,11 +157,15 @@ class RunConfig(BaseModel):
     """Training epochs; the epoch with the best dev F1 is reported."""
     finetune_epochs: int = 0
     """Back-off fine-tuning (paper 4.6; reference --do_finetune): epochs run after the MetaXL/JT-RTN
-    epochs on source + target with the RTN applied and frozen; best dev epoch picked over both stages."""
+    epochs on source + target with the RTN applied and frozen, starting (as the reference) from the
+    best-dev epoch's theta and phi; best dev epoch picked over both stages."""
     batch_size: int | None = None
     """Examples per source and per target batch (default: 16 for NER, 12 for SA)."""
     max_length: int | None = None
-    """Maximum sub-word sequence length (default: 200 for NER, 256 for SA)."""
+    """Maximum sub-word sequence length of the training batches (default: 200 for NER, 256 for SA)."""
+    eval_max_length: int | None = None
+    """Maximum sub-word length of the dev and test sentences (default: the reference's 512 for NER,
+    256 for SA); capped, with a notice, to the model's position embeddings. Words past it count as O."""
     source_size: int | None = None
     """Source training examples sampled per source language (default: 5000 for NER, 1000 for SA)."""
     target_size: int = 100
@@ -250,6 +256,7 @@ class RunConfig(BaseModel):
             "epochs": self.epochs,
             "batch_size": self.batch_size,
             "max_length": self.max_length,
+            "eval_max_length": self.eval_max_length,
             "source_size": self.source_size,
             "target_size": self.target_size,
             "portion": self.portion,

@@ -11,6 +11,7 @@ import itertools
 import json
 import math
 import os
+import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -110,6 +111,9 @@ class EpochResult:
     """Peak memory during this epoch (CUDA max allocated, or the process's peak RSS on CPU)."""
     rtn_mix: dict[str, float] = field(default_factory=dict)
     """The learned mixture weights at the end of the epoch (rtn_combine mixture), e.g. rtn_mix_12."""
+    finetune_from_epoch: int | None = None
+    """Fine-tuning stage only: the training-stage epoch (its best dev F1) whose theta and phi the
+    stage started from, as the reference's --do_finetune starts from best.pt and best_meta.pt."""
 
     def metrics(self) -> dict[str, float]:
         # Numbers only (Tune and MLflow metrics): the stage shows as epochs past config.epochs.
@@ -123,6 +127,8 @@ class RunResult:
     history: list[EpochResult] = field(default_factory=list)
     data_sizes: dict = field(default_factory=dict)
     """Examples actually used (PreparedData.sizes): source per language, target train/dev/test."""
+    eval_max_length: int | None = None
+    """The sub-word length dev and test were encoded at (config.eval_max_length capped to the model)."""
 
     @property
     def best(self) -> EpochResult:
@@ -138,6 +144,10 @@ class RunResult:
             "test_f1": best.best_test_f1,
             "history": [asdict(entry) for entry in self.history],
             "data_sizes": self.data_sizes,
+            "eval_max_length": self.eval_max_length,
+            "finetune_from_epoch": next(
+                (entry.finetune_from_epoch for entry in self.history if entry.finetune_from_epoch is not None), None
+            ),
             **source_summary(self.history),
         }
 
@@ -190,17 +200,21 @@ class Run:
         self.output_dir = Path(output_dir)
         self.progress = progress
         self.save_model = save_model
+        self.log = log
         self.device = resolve_device(config.device)
         check_precision(config.precision, self.device)
         fit = check_fit(config)  # placements and max_length against the model, before any data
         model_config, self.placements = fit.model_config, fit.placements
+        notice = fit.eval_cap_notice(config)
+        if notice is not None:
+            (log or (lambda line: print(line, file=sys.stderr, flush=True)))(notice)
         cache_dir = Path(cache_dir or default_cache_dir())
         # tiny-pretrained is a saved model in the cache, built (once) before anything else needs it.
         model_name = pretrained_model(config, cache_dir, progress=progress, log=log)
         if model_name != config.model:
             model_config = load_model_config(model_name, max_length=config.max_length)
 
-        self.data: PreparedData = prepare_data(config, cache_dir, progress=log)
+        self.data: PreparedData = prepare_data(config, cache_dir, progress=log, eval_max_length=fit.eval_max_length)
         if log is not None:
             log(describe_sizes(self.data.sizes()))
         # The streams source batches are drawn from: for mixed (mtrain.py: merge_data) one set
@@ -246,6 +260,8 @@ class Run:
         self.learner = Learner(self.model, self.rtn, config, total_steps=self.schedule_steps)
         self.finetuner: BackoffFinetuner | None = None
         self._writer: CheckpointWriter | None = None
+        self.finetune_from: int | None = None
+        """The epoch whose best-dev weights the back-off fine-tuning stage started from."""
 
     # ---- batching ------------------------------------------------------------------------
 
@@ -321,7 +337,7 @@ class Run:
                 gold += labels.tolist()
                 predicted += predictions.tolist()
                 continue
-            # Whole sentences: gold from the original words, words cut by max_length predicted O.
+            # Whole sentences: gold from the original words, words cut by eval_max_length predicted O.
             for row, row_labels, row_predictions in zip(rows, labels, predictions):
                 keep = row_labels != IGNORE_INDEX
                 words = batcher.word_labels[row]
@@ -335,11 +351,21 @@ class Run:
         return "finetune" if epoch > self.config.epochs else "train"
 
     def _step_function(self, epoch: int) -> Callable:
-        if self._stage(epoch) == "train":
-            return self.learner.step
-        if self.finetuner is None:
-            self.finetuner = BackoffFinetuner(self.learner)
-        return self.finetuner.step
+        return self.learner.step if self._stage(epoch) == "train" else self.finetuner.step
+
+    def _begin_finetune(self) -> None:
+        """Back-off fine-tuning starts from the training stage's best-dev theta AND phi, as the
+        reference's ``mtrain.py --do_finetune`` loads ``best.pt`` and ``best_meta.pt`` (paper
+        section 4.6), not from the last epoch. best_path holds them: no fine-tuning epoch has
+        run yet, so it is still the training stage's best."""
+        theta, phi, metadata = load_best(self.best_path)
+        self.model.load_state_dict(theta)
+        if self.rtn is not None:
+            self.rtn.load_state_dict(phi)
+        self.finetuner = BackoffFinetuner(self.learner)
+        self.finetune_from = int(metadata["epoch"])
+        if self.log is not None:
+            self.log(f"fine-tuning from epoch {self.finetune_from}'s weights (best dev F1 {metadata['dev_f1']:.2f})")
 
     def _train_epoch(self, epoch: int) -> tuple[float, float | None, dict[str, float]]:
         train_losses, meta_losses = [], []
@@ -428,6 +454,7 @@ class Run:
             self.rtn.load_state_dict(state["phi"])
         self.learner.load_state_dict(state["learner"])
         if state.get("finetune") is not None:
+            # Inside the fine-tuning stage: theta and phi above are already the stage's own.
             self.finetuner = BackoffFinetuner(self.learner)
             self.finetuner.load_state_dict(state["finetune"])
         restore_rng_state(state["rng"])
@@ -441,6 +468,7 @@ class Run:
                 link_or_copy(saved_best, self.best_path)
         elif self.best_path.exists():
             self._keep_or_set_aside_best(history[-1].best_epoch if history else None)
+        self.finetune_from = next((e.finetune_from_epoch for e in history if e.finetune_from_epoch is not None), None)
         return history
 
     def _keep_or_set_aside_best(self, best_epoch: int | None) -> None:
@@ -497,7 +525,8 @@ class Run:
         remove_stray_partials(checkpoint_dir, self.best_path.parent)
         self.output_dir.mkdir(parents=True, exist_ok=True)
         self.config.dump(self.output_dir / "config.yaml")
-        result = RunResult(self.config, history, data_sizes=self.data.sizes())
+        result = RunResult(self.config, history, data_sizes=self.data.sizes(),
+                           eval_max_length=self.data.eval_max_length)
         policy = CheckpointPolicy(self.config.checkpoint_every, self.config.total_epochs)
         writer = self._writer = CheckpointWriter()
 
@@ -505,6 +534,9 @@ class Run:
             for epoch in range(len(history) + 1, self.config.total_epochs + 1):
                 started = time.perf_counter()
                 reset_peak_memory(self.device)
+                if self._stage(epoch) == "finetune" and self.finetuner is None:
+                    writer.wait()  # the training stage's best-dev weights must be on disk first
+                    self._begin_finetune()
                 train_loss, meta_loss, source_metrics = self._train_epoch(epoch)
                 # The previous epoch's checkpoint, written while this epoch trained, must be on
                 # disk before this epoch counts: a failed write stops the run at its own epoch.
@@ -526,6 +558,7 @@ class Run:
                     sources=source_metrics,
                     peak_memory_mib=peak_memory_mib(self.device),
                     rtn_mix=self._mixture_weights(),
+                    finetune_from_epoch=self.finetune_from if self._stage(epoch) == "finetune" else None,
                 )
                 history.append(entry)
                 if improved:

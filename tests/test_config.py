@@ -14,6 +14,15 @@ def test_task_defaults_follow_the_paper_protocol():
     assert (sa.batch_size, sa.max_length, sa.rtn_bottleneck, sa.source_size) == (12, 256, 192, 1000)
 
 
+def test_evaluation_length_defaults_to_the_reference_recipe_and_is_dumped_resolved():
+    # mtrain.py: NER trains at --train_max_seq_length 200 and evaluates at --max_seq_length 512; SA 256/256.
+    assert (RunConfig(task="ner").eval_max_length, RunConfig(task="sa").eval_max_length) == (512, 256)
+    assert yaml.safe_load(RunConfig(task="ner", max_length=64).to_yaml())["eval_max_length"] == 512
+    assert RunConfig(task="ner").replace(task="sa").eval_max_length == 256
+    with pytest.raises(ValueError, match="eval_max_length: must be a positive integer"):
+        RunConfig(eval_max_length=0)
+
+
 def test_yaml_round_trip_is_exact(tmp_path):
     config = RunConfig(task="sa", target="te", rtn_layers=[0, "last"], lookahead_lr=1e-4, max_grad_norm=None,
                        meta_lr=1e-7, theta_update="recompute", rtn_gate=True)

@@ -1,7 +1,8 @@
-"""Run.evaluate scores NER on whole sentences: words that max_length cut off count as predicted O."""
+"""Run.evaluate scores NER on whole sentences: words that eval_max_length cut off count as predicted O."""
 
 from __future__ import annotations
 
+import json
 from types import SimpleNamespace
 
 import pytest
@@ -29,7 +30,8 @@ class LookupTagger(nn.Module):
 
 def test_ner_f1_equals_seqeval_on_the_untruncated_sentences(tmp_path, shared_cache):
     config = RunConfig(model="tiny", data="synthetic", task="ner", target="tk", source="related", method="jt",
-                       epochs=1, source_size=32, batch_size=16, max_length=12)
+                       epochs=1, source_size=32, batch_size=16, max_length=12,
+                       eval_max_length=12)
     run = Run(config, tmp_path, cache_dir=shared_cache, progress=False)
     dev = run.data.target_dev
     table = torch.zeros(len(run.data.tokenizer), dtype=torch.long)
@@ -43,7 +45,7 @@ def test_ner_f1_equals_seqeval_on_the_untruncated_sentences(tmp_path, shared_cac
     # sub-token, every other word O, and score against the full gold tags with seqeval.
     sentences = load_splits(config, "tk").dev
     encoded = run.data.tokenizer([list(s.tokens) for s in sentences], is_split_into_words=True,
-                                 truncation=True, max_length=config.max_length)
+                                 truncation=True, max_length=config.eval_max_length)
     gold, predicted, visible_gold, cut_entities = [], [], [], 0
     for index, sentence in enumerate(sentences):
         tags, seen = ["O"] * len(sentence.tokens), set()
@@ -57,6 +59,33 @@ def test_ner_f1_equals_seqeval_on_the_untruncated_sentences(tmp_path, shared_cac
         cut_entities += sum(tag.startswith("B-") for word, tag in enumerate(sentence.tags) if word not in seen)
     expected = 100 * f1_score(gold, predicted)
 
-    assert cut_entities > 0  # max_length really cuts entities off
+    assert cut_entities > 0  # eval_max_length really cuts entities off
     assert expected != pytest.approx(100 * f1_score(visible_gold, predicted))  # so truncation matters
     assert run.evaluate(dev) == pytest.approx(expected, abs=1e-9)
+
+
+def test_dev_and_test_are_encoded_at_eval_max_length_and_training_at_max_length(tmp_path, shared_cache):
+    config = RunConfig(model="tiny", data="synthetic", task="ner", target="tk", method="target-only",
+                       epochs=1, batch_size=16, max_length=8, eval_max_length=10)
+    data = Run(config, tmp_path, cache_dir=shared_cache, progress=False).data
+
+    assert max(map(len, data.target_train.input_ids)) == 8
+    # Long dev/test sentences are no longer cut at the training length.
+    assert max(map(len, data.target_dev.input_ids)) == max(map(len, data.target_test.input_ids)) == 10
+    assert data.eval_max_length == 10
+
+
+def test_an_eval_length_past_the_model_is_capped_with_one_notice_and_recorded(tmp_path, shared_cache, capsys):
+    # NER's default 512 against tiny's position table (max_length 12: 14 positions).
+    config = RunConfig(model="tiny", data="synthetic", task="ner", target="tk", method="target-only",
+                       epochs=1, batch_size=16, max_length=12)
+    run = Run(config, tmp_path, cache_dir=shared_cache, progress=False)
+    run.fit()
+
+    notices = [line for line in capsys.readouterr().err.splitlines() if line.startswith("notice:")]
+    assert notices == [
+        "notice: --eval-max-length 512 is more than model tiny takes; dev and test are encoded at 14 sub-words"
+    ]
+    assert max(map(len, run.data.target_dev.input_ids)) == 14
+    results = json.loads((tmp_path / "results.json").read_text())
+    assert (results["config"]["eval_max_length"], results["eval_max_length"]) == (512, 14)

@@ -7,6 +7,7 @@ import json
 import pytest
 import torch
 
+from metaxl_tune.bilevel import BackoffFinetuner
 from metaxl_tune.checkpoint import load_checkpoint
 from metaxl_tune.config import RunConfig
 from metaxl_tune.trainer import Run
@@ -22,6 +23,59 @@ def small(**changes) -> RunConfig:
 
 class Interrupt(Exception):
     pass
+
+
+def script_dev_f1(monkeypatch, scores: list[float]) -> None:
+    """Dev F1 of epoch k is scores[k - 1] (test F1 stays computed): fixes which epoch is best,
+    here one that is not the training stage's last, whatever the tiny model learns."""
+    train_epoch, evaluate = Run._train_epoch, Run.evaluate
+
+    def scripted_train_epoch(self, epoch):
+        self.scripted_epoch = epoch
+        return train_epoch(self, epoch)
+
+    def scripted_evaluate(self, batcher):
+        value = evaluate(self, batcher)
+        return scores[self.scripted_epoch - 1] if batcher is self.data.target_dev else value
+
+    monkeypatch.setattr(Run, "_train_epoch", scripted_train_epoch)
+    monkeypatch.setattr(Run, "evaluate", scripted_evaluate)
+
+
+def clone(module) -> dict[str, torch.Tensor]:
+    return {key: value.detach().clone() for key, value in module.state_dict().items()}
+
+
+def same(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> bool:
+    return a.keys() == b.keys() and all(torch.equal(a[key], b[key]) for key in a)
+
+
+def test_finetuning_starts_from_the_best_dev_epochs_theta_and_phi(tmp_path, shared_cache, monkeypatch):
+    # Training stage: epochs 1-2, best dev at epoch 1. Fine-tuning: epoch 3, the best overall.
+    script_dev_f1(monkeypatch, [70.0, 50.0, 80.0])
+    weights_after = {}
+    started_from = []
+    finetune_step = BackoffFinetuner.step
+
+    def recording_step(self, *args, **kwargs):
+        if not started_from:
+            started_from.append((clone(self.learner.model), clone(self.learner.rtn)))
+        return finetune_step(self, *args, **kwargs)
+
+    monkeypatch.setattr(BackoffFinetuner, "step", recording_step)
+    run = Run(small(epochs=2, finetune_epochs=1), tmp_path, cache_dir=shared_cache, progress=False)
+    result = run.fit(on_epoch=lambda entry, _: weights_after.update({entry.epoch: (clone(run.model), clone(run.rtn))}))
+
+    theta, phi = started_from[0]
+    assert same(theta, weights_after[1][0]) and same(phi, weights_after[1][1])
+    assert not same(theta, weights_after[2][0]) and not same(phi, weights_after[2][1])  # not the last epoch's
+    assert [e.finetune_from_epoch for e in result.history] == [None, None, 1]
+    assert result.history[2].metrics()["finetune_from_epoch"] == 1
+    # The best epoch is still chosen over both stages.
+    assert [e.best_epoch for e in result.history] == [1, 1, 3]
+    results = json.loads((tmp_path / "results.json").read_text())
+    assert (results["best_epoch"], results["best_stage"], results["finetune_from_epoch"]) == (3, "finetune", 1)
+    assert results["test_f1"] == result.history[2].test_f1
 
 
 def test_finetune_epochs_follow_the_metaxl_epochs_with_phi_frozen(tmp_path, shared_cache):
@@ -45,9 +99,11 @@ def test_finetune_epochs_follow_the_metaxl_epochs_with_phi_frozen(tmp_path, shar
     assert load_checkpoint(tmp_path / "ft" / "checkpoint")["finetune"] is not None
 
 
-@pytest.mark.parametrize("stop_epoch", [1, 2], ids=["at-the-stage-boundary", "inside-the-finetune-stage"])
-def test_resume_across_the_finetune_stage_is_bit_identical(tmp_path, shared_cache, stop_epoch):
-    config = small()
+@pytest.mark.parametrize("stop_epoch", [2, 3], ids=["at-the-stage-boundary", "inside-the-finetune-stage"])
+def test_resume_across_the_finetune_stage_is_bit_identical(tmp_path, shared_cache, monkeypatch, stop_epoch):
+    # The best training epoch (1) is not the last (2): the resumed stage must start from it too.
+    script_dev_f1(monkeypatch, [70.0, 50.0, 60.0, 40.0])
+    config = small(epochs=2)
     straight = Run(config, tmp_path / "straight", cache_dir=shared_cache, progress=False)
     expected = straight.fit()
 
@@ -60,8 +116,9 @@ def test_resume_across_the_finetune_stage_is_bit_identical(tmp_path, shared_cach
     resumed = Run(config, tmp_path / "resumed", cache_dir=shared_cache, progress=False)
     result = resumed.fit(resume_from=tmp_path / "resumed" / "checkpoint")
 
-    assert [(e.stage, e.dev_f1, e.test_f1, e.train_loss) for e in result.history] == [
-        (e.stage, e.dev_f1, e.test_f1, e.train_loss) for e in expected.history
+    assert [(e.stage, e.dev_f1, e.test_f1, e.train_loss, e.finetune_from_epoch) for e in result.history] == [
+        (e.stage, e.dev_f1, e.test_f1, e.train_loss, e.finetune_from_epoch) for e in expected.history
     ]
+    assert [e.finetune_from_epoch for e in result.history] == [None, None, 1, 1]
     for a, b in zip(straight.model.state_dict().values(), resumed.model.state_dict().values()):
         assert torch.equal(a, b)

@@ -3,7 +3,8 @@
 NER labels go on the first sub-token of each word and -100 on the rest (and on special tokens),
 so the loss and the evaluation see one prediction per word. NER rows also keep every word's gold
 tag and the word index of each labelled sub-token, so evaluation scores whole sentences even when
-``max_length`` cut words off. Encoded splits are stored with
+the encoding length (``max_length`` for training, ``eval_max_length`` for dev/test) cut words
+off. Encoded splits are stored with
 `datasets` under a key made of the raw data's fingerprint, the tokenizer's content and the
 max length: the second run, and every trial of a search, loads them memory-mapped.
 """

@@ -42,6 +42,8 @@ class PreparedData:
     """One sampled training set per source language, in ``source_languages`` order (empty for
     target-only)."""
     source_languages: list[str]
+    eval_max_length: int = 0
+    """The sub-word length dev and test were encoded at (training splits: ``config.max_length``)."""
 
     @property
     def source_train(self) -> Batcher | None:
@@ -95,8 +97,16 @@ def _source_available(config: RunConfig, language: str) -> bool:
 
 
 def prepare_data(
-    config: RunConfig, cache_dir: Path, *, progress: Callable[[str], None] | None = None
+    config: RunConfig, cache_dir: Path, *, progress: Callable[[str], None] | None = None,
+    eval_max_length: int | None = None,
 ) -> PreparedData:
+    """Training splits are encoded at ``max_length``, dev and test at ``eval_max_length``: the
+    length the model takes (``check_fit``) unless given, as the reference's recipe trains at
+    200 sub-words and evaluates at 512, so long dev/test sentences are scored whole."""
+    if eval_max_length is None:
+        from metaxl_tune.model.fit import check_fit
+
+        eval_max_length = check_fit(config).eval_max_length
     source_languages = config.source_languages if config.uses_source else []
     # The tiny tokenizer covers the sources even for target-only (when their data is there),
     # so the methods of an ablation share one vocabulary as they would share a pre-trained one.
@@ -117,16 +127,17 @@ def prepare_data(
     encode = encode_ner if config.task == "ner" else encode_sa
 
     def encoded(language: str, split: str):
+        length = config.max_length if split == "train" else eval_max_length
         key = cache_key(
             data=fingerprints[language],
             split=split,
             tokenizer=token_key,
-            max_length=config.max_length,
+            max_length=length,
             task=config.task,
             encoding=ENCODING_VERSION,
             labels=(config.label_format_of(language), config.text_column, config.label_column),
         )
-        build = lambda: encode(getattr(raw(language), split), tokenizer, config.max_length)  # noqa: E731
+        build = lambda: encode(getattr(raw(language), split), tokenizer, length)  # noqa: E731
         return cached_encoding(cache_dir / "encoded" / key, build, progress=progress)
 
     def batcher(dataset, size: int | None = None, what: str = "", flag: str = "") -> Batcher:
@@ -152,6 +163,7 @@ def prepare_data(
         target_test=batcher(target["test"]),
         source_trains=source_trains,
         source_languages=source_languages,
+        eval_max_length=eval_max_length,
     )
 
 

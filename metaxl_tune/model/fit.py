@@ -10,7 +10,9 @@ from dataclasses import dataclass
 from transformers import PretrainedConfig, XLMRobertaConfig
 
 from metaxl_tune.config import RunConfig
-from metaxl_tune.model.backbone import TINY, check_max_length, load_model_config, model_depth
+from metaxl_tune.model.backbone import (
+    TINY, ModelError, check_max_length, load_model_config, model_depth, position_limit,
+)
 from metaxl_tune.model.pretrain import PRETRAINED, default_recipe
 from metaxl_tune.model.rtn import resolve_placements
 from metaxl_tune.model.tokenizer import special_tokens_added
@@ -22,20 +24,38 @@ class ModelFit:
     depth: int
     placements: list[int]
     """Resolved RTN layer indices; empty for methods without an RTN."""
+    eval_max_length: int
+    """The dev/test encoding length used: ``config.eval_max_length``, capped to the model's positions."""
+
+    def eval_cap_notice(self, config: RunConfig) -> str | None:
+        """One line when ``eval_max_length`` was capped to the model, else None."""
+        if self.eval_max_length == config.eval_max_length:
+            return None
+        return (f"notice: --eval-max-length {config.eval_max_length} is more than model {config.model} takes; "
+                f"dev and test are encoded at {self.eval_max_length} sub-words")
 
 
 def check_fit(config: RunConfig) -> ModelFit:
     """The model's config, depth and resolved RTN placements; raises a one-line error
-    (``rtn_layers`` past the depth, ``max_length`` too short or too long for the model)."""
+    (``rtn_layers`` past the depth, ``max_length`` too short or too long for the model,
+    ``eval_max_length`` too short)."""
     model_config = _model_config(config)
     depth = model_depth(model_config)
     placements = resolve_placements(config.rtn_layers, depth, config.model) if config.uses_rtn else []
     # tiny-pretrained's tokenizer follows the tiny one's template (<s> ... </s>).
     tokenizer_of = TINY if config.model == PRETRAINED else config.model
-    check_max_length(
-        config.max_length, model_config, special_tokens=special_tokens_added(tokenizer_of), model_name=config.model
-    )
-    return ModelFit(model_config, depth, placements)
+    special_tokens = special_tokens_added(tokenizer_of)
+    check_max_length(config.max_length, model_config, special_tokens=special_tokens, model_name=config.model)
+    if config.eval_max_length <= special_tokens:
+        raise ModelError(
+            f"--eval-max-length {config.eval_max_length}: too short; the tokenizer of {config.model} adds "
+            f"{special_tokens} special tokens to every sequence, so use at least {special_tokens + 1}"
+        )
+    # Unlike max_length (an error when too long), the evaluation length has a task default that
+    # a small model may not take (tiny's table is sized from max_length): it is capped instead.
+    limit = position_limit(model_config)
+    eval_length = config.eval_max_length if limit is None else min(config.eval_max_length, limit)
+    return ModelFit(model_config, depth, placements, eval_length)
 
 
 def _model_config(config: RunConfig) -> PretrainedConfig:

@@ -184,7 +184,8 @@ def _warm_cache(the_plan: Plan) -> None:
     cache_dir = Path(the_plan.options.cache_dir or default_cache_dir())
     seen = set()
     for config in the_plan.configs():
-        key = (config.target, config.source, config.task, config.data, config.model, config.max_length)
+        key = (config.target, config.source, config.task, config.data, config.model, config.max_length,
+               config.eval_max_length)
         if key not in seen:
             seen.add(key)
             prepare_data(config, cache_dir)

@@ -42,6 +42,8 @@ CASES = [
     Case("train max-length 1 (tokenizer's special tokens)", ["train", *TINY, "--max-length", "1", "-o", "{W}/new"], "--max-length"),
     Case("train max-length 2 (no room for a word)", ["train", *TINY, "--max-length", "2", "-o", "{W}/new"], "--max-length"),
     Case("train max-length 0", ["train", *TINY, "--max-length", "0", "-o", "{W}/new"], "--max-length"),
+    Case("train eval-max-length 2 (no room for a word)", ["train", *TINY, "--eval-max-length", "2", "-o", "{W}/new"], "--eval-max-length"),
+    Case("train eval-max-length 0", ["train", *TINY, "--eval-max-length", "0", "-o", "{W}/new"], "--eval-max-length"),
     Case("train rtn-layers foo", ["train", *TINY, "--rtn-layers", "foo"], "--rtn-layers"),
     Case("train rtn-layers negative", ["train", *TINY, "--rtn-layers", "0,-1"], "--rtn-layers"),
     Case("train rtn-layers past the depth", ["train", *TINY, "--rtn-layers", "9", "-o", "{W}/new"], "--rtn-layers: layer 9"),

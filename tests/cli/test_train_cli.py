@@ -29,6 +29,10 @@ def test_train_end_to_end_on_synthetic_data(tmp_path, task):
     assert "best epoch" in result.output
     results = json.loads((tmp_path / "results.json").read_text())
     assert len(results["history"]) == 2 and results["config"]["task"] == task
+    # The task's evaluation length (NER 512, SA 256) is more than tiny's 50 positions: capped, said, recorded.
+    asked = {"ner": 512, "sa": 256}[task]
+    assert f"notice: --eval-max-length {asked} is more than model tiny takes; dev and test are encoded at 50" in result.output
+    assert (results["config"]["eval_max_length"], results["eval_max_length"]) == (asked, 50)
 
 
 def test_flags_override_the_config_file(tmp_path):
@@ -98,11 +102,15 @@ def test_sentipers_polarity_target_with_a_marc_stars_source(tmp_path):
 def test_finetune_epochs_follow_the_training_epochs(tmp_path):
     result = runner.invoke(app, ["train", "--model", "tiny", "--data", "synthetic", "--task", "ner", "--target", "tk",
                                  "--method", "metaxl", "--epochs", "1", "--finetune-epochs", "1", *FAST,
-                                 "--output", str(tmp_path), "--no-progress"])
+                                 "--eval-max-length", "40", "--output", str(tmp_path), "--no-progress"])
     assert result.exit_code == 0, result.output
     assert "epoch   1/2  dev F1" in result.output and "epoch   2/2  fine-tune  dev F1" in result.output
+    assert "fine-tuning from epoch 1's weights (best dev F1 " in result.output
     results = json.loads((tmp_path / "results.json").read_text())
     assert [entry["stage"] for entry in results["history"]] == ["train", "finetune"]
+    assert results["finetune_from_epoch"] == 1
+    assert (results["config"]["eval_max_length"], results["eval_max_length"]) == (40, 40)
+    assert "notice: --eval-max-length" not in result.output
 
 
 def _panx_data(tmp_path, languages):

@@ -35,3 +35,20 @@ def test_check_fit_resolves_placements_for_rtn_methods_only():
     assert check_fit(RunConfig(model="tiny", data="synthetic", method="jt")).placements == []
     with pytest.raises(ModelError, match="--max-length 2"):
         check_fit(RunConfig(model="tiny", data="synthetic", max_length=2))
+
+
+def test_eval_max_length_is_capped_to_the_model_positions_with_one_notice():
+    # tiny's position table is sized from max_length (+ XLM-R's offset of 2): 40 + 2 positions.
+    capped = RunConfig(model="tiny", data="synthetic", max_length=40)
+    fit = check_fit(capped)
+    assert fit.eval_max_length == 42
+    assert fit.eval_cap_notice(capped) == (
+        "notice: --eval-max-length 512 is more than model tiny takes; dev and test are encoded at 42 sub-words"
+    )
+    within = capped.replace(eval_max_length=30)
+    assert check_fit(within).eval_max_length == 30 and check_fit(within).eval_cap_notice(within) is None
+
+
+def test_eval_max_length_must_leave_a_word_after_the_special_tokens():
+    with pytest.raises(ModelError, match=r"^--eval-max-length 2: too short"):
+        check_fit(RunConfig(model="tiny", data="synthetic", eval_max_length=2))
