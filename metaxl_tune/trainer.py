@@ -208,6 +208,7 @@ class Run:
                 gate=config.rtn_gate,
                 detach_input=config.rtn_detach_input,
                 num_sources=len(config.source_languages) if config.rtn_per_source else 1,
+                init=config.rtn_init,
             ).to(self.device)
             self.rtn.attach(*encoder_modules(self.model))
         self.learner = Learner(self.model, self.rtn, config, total_steps=config.epochs * self.steps_per_epoch)
