@@ -11,7 +11,7 @@ approximately, with one look-ahead step per batch (paper Algorithm 1).
 
 from __future__ import annotations
 
-from contextlib import ExitStack
+from contextlib import ExitStack, nullcontext
 from dataclasses import dataclass
 from typing import Any, Mapping
 
@@ -306,13 +306,17 @@ class Learner:
     # ---- the MetaXL source forward, split at the RTNs -------------------------------------------
 
     def _metaxl_source_loss(
-        self, source: Batch, source_index: int, params: Mapping[str, torch.Tensor] | None = None
+        self, source: Batch, source_index: int, params: Mapping[str, torch.Tensor] | None = None, *,
+        constant_below: bool = False,
     ) -> tuple[torch.Tensor, dict[int, torch.Tensor]]:
         """L(x_s; theta, phi) as (loss, hidden states below the RTNs): the split forward of
-        ``_source_below`` and ``_source_above``, with ``params`` in place of theta when given."""
+        ``_source_below`` and ``_source_above``, with ``params`` in place of theta when given.
+        ``constant_below`` runs the part below the RTNs without a graph: for a loss only
+        differentiated in phi, which first acts above it."""
 
         def run():
-            below = self._source_below(source)
+            with torch.no_grad() if constant_below else nullcontext():
+                below = self._source_below(source)
             return self._source_above(below, source, source_index), below
 
         with self.precision.autocast():
@@ -396,7 +400,7 @@ class Learner:
         def shifted_source_loss(sign: float) -> torch.Tensor:
             shifted = dict(zip(names, _moved(detached, direction, sign * eps)))
             with draws.replaying(), self.rtn.inputs_replayed():
-                return self._metaxl_source_loss(source, source_index, shifted)[0]
+                return self._metaxl_source_loss(source, source_index, shifted, constant_below=True)[0]
 
         # grad_phi L(theta+) - grad_phi L(theta-) = grad_phi [L(theta+) - L(theta-)]. Scaled under
         # fp16 (so is the hypergradient below); the meta optimizer's step unscales it.
