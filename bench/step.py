@@ -15,9 +15,11 @@ began, read from the allocator itself, so it repeats exactly from run to run: on
 allocation counter, on a CPU the allocations and frees that torch.profiler records with ``profile_memory``
 (each op's own, summed in order; the running maximum, at op granularity). Process RSS is not used.
 
-Variants: target-only, jt, jt-rtn, metaxl (Algorithm 1, RTN after the last layer), metaxl-recompute
-(the reference's theta update), metaxl-fd (finite-difference hypergradient) and mixture2 (placements
-emb + last, rtn_combine mixture). The last line of output is one JSON object with the ratios.
+Variants (RunConfig's defaults otherwise: gated RTN on the detached hidden state after the last
+layer): target-only, jt, jt-rtn, metaxl (the default step: the reference's step_metaxl, theta
+recomputed after phi's update), algorithm1 (theta steps on the gradient at the old phi), metaxl-fd
+(finite-difference hypergradient, theta recomputed), fd-algorithm1 (both options) and mixture2
+(placements emb + last, rtn_combine mixture). The last line of output is one JSON object with the ratios.
 """
 
 from __future__ import annotations
@@ -37,13 +39,16 @@ from metaxl_tune.model.backbone import encoder_modules, hidden_size, load_model_
 from metaxl_tune.model.rtn import RTNBank
 
 LAST = "last"
+# RunConfig's defaults unless a variant says otherwise: metaxl is the reference's step_metaxl
+# (gated RTN on the detached hidden state, theta recomputed after phi's update).
 VARIANTS = {
     "target-only": {"method": "target-only"},
     "jt": {"method": "jt"},
     "jt-rtn": {"method": "jt-rtn"},
-    "metaxl": {"method": "metaxl", "theta_update": "algorithm1"},
-    "metaxl-recompute": {"method": "metaxl", "theta_update": "recompute"},
+    "metaxl": {"method": "metaxl"},
+    "algorithm1": {"method": "metaxl", "theta_update": "algorithm1"},
     "metaxl-fd": {"method": "metaxl", "hypergradient": "finite-difference"},
+    "fd-algorithm1": {"method": "metaxl", "hypergradient": "finite-difference", "theta_update": "algorithm1"},
     "mixture2": {"method": "metaxl", "rtn_layers": [0, LAST], "rtn_combine": "mixture"},
 }
 
@@ -82,8 +87,10 @@ class Variant:
         )
         self.model = copy.deepcopy(base_model)
         torch.manual_seed(1)
-        self.bank = RTNBank(layers, hidden_size(config), args.bottleneck, gate=False, detach_input=False,
-                            residual=run_config.rtn_residual).to(device)
+        self.bank = RTNBank(
+            layers, hidden_size(config), args.bottleneck, gate=run_config.rtn_gate,
+            detach_input=run_config.rtn_detached, init=run_config.rtn_init, residual=run_config.rtn_residual,
+        ).to(device)
         self.bank.attach(*encoder_modules(self.model))
         self.learner = Learner(self.model, self.bank, run_config, total_steps=100_000)
         self.times: list[float] = []
@@ -197,12 +204,14 @@ def main() -> None:
         "attention": args.attention,
         "bottleneck": args.bottleneck,
         "metaxl_over_jt": time_ratio("metaxl"),
-        "recompute_over_jt": time_ratio("metaxl-recompute"),
+        "algorithm1_over_jt": time_ratio("algorithm1"),
         "fd_over_jt": time_ratio("metaxl-fd"),
+        "fd_algorithm1_over_jt": time_ratio("fd-algorithm1"),
         "mixture2_over_metaxl": time_ratio("mixture2", "metaxl"),
         "peak_memory_metaxl_over_jt": memory_ratio("metaxl"),
-        "peak_memory_recompute_over_jt": memory_ratio("metaxl-recompute"),
+        "peak_memory_algorithm1_over_jt": memory_ratio("algorithm1"),
         "peak_memory_fd_over_jt": memory_ratio("metaxl-fd"),
+        "peak_memory_fd_algorithm1_over_jt": memory_ratio("fd-algorithm1"),
         "peak_memory_mixture2_over_metaxl": memory_ratio("mixture2", "metaxl"),
         "step_ms": {variant.name: statistics.median(variant.times) * 1000 for variant in variants},
         "peak_memory_mib": {name: value / 2**20 for name, value in memory.items()},

@@ -11,6 +11,7 @@ approximately, with one look-ahead step per batch (paper Algorithm 1).
 
 from __future__ import annotations
 
+from contextlib import ExitStack, nullcontext
 from dataclasses import dataclass
 from typing import Any, Mapping
 
@@ -53,11 +54,17 @@ def mixture_loss(split: EncoderSplit, bank: RTNBank, batch: Batch, source_index:
     (``mlt.py: step_metaxl`` and ``step_jt_metaxl``, their loop over ``transfer_layers``; JT w/ RTN
     runs tail_k(g_k(h_k)), the RTN's ``residual`` off). One pass over the layers up to the
     highest placement gives every h_k; each placement then re-runs only the layers above it."""
-    states = split.states(batch, bank.layers)
+    return mixture_tail_loss(split, bank, split.states(batch, bank.layers), batch, source_index)
+
+
+def mixture_tail_loss(
+    split: EncoderSplit, bank: RTNBank, states: Mapping[int, torch.Tensor], batch: Batch, source_index: int = 0
+) -> torch.Tensor:
+    """The part of ``mixture_loss`` above the placements, on given hidden states ``states[k] = h_k``."""
     weights = bank.mixture_weights(source_index)
     loss = 0
     for weight, layer in zip(weights, bank.layers):
-        hidden = bank.rtn(layer, source_index)(states[layer])
+        hidden = bank.transform(layer, source_index, states[layer])
         loss = loss + weight * cross_entropy(split.tail_logits(hidden, layer, batch), batch["labels"])
     return loss
 
@@ -93,6 +100,11 @@ def warmup_schedule(optimizer: torch.optim.Optimizer, total_steps: int, warmup_r
 FD_STEP = 1e-5
 # The reference's Adam epsilon (mtrain.py, --adam_epsilon).
 ADAM_EPS = 1e-8
+
+
+def _summed(first: list[torch.Tensor | None], second: list[torch.Tensor | None]) -> list[torch.Tensor | None]:
+    """Elementwise first + second, None where both are None (parameters neither part uses)."""
+    return [a if b is None else b if a is None else a + b for a, b in zip(first, second)]
 
 
 def _moved(values: list[torch.Tensor], steps: list[torch.Tensor | None], scale: float) -> list[torch.Tensor]:
@@ -135,10 +147,10 @@ class Learner:
         # Autocast for every forward, one loss scaler for both optimizers (fp16).
         self.precision = Precision(config.precision, next(model.parameters()).device)
         self.theta = {name: p for name, p in model.named_parameters() if p.requires_grad}
-        # With one placement the mixture is the plain forward with weight softmax(a) = 1.
-        self.split = None
-        if self.rtn is not None and config.rtn_combine == "mixture" and len(self.rtn.layers) > 1:
-            self.split = EncoderSplit(model)
+        # With one placement the mixture is the plain forward with weight softmax(a) = 1. The
+        # split forward also serves MetaXL's source loss, cut below the RTNs (metaxl_step).
+        self.mixture = self.rtn is not None and config.rtn_combine == "mixture" and len(self.rtn.layers) > 1
+        self.split = EncoderSplit(model) if self.rtn is not None else None
         # Adam (L2 weight decay added to the gradient, torch.optim.Adam as in mtrain.py, not
         # AdamW) with linear warm-up for both levels.
         self.main_opt = torch.optim.Adam(
@@ -170,7 +182,7 @@ class Learner:
         ``params`` replaces theta for the call."""
         if self.rtn is None:
             return self.loss(source, params)
-        if self.split is None:
+        if not self.mixture:
             with self.rtn.applied(source_index):
                 return self.loss(source, params)
         with self.precision.autocast():
@@ -230,70 +242,135 @@ class Learner:
         return StepLosses(train_loss=loss.item())
 
     def metaxl_step(self, source: Batch, target: Batch, *, source_index: int = 0) -> StepLosses:
-        """Paper Algorithm 1, lines 4-7, with the reference code's target split."""
+        """Paper Algorithm 1, lines 4-7, with the reference code's target split and (theta_update
+        'recompute', the default) the reference's recomputed theta step (``mlt.py: step_metaxl``)."""
         target_train, target_meta = split_target(target, self.config.portion)
+        finite_difference = self.config.hypergradient == "finite-difference"
+        recompute = self.config.theta_update == "recompute"
+        theta = list(self.theta.values())
+        draws = draws_for(theta[0].device) if finite_difference else None
 
-        def source_part(params: Mapping[str, torch.Tensor] | None = None) -> torch.Tensor:
-            return self.source_loss(source, params, source_index=source_index)
-
-        def training_loss(source_loss: torch.Tensor | None = None) -> torch.Tensor:
-            # L_train(theta, phi) = L(x_s; theta, phi) + L(x_t_train; theta)   [paper Eq. 3, inner]
-            loss = source_part() if source_loss is None else source_loss
-            if target_train is not None:
-                loss = loss + self.loss(target_train)
-            return loss
+        # L_train(theta, phi) = L(x_s; theta, phi) + L(x_t_train; theta)   [paper Eq. 3, inner]
+        # Its two parts are differentiated apart: only the source part depends on phi, so only its
+        # gradient needs the second-order graph (exact) and only it changes when phi is updated
+        # (recompute). The finite difference records the source forward's dropout masks and RTN
+        # inputs for its replays at theta +- eps v.
+        with ExitStack() as stack:
+            if finite_difference:
+                stack.enter_context(draws.recording())
+                stack.enter_context(self.rtn.inputs_recorded())
+            else:
+                # The one forward differentiated twice: math attention kernel (fused SDPA has no
+                # double backward); every other forward keeps the fused kernels.
+                stack.enter_context(second_order_attention())
+            source_loss, below = self._metaxl_source_loss(source, source_index)
+        # grad_theta L_s, kept differentiable in phi (create_graph) for the exact hypergradient;
+        # its graph below the RTNs is kept for the recompute. Scaled by S under fp16.
+        source_grads = torch.autograd.grad(
+            self.precision.scale(source_loss), theta, create_graph=not finite_difference,
+            retain_graph=recompute or not finite_difference, allow_unused=True,
+        )
+        target_loss, target_grads = None, [None] * len(theta)
+        if target_train is not None:
+            target_loss = self.loss(target_train)
+            target_grads = torch.autograd.grad(self.precision.scale(target_loss), theta, allow_unused=True)
+        grads = _summed(source_grads, target_grads)
+        del source_grads
 
         alpha = self.config.lookahead_lr if self.config.lookahead_lr is not None else self.current_lr
         phi = list(self.rtn.parameters())
-        if self.config.hypergradient == "exact":
-            train_loss, grads, meta_loss, hypergradient = self._exact_hypergradient(
-                training_loss, target_meta, alpha, phi
+        if finite_difference:
+            meta_loss, hypergradient = self._finite_difference_hypergradient(
+                grads, source, source_index, target_meta, alpha, phi, draws
             )
         else:
-            train_loss, grads, meta_loss, hypergradient = self._finite_difference_hypergradient(
-                training_loss, source_part, target_meta, alpha, phi
-            )
+            meta_loss, hypergradient = self._exact_hypergradient(grads, target_meta, alpha, phi, retain=recompute)
         # phi <- phi - beta * grad_phi L(x_t_meta; theta')                   [Algorithm 1, line 6]
         for param, grad in zip(phi, hypergradient):
             param.grad = grad  # None for the RTNs of other source languages: Adam skips them
         self._meta_step()
 
         # theta <- theta - lr * grad_theta L_train                               [Algorithm 1, line 7]
-        if self.config.theta_update == "algorithm1":
+        if not recompute:
             # Reuse the gradient already computed at the old phi (still scaled by S under fp16:
             # the scaler unscales it in _main_step like any backward's gradient).
-            for param, grad in zip(self.theta.values(), grads):
+            for param, grad in zip(theta, grads):
                 param.grad = None if grad is None else grad.detach()
         else:
             # Reference code: recompute the training loss with the updated phi and step on that.
+            # Only what phi's update changes is recomputed: the RTNs and the layers above them,
+            # on the first pass's hidden states (their graph kept), whose backward reaches the
+            # lower layers through the residual; the target part's gradient is reused. That
+            # reuses the first pass's dropout masks below the RTNs where the reference draws
+            # fresh ones: both are one draw of the same masks' distribution, so theta's step is
+            # the same stochastic gradient in distribution, for the cost of the tails alone.
             del grads
-            train_loss = training_loss()
-            self.precision.scale(train_loss).backward(inputs=list(self.theta.values()))
+            with self.precision.autocast():
+                source_loss = self._source_above(below, source, source_index)
+            self.precision.scale(source_loss).backward(inputs=theta)
+            for param, grad in zip(theta, target_grads):
+                if grad is not None:
+                    param.grad = grad if param.grad is None else param.grad + grad
+        del below
+        train_loss = source_loss.detach() + (0 if target_loss is None else target_loss.detach())
         self._main_step()
-        return StepLosses(train_loss=train_loss.item(), meta_loss=meta_loss.item())
+        return StepLosses(train_loss=float(train_loss), meta_loss=meta_loss.item())
 
-    def _exact_hypergradient(self, training_loss, target_meta: Batch, alpha: float, phi: list[torch.Tensor]):
-        """grad_phi L_meta(theta - alpha * grad_theta L_train(theta, phi)), exactly."""
+    # ---- the MetaXL source forward, split at the RTNs -------------------------------------------
+
+    def _metaxl_source_loss(
+        self, source: Batch, source_index: int, params: Mapping[str, torch.Tensor] | None = None, *,
+        constant_below: bool = False,
+    ) -> tuple[torch.Tensor, dict[int, torch.Tensor]]:
+        """L(x_s; theta, phi) as (loss, hidden states below the RTNs): the split forward of
+        ``_source_below`` and ``_source_above``, with ``params`` in place of theta when given.
+        ``constant_below`` runs the part below the RTNs without a graph: for a loss only
+        differentiated in phi, which first acts above it."""
+
+        def run():
+            with torch.no_grad() if constant_below else nullcontext():
+                below = self._source_below(source)
+            return self._source_above(below, source, source_index), below
+
+        with self.precision.autocast():
+            return call_with_params(self.model, params, run)
+
+    def _source_below(self, source: Batch) -> dict[int, torch.Tensor]:
+        """The source forward that phi cannot change: the hidden state at every placement of the
+        mixture (one pass, as the reference's), or at the lowest placement of the stack."""
+        layers = self.rtn.layers if self.mixture else self.rtn.layers[:1]
+        return self.split.states(source, layers)
+
+    def _source_above(self, below: dict[int, torch.Tensor], source: Batch, source_index: int) -> torch.Tensor:
+        """The RTNs and the layers above them, on the hidden states of ``_source_below``."""
+        if self.mixture:
+            return mixture_tail_loss(self.split, self.rtn, below, source, source_index)
+        lowest = self.rtn.layers[0]
+        hidden = self.rtn.transform(lowest, source_index, below[lowest])
+        with self.rtn.applied(source_index):  # the stack's higher placements, by their hooks
+            return cross_entropy(self.split.tail_logits(hidden, lowest, source), source["labels"])
+
+    # ---- phi's gradient ---------------------------------------------------------------------------
+
+    def _exact_hypergradient(self, grads, target_meta: Batch, alpha: float, phi: list[torch.Tensor], *,
+                             retain: bool):
+        """grad_phi L_meta(theta - alpha * grad_theta L_train(theta, phi)), exactly; ``grads`` is
+        grad_theta L_train (scaled under fp16) with its graph in phi."""
         names, values = list(self.theta), list(self.theta.values())
-        # The one forward differentiated twice: math attention kernel (fused SDPA has no double
-        # backward); the look-ahead forward below keeps the fused kernels.
-        with second_order_attention():
-            train_loss = training_loss()
-        # grad_theta L_train, kept differentiable in phi (create_graph) for the hypergradient.
-        # Under fp16 the loss is scaled by S; theta' below uses the unscaled gradient.
-        grads = torch.autograd.grad(self.precision.scale(train_loss), values, create_graph=True, allow_unused=True)
-
         # theta' = theta - alpha * grad_theta L_train                          [Algorithm 1, line 5]
         lookahead = dict(zip(names, _moved(values, self.precision.unscale(grads), -alpha)))
         # grad_phi L(theta') = -alpha * grad_phi <grad_theta L_train, grad_theta' L_meta>: a
         # Hessian-vector product that autograd takes through the create_graph gradient above.
-        # Scaled like every gradient under fp16; the meta optimizer's step unscales it.
+        # Scaled like every gradient under fp16; the meta optimizer's step unscales it. The
+        # graph is kept for the recompute, which backpropagates through the source forward.
         meta_loss = self.loss(target_meta, params=lookahead)
-        hypergradient = torch.autograd.grad(self.precision.scale(meta_loss), phi, allow_unused=True)
-        return train_loss, grads, meta_loss, hypergradient
+        hypergradient = torch.autograd.grad(
+            self.precision.scale(meta_loss), phi, retain_graph=retain, allow_unused=True
+        )
+        return meta_loss.detach(), hypergradient
 
-    def _finite_difference_hypergradient(self, training_loss, source_part, target_meta: Batch, alpha: float,
-                                         phi: list[torch.Tensor]):
+    def _finite_difference_hypergradient(self, grads, source: Batch, source_index: int, target_meta: Batch,
+                                         alpha: float, phi: list[torch.Tensor], draws):
         """The DARTS estimate of the same hypergradient, with no second-order graph:
 
             grad_phi L_meta(theta') ~ -alpha * [grad_phi L_train(theta+, phi) - grad_phi L_train(theta-, phi)] / (2 eps)
@@ -305,20 +382,19 @@ class Learner:
         forward's source pass (model/random_draws.py): all three are the same stochastic
         function of theta, so the difference measures theta's effect and not dropout noise. The
         two gradients are taken as one, of L(theta+) - L(theta-), by one backward.
+
+        With a detached RTN input (the default), grad_theta L_train treats the RTN input as a
+        constant c = h(theta), so v . grad_theta L_train = d/de L(theta + e v, phi; c fixed) and
+        the difference must hold c too: the shifted forwards feed each RTN the input recorded in
+        the training forward while the residual adds their own (shifted) hidden state
+        (``RTNBank.inputs_replayed``). Without it the estimate is of the undetached hypergradient.
+
         The reference's ``step_mlt_multi_fd`` differs: a fixed eps = 1e-3 (the norm scaling is
         commented out there), perturbations applied in place to theta and undone by adding them
         back (we evaluate at fresh detached tensors, theta itself never changes), the whole
         training loss (target part included) evaluated at theta+-, and fresh dropout masks.
         """
-        draws = draws_for(next(iter(self.theta.values())).device)
-        with draws.recording():
-            source_loss = source_part()
-        train_loss = training_loss(source_loss)
-        names = list(self.theta)
-        values = list(self.theta.values())
-        grads = torch.autograd.grad(self.precision.scale(train_loss), values, allow_unused=True)
-        train_loss = train_loss.detach()
-
+        names, values = list(self.theta), list(self.theta.values())
         # theta' = theta - alpha * grad_theta L_train, detached: v is a plain first-order gradient.
         detached = [param.detach() for param in values]
         lookahead = {name: value.requires_grad_()
@@ -331,20 +407,20 @@ class Learner:
         direction = [torch.zeros_like(p) if d is None else d for p, d in zip(values, direction)]
         norm = torch.linalg.vector_norm(torch.stack(torch._foreach_norm(direction)))
         if norm == 0:  # L_meta is flat at theta': the hypergradient is zero
-            return train_loss, grads, meta_loss.detach(), [torch.zeros_like(p) for p in phi]
+            return meta_loss.detach(), [torch.zeros_like(p) for p in phi]
         eps = FD_STEP / norm.item()
 
         def shifted_source_loss(sign: float) -> torch.Tensor:
             shifted = dict(zip(names, _moved(detached, direction, sign * eps)))
-            with draws.replaying():
-                return source_part(shifted)
+            with draws.replaying(), self.rtn.inputs_replayed():
+                return self._metaxl_source_loss(source, source_index, shifted, constant_below=True)[0]
 
         # grad_phi L(theta+) - grad_phi L(theta-) = grad_phi [L(theta+) - L(theta-)]. Scaled under
         # fp16 (so is the hypergradient below); the meta optimizer's step unscales it.
         difference = shifted_source_loss(1.0) - shifted_source_loss(-1.0)
         change = torch.autograd.grad(self.precision.scale(difference), phi, allow_unused=True)
         hypergradient = [None if d is None else -alpha * d / (2 * eps) for d in change]
-        return train_loss, grads, meta_loss.detach(), hypergradient
+        return meta_loss.detach(), hypergradient
 
     # ---- checkpointing -------------------------------------------------------------------------
 

@@ -20,6 +20,7 @@ Task = Literal["ner", "sa"]
 Method = Literal["target-only", "jt", "jt-rtn", "metaxl"]
 ThetaUpdate = Literal["algorithm1", "recompute"]
 RTNCombine = Literal["mixture", "stack"]
+RTNInit = Literal["xavier-normal", "xavier-uniform"]
 Hypergradient = Literal["exact", "finite-difference"]
 LabelFormat = Literal["auto", "binary", "stars", "polarity"]
 SourceStrategy = Literal["mixed", "sequential", "round-robin", "uniform", "bandit"]
@@ -48,6 +49,7 @@ METHODS_USING: dict[str, tuple[str, ...]] = {
         name: ("jt-rtn", "metaxl")
         for name in (
             "rtn_layers", "rtn_bottleneck", "rtn_gate", "meta_lr", "rtn_per_source", "rtn_combine", "finetune_epochs",
+            "rtn_init",
         )
     },
     **{
@@ -118,12 +120,18 @@ class RunConfig(BaseModel):
     """RTN placements: layer indices (0 = after embeddings) or 'middle'/'last', e.g. [0, 'last']."""
     rtn_bottleneck: int | None = None
     """RTN bottleneck size r (default: 384 for NER, 192 for SA)."""
-    rtn_gate: bool = False
-    """RTN with a sigmoid gate: the RTN outputs d+1 units, the last one gates the other d."""
-    rtn_detach_input: bool = False
-    """MetaXL only (jt-rtn never detaches, as step_jt_metaxl). Feed the RTN a detached hidden state, as the reference code does (the residual keeps the
-    gradient path). With several placements the detach also cuts phi's path through later RTN
-    inputs, so phi's gradient is then a surrogate rather than the exact hypergradient."""
+    rtn_gate: bool = True
+    """RTN with a sigmoid gate: the RTN outputs d+1 units and sigmoid of the last one scales the other
+    d (default true: the reference recipe's --tied --transfer_component_add_weights); false = ungated."""
+    rtn_detach_input: bool = True
+    """MetaXL only (jt-rtn never detaches, as step_jt_metaxl). Feed the RTN a detached hidden state,
+    h + g(h.detach()) (default true: the reference's step_metaxl; the residual keeps theta's gradient
+    path). false = h + g(h): theta's gradient also flows through g's Jacobian, and with several
+    stacked placements phi's gradient reaches the later RTN inputs (with the detach, phi's gradient
+    there is the reference's surrogate)."""
+    rtn_init: RTNInit = "xavier-normal"
+    """RTN weight initialisation, biases zero: xavier-normal (the reference's Raptors.init_weights)
+    or xavier-uniform."""
     rtn_combine: RTNCombine = "mixture"
     """Several placements: 'mixture' (reference) runs the source batch through the encoder once, re-runs
     the layers above each placement with that placement's RTN alone and mixes the losses by softmax of
@@ -144,8 +152,10 @@ class RunConfig(BaseModel):
     portion: int = 2
     """Split of the target batch (reference): the first n // portion examples join the training loss,
     the rest are the meta batch; portion 1 (our extension) sends all of it to the meta batch."""
-    theta_update: ThetaUpdate = "algorithm1"
-    """theta update: 'algorithm1' reuses the source gradient; 'recompute' re-runs it with the new phi."""
+    theta_update: ThetaUpdate = "recompute"
+    """theta update: 'recompute' (the reference's step_metaxl) steps theta on the training loss
+    recomputed with the updated phi (only the layers above the RTN re-run); 'algorithm1' (the paper's
+    Algorithm 1) reuses the gradient taken at the old phi."""
     warmup_ratio: float = 0.1
     """Fraction of all steps spent in linear learning-rate warm-up (both optimizers)."""
     weight_decay: float = 5e-4

@@ -255,6 +255,7 @@ class Run:
                 detach_input=config.rtn_detached,
                 num_sources=len(config.source_languages) if config.rtn_per_source else 1,
                 residual=config.rtn_residual,
+                init=config.rtn_init,
             ).to(self.device)
             self.rtn.attach(*encoder_modules(self.model))
         self.learner = Learner(self.model, self.rtn, config, total_steps=self.schedule_steps)

@@ -22,12 +22,13 @@ def tiny_model(*, task: str = "ner", num_labels: int = 7, seed: int = 0, dtype=t
 
 def attach_bank(
     model, layers, *, bottleneck: int = 8, gate: bool = False, detach_input: bool = False, seed: int = 1,
-    num_sources: int = 1, residual: bool = True,
+    num_sources: int = 1, residual: bool = True, init: str = "xavier-normal",
 ):
     torch.manual_seed(seed)
     bank = RTNBank(
         layers, model.config.hidden_size, bottleneck, gate=gate, detach_input=detach_input, num_sources=num_sources,
         residual=residual,
+        init=init,
     )
     bank = bank.to(next(model.parameters()).dtype)
     bank.attach(*encoder_modules(model))

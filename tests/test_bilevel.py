@@ -132,16 +132,20 @@ CASES = {
     "mixture-emb+last": dict(layers=[0, 4], combine="mixture"),
     "middle-portion1": dict(layers=[2], combine="mixture", portion=1),
     "two-sources-mixture": dict(layers=[0, 4], combine="mixture", num_sources=2, source_index=1),
+    # the defaults: gated RTN fed the detached hidden state (the reference's)
+    # (the mixture only: in the stack the detach cuts phi's path into the later RTN inputs, which
+    # a difference of the objective still sees; see RunConfig.rtn_detach_input)
+    "gate-detach-mixture": dict(layers=[0, 4], combine="mixture", gate=True, detach=True),
 }
 
 
 @pytest.mark.parametrize("case", CASES.values(), ids=CASES.keys())
 def test_exact_hypergradient_equals_central_finite_differences(case):
     layers, combine = case["layers"], case["combine"]
-    gate, portion = case.get("gate", False), case.get("portion", 2)
+    gate, portion, detach = case.get("gate", False), case.get("portion", 2), case.get("detach", False)
     num_sources, source_index = case.get("num_sources", 1), case.get("source_index", 0)
     model = tiny_model()
-    bank = attach_bank(model, layers, gate=gate, num_sources=num_sources)
+    bank = attach_bank(model, layers, gate=gate, detach_input=detach, num_sources=num_sources)
     with torch.no_grad():  # non-uniform mixture weights, so their gradient is not degenerate
         bank.mix_logits.copy_(torch.linspace(-0.5, 0.5, bank.mix_logits.numel(), dtype=torch.float64).view_as(bank.mix_logits))
     source, target = make_batch(4, seed=1), make_batch(4, seed=2)
@@ -150,7 +154,8 @@ def test_exact_hypergradient_equals_central_finite_differences(case):
     phi0 = [p.detach().clone() for p in phi]
     theta0 = {k: v.clone() for k, v in model.state_dict().items()}
 
-    config = metaxl_config(rtn_layers=layers, rtn_gate=gate, portion=portion, rtn_combine=combine)
+    config = metaxl_config(rtn_layers=layers, rtn_gate=gate, rtn_detach_input=detach, portion=portion,
+                           rtn_combine=combine)
     Learner(model, bank, config, total_steps=10).step(source, target, source_index=source_index)
     # Only this source language's RTNs (and its mixture row) take part; a single placement's
     # mixture weight is the constant 1, so its logit has no gradient either.
@@ -171,7 +176,7 @@ def test_exact_hypergradient_equals_central_finite_differences(case):
             for p, p0, offset in zip(phi, phi0, offsets):
                 p.copy_(p0 + offset)
         return meta_objective(model, bank, source, target, portion=portion, alpha=ALPHA, combine=combine,
-                              source_index=source_index).item()
+                              source_index=source_index, detach=detach).item()
 
     def check(offsets):
         eps = 1e-6
@@ -197,23 +202,58 @@ def test_exact_hypergradient_equals_central_finite_differences(case):
             check(offsets)
 
 
-# ---- the reference's multi-placement step_metaxl, restated ----------------------------------------
+# ---- the reference's step_metaxl under the defaults, restated ----------------------------------------
 
 
-def reference_step_metaxl(model, bank, opts, source, target, portion):
-    """mlt.py step_metaxl (transfer_layers = bank.layers, detached RTN input) with mtrain.py's
-    split and scheduler steps: in-place look-ahead, the proxy -eta <grad L_train, grad' L_meta>
-    back-propagated into the RTNs and alpha, then theta stepped on a training loss recomputed with
-    the new phi and clipped at 10."""
+class Raptors(torch.nn.Module):
+    """models.py Raptors as the README recipe builds it (perceptron, --tied
+    --transfer_component_add_weights): per placement d -> r -> ReLU -> d + 1, the last output
+    unit's sigmoid scaling the other d; every net built first, then xavier_normal_ weights and
+    zero biases (init_weights); one zero logit per placement (alpha)."""
+
+    def __init__(self, hidden, bottleneck, placements):
+        super().__init__()
+        self.nets = torch.nn.ModuleList(
+            torch.nn.Sequential(torch.nn.Linear(hidden, bottleneck), torch.nn.ReLU(), torch.nn.Linear(bottleneck, hidden + 1))
+            for _ in range(placements)
+        )
+        self.alpha = torch.nn.Parameter(torch.zeros(1, placements))
+        for net in self.nets:
+            for linear in (net[0], net[2]):
+                torch.nn.init.xavier_normal_(linear.weight)
+                torch.nn.init.zeros_(linear.bias)
+
+    def forward(self, j, x):
+        out = self.nets[j](x)
+        return torch.sigmoid(out[..., -1]).unsqueeze(-1) * out[..., :-1]
+
+
+def restated_loss_train(model, raptors, layers, source, data_g):
+    """step_metaxl's loss_train: one full source forward, then per placement
+    new_h = meta_net(h.detach()) + h run through the layers above it, mixed by softmax(alpha);
+    plus the target training part."""
+    states = hidden_states(model, source)
+    mask = ext_mask(source["attention_mask"])
+    weights = torch.softmax(raptors.alpha[0], -1)
+    loss_s = 0
+    for j, layer_id in enumerate(layers):
+        new_h = raptors(j, states[layer_id].detach()) + states[layer_id]
+        logits = classifier(model, forward_tail(model, layer_id + 1, new_h, mask))
+        loss_s = loss_s + weights[j] * ce(logits, source["labels"])
+    return loss_s + ce(plain_logits(model, data_g), data_g["labels"])
+
+
+def restated_step_metaxl(model, raptors, layers, opts, source, target, portion):
+    """mlt.py step_metaxl with mtrain.py's split and scheduler steps: look-ahead by an in-place
+    shift of the weights, the proxy -eta <grad L_train, grad' L_meta> back-propagated into the
+    RTNs and alpha, then theta stepped on the training loss recomputed from scratch with the new
+    phi, clipped at norm 10. Returns phi's gradients."""
     main_opt, main_schedule, meta_opt, meta_schedule = opts
     data_g, data_t, _ = reference_split(target, portion)
     params = list(model.parameters())
-
-    def loss_train():
-        return reference_source_loss(model, bank, source, "mixture", detach=True) + ce(plain_logits(model, data_g), data_g["labels"])
-
     eta = main_schedule.get_last_lr()[0]
-    grads = torch.autograd.grad(loss_train(), params, create_graph=True, allow_unused=True)
+    grads = torch.autograd.grad(restated_loss_train(model, raptors, layers, source, data_g), params,
+                                create_graph=True, allow_unused=True)
     saved = [p.data.clone() for p in params]
     for p, g in zip(params, grads):
         if g is not None:
@@ -226,10 +266,10 @@ def reference_step_metaxl(model, bank, opts, source, target, portion):
     proxy = -eta * sum((g * gp).sum() for g, gp in zip(grads, grads_prime) if g is not None and gp is not None)
     meta_opt.zero_grad()
     proxy.backward()
-    hypergradient = [p.grad.clone() for p in bank.parameters()]
+    hypergradient = [p.grad.clone() for p in raptors.parameters()]
     meta_opt.step()
     main_opt.zero_grad()
-    loss_train().backward()
+    restated_loss_train(model, raptors, layers, source, data_g).backward()
     torch.nn.utils.clip_grad_norm_(params, 10)
     main_opt.step()
     main_schedule.step()
@@ -237,34 +277,84 @@ def reference_step_metaxl(model, bank, opts, source, target, portion):
     return hypergradient
 
 
-def reference_optimizers(model, bank, lr, meta_lr, total_steps):
+def reference_optimizers(model, meta_params, lr, meta_lr, total_steps, warmup_ratio):
     """mtrain.py: torch.optim.Adam (L2 weight decay 5e-4, eps 1e-8) for both, linear warm-up."""
     main = torch.optim.Adam(model.parameters(), lr=lr, eps=1e-8, weight_decay=5e-4)
-    meta = torch.optim.Adam(bank.parameters(), lr=meta_lr, eps=1e-8, weight_decay=5e-4)
-    return (main, get_linear_schedule_with_warmup(main, 0, total_steps),
-            meta, get_linear_schedule_with_warmup(meta, 0, total_steps))
+    meta = torch.optim.Adam(meta_params, lr=meta_lr, eps=1e-8, weight_decay=5e-4)
+    warmup = int(warmup_ratio * total_steps)
+    return (main, get_linear_schedule_with_warmup(main, warmup, total_steps),
+            meta, get_linear_schedule_with_warmup(meta, warmup, total_steps))
 
 
-def test_mixture_recompute_equals_the_reference_step_metaxl():
-    config = metaxl_config(theta_update="recompute", lookahead_lr=None, max_grad_norm=10.0, lr=1e-2, meta_lr=1e-2,
-                           rtn_layers=[0, "last"], rtn_combine="mixture", rtn_detach_input=True)
+def assert_agree(ours, reference):
+    """Lists of tensors equal to 1e-9 of their largest entry (summation-order noise makes
+    entries whose value is near zero, e.g. gradients that cancel to 1e-21, differ relatively)."""
+    scale = max(r.detach().abs().max().item() for r in reference)
+    for a, b in zip(ours, reference, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-9 * scale)
+
+
+@pytest.mark.parametrize("portion", [2, 3])
+@pytest.mark.parametrize("layers", [[4], [0, 2, 4]], ids=["last", "emb+middle+last"])
+def test_default_metaxl_step_is_the_reference_step_metaxl(layers, portion):
+    # RunConfig's defaults; only the tiny sizes (model, batch, length, bottleneck), the placements
+    # and the portion are given.
+    config = RunConfig(model="tiny", data="synthetic", method="metaxl", batch_size=6, max_length=16,
+                       rtn_bottleneck=8, rtn_layers=[0, "middle", "last"] if len(layers) > 1 else ["last"],
+                       portion=portion)
     ours_model, ref_model = tiny_model(), tiny_model()
-    ours_bank = attach_bank(ours_model, [0, 4], detach_input=True)
-    ref_bank = attach_bank(ref_model, [0, 4], detach_input=True)
-    ours = Learner(ours_model, ours_bank, config, total_steps=10)
-    opts = reference_optimizers(ref_model, ref_bank, 1e-2, 1e-2, 10)
+    ours_bank = attach_bank(ours_model, layers, bottleneck=config.rtn_bottleneck, gate=config.rtn_gate,
+                            detach_input=config.rtn_detach_input, init=config.rtn_init)
+    torch.manual_seed(1)  # attach_bank's seed: the same draws give the same initial RTNs
+    raptors = Raptors(ref_model.config.hidden_size, config.rtn_bottleneck, len(layers)).to(torch.float64)
+    for ours_phi, ref_phi in zip(ours_bank.parameters(), raptors.parameters(), strict=True):
+        assert torch.equal(ours_phi, ref_phi)
+    total_steps = 10
+    ours = Learner(ours_model, ours_bank, config, total_steps=total_steps)
+    opts = reference_optimizers(ref_model, raptors.parameters(), config.lr, config.meta_lr, total_steps,
+                                config.warmup_ratio)
     for step in range(3):
-        source, target = make_batch(4, seed=10 + step), make_batch(4, seed=20 + step)
+        source, target = make_batch(6, seed=10 + step), make_batch(6, seed=20 + step)
         ours.step(source, target)
-        hypergradient = reference_step_metaxl(ref_model, ref_bank, opts, source, target, config.portion)
-        for ours_phi, ref_phi, ref_grad in zip(ours_bank.parameters(), ref_bank.parameters(), hypergradient):
-            torch.testing.assert_close(ours_phi.grad, ref_grad, rtol=1e-9, atol=1e-14)
-            torch.testing.assert_close(ours_phi, ref_phi, rtol=1e-9, atol=1e-14)
-        for a, b in zip(ours_model.parameters(), ref_model.parameters()):
-            torch.testing.assert_close(a.grad, b.grad, rtol=1e-9, atol=1e-14)
-            torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-14)
-    # the mixture weights moved away from uniform, identically
-    assert not torch.allclose(ours_bank.mix_logits, torch.zeros_like(ours_bank.mix_logits))
+        hypergradient = restated_step_metaxl(ref_model, raptors, layers, opts, source, target, portion)
+        phi = list(ours_bank.parameters())
+        if step > 0:  # step 1: eta = 0 under the warm-up, a zero hypergradient on both sides
+            # one placement: its mixture logit gets no gradient here, an exact zero there
+            assert_agree([torch.zeros_like(p) if p.grad is None else p.grad for p in phi], hypergradient)
+        assert_agree(phi, list(raptors.parameters()))
+        assert_agree([p.grad for p in ours_model.parameters()], [p.grad for p in ref_model.parameters()])
+        assert_agree(list(ours_model.parameters()), list(ref_model.parameters()))
+    assert any(p.grad is not None and p.grad.abs().max() > 0 for p in ours_bank.parameters())
+    if len(layers) > 1:  # the mixture weights moved away from uniform, identically
+        assert not torch.allclose(ours_bank.mix_logits, torch.zeros_like(ours_bank.mix_logits))
+
+
+RECOMPUTE_CASES = {
+    "last": dict(layers=[4], combine="mixture"),
+    "mixture-three": dict(layers=[0, 2, 4], combine="mixture"),
+    "stack-three": dict(layers=[0, 2, 4], combine="stack"),
+}
+
+
+@pytest.mark.parametrize("case", RECOMPUTE_CASES.values(), ids=RECOMPUTE_CASES.keys())
+def test_recomputed_theta_gradient_equals_a_full_recompute(case):
+    # The recompute re-runs only the RTNs and the layers above them and reuses the target part's
+    # gradient; theta's gradient is the full training loss's at the updated phi. Dropout off
+    # (tiny_model), so the reused lower forward and a fresh one are the same function.
+    layers, combine = case["layers"], case["combine"]
+    model = tiny_model()
+    bank = attach_bank(model, layers, gate=True, detach_input=True)
+    source, target = make_batch(4, seed=3), make_batch(4, seed=4)
+    config = metaxl_config(rtn_layers=layers, rtn_combine=combine, lr=1e-2, meta_lr=1e-2)
+    assert config.theta_update == "recompute"
+    Learner(model, bank, config, total_steps=10).step(source, target)  # theta's grads stay in .grad
+
+    fresh = tiny_model()  # theta before the step; phi after it
+    train_part, _, _ = reference_split(target, config.portion)
+    loss = reference_source_loss(fresh, bank, source, combine, detach=True)
+    loss = loss + ce(plain_logits(fresh, train_part), train_part["labels"])
+    expected = torch.autograd.grad(loss, list(fresh.parameters()))
+    assert_agree([p.grad for p in model.parameters()], list(expected))
 
 
 def test_one_placement_mixture_is_the_stack_forward():
@@ -290,12 +380,17 @@ FD_CASES = {
     "mixture-dropout": dict(layers=[0, 4], dropout=0.1),
     # SDPA's attention dropout included (recorded through its restated math kernel on a CPU)
     "sdpa-dropout": dict(layers=[4], dropout=0.1, attention="sdpa"),
+    # the RTN chain of the stack: each RTN's recorded input is the one of the training forward
+    "stack-emb+middle+last": dict(layers=[0, 2, 4], combine="stack"),
+    # without the detach the estimate follows the RTN input as theta moves, as its gradient does
+    "undetached-ungated": dict(layers=[0, 4], detach=False, gate=False),
 }
 
 
 def _hypergradient(config, case):
     model = tiny_model(dropout=case.get("dropout", 0.0), attention=case.get("attention", "eager"))
-    bank = attach_bank(model, case["layers"], num_sources=case.get("num_sources", 1))
+    bank = attach_bank(model, case["layers"], num_sources=case.get("num_sources", 1), gate=config.rtn_gate,
+                       detach_input=config.rtn_detach_input, init=config.rtn_init)
     with torch.no_grad():
         bank.mix_logits.copy_(torch.linspace(-0.5, 0.5, bank.mix_logits.numel(), dtype=torch.float64).view_as(bank.mix_logits))
     learner = Learner(model, bank, config, total_steps=10)
@@ -306,7 +401,9 @@ def _hypergradient(config, case):
 
 @pytest.mark.parametrize("case", FD_CASES.values(), ids=FD_CASES.keys())
 def test_finite_difference_hypergradient_agrees_with_the_exact_one(case, monkeypatch):
-    config = metaxl_config(rtn_layers=case["layers"])
+    # The defaults (gated RTN on the detached hidden state, recompute) unless the case says otherwise.
+    config = metaxl_config(rtn_layers=case["layers"], rtn_combine=case.get("combine", "mixture"),
+                           rtn_detach_input=case.get("detach", True), rtn_gate=case.get("gate", True))
     exact = _hypergradient(config, case)
 
     flags = []
@@ -320,8 +417,9 @@ def test_finite_difference_hypergradient_agrees_with_the_exact_one(case, monkeyp
     estimate = _hypergradient(config.replace(hypergradient="finite-difference"), case)
     monkeypatch.undo()
 
-    # no second-order graph: every gradient is first order and the estimate carries no graph
-    assert len(flags) == 3 and not any(flags)
+    # no second-order graph: every gradient is first order (source and target-train parts of
+    # L_train, v, the difference) and the estimate carries no graph
+    assert len(flags) == 4 and not any(flags)
     assert all(g is None or (g.grad_fn is None and not g.requires_grad) for g in estimate)
     assert [g is None for g in exact] == [g is None for g in estimate]
     exact_flat = torch.cat([g.flatten() for g in exact if g is not None])
@@ -395,7 +493,7 @@ def test_algorithm1_steps_theta_on_the_gradient_at_the_old_phi():
     loss = ce(classifier(model, transform(bank, 0, 4, states[4], False)), source["labels"])
     loss = loss + ce(plain_logits(model, train_part), train_part["labels"])
     expected = torch.autograd.grad(loss, list(model.parameters()))
-    Learner(model, bank, metaxl_config(), total_steps=10).step(source, target)
+    Learner(model, bank, metaxl_config(theta_update="algorithm1"), total_steps=10).step(source, target)
     for param, grad in zip(model.parameters(), expected):
         torch.testing.assert_close(param.grad, grad)
 

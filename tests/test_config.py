@@ -25,7 +25,7 @@ def test_evaluation_length_defaults_to_the_reference_recipe_and_is_dumped_resolv
 
 def test_yaml_round_trip_is_exact(tmp_path):
     config = RunConfig(task="sa", target="te", rtn_layers=[0, "last"], lookahead_lr=1e-4, max_grad_norm=None,
-                       meta_lr=1e-7, theta_update="recompute", rtn_gate=True)
+                       meta_lr=1e-7, theta_update="algorithm1", rtn_gate=False, rtn_init="xavier-uniform")
     path = tmp_path / "run.yaml"
     config.dump(path)
     assert load_config(path) == config

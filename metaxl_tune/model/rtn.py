@@ -19,7 +19,7 @@ from typing import Iterator, Sequence
 import torch
 from torch import nn
 
-from metaxl_tune.config import Placement
+from metaxl_tune.config import Placement, RTNInit
 
 
 class RTN(nn.Module):
@@ -28,11 +28,13 @@ class RTN(nn.Module):
     ``residual`` (default) returns ``h + g(h)``; without it the (gated) output ``g(h)`` replaces
     ``h``: the reference's Raptors returns ``sigmoid(gate) * g(h)`` and only ``step_metaxl`` adds
     ``h`` to it, ``step_jt_metaxl`` hands it to the layers above as it is.
-    """
+
+    ``init`` fills both linear layers' weights (biases zero); None leaves PyTorch's default for
+    the caller to fill (``RTNBank`` fills them in the reference's order)."""
 
     def __init__(
         self, hidden_size: int, bottleneck: int, *, gate: bool = False, detach_input: bool = False,
-        residual: bool = True,
+        residual: bool = True, init: RTNInit | None = "xavier-normal",
     ):
         super().__init__()
         self.gate = gate
@@ -40,14 +42,25 @@ class RTN(nn.Module):
         self.residual = residual
         self.down = nn.Linear(hidden_size, bottleneck)
         self.up = nn.Linear(bottleneck, hidden_size + (1 if gate else 0))
+        if init is not None:
+            self.reset_parameters(init)
+
+    def reset_parameters(self, init: RTNInit) -> None:
+        """Reference ``Raptors.init_weights``: xavier_normal_ weights, zero biases (xavier-uniform
+        is our earlier choice, kept as an option)."""
+        fill = {"xavier-normal": nn.init.xavier_normal_, "xavier-uniform": nn.init.xavier_uniform_}[init]
         for layer in (self.down, self.up):
-            nn.init.xavier_uniform_(layer.weight)
+            fill(layer.weight)
             nn.init.zeros_(layer.bias)
 
-    def forward(self, hidden: torch.Tensor) -> torch.Tensor:
+    def forward(self, hidden: torch.Tensor, rtn_input: torch.Tensor | None = None) -> torch.Tensor:
+        """``hidden + g(hidden)`` (``g(hidden)`` alone without the residual); with ``rtn_input`` the
+        network reads that tensor instead of ``hidden`` while the residual keeps ``hidden`` (the
+        finite difference's frozen input)."""
         # The reference implementation feeds the RTN a detached copy, so theta's gradient
         # reaches earlier layers only through the residual path, not through g_phi's Jacobian.
-        source = hidden.detach() if self.detach_input else hidden
+        source = hidden if rtn_input is None else rtn_input
+        source = source.detach() if self.detach_input else source
         out = self.up(torch.relu(self.down(source)))
         if self.gate:
             out = torch.sigmoid(out[..., -1:]) * out[..., :-1]
@@ -93,6 +106,7 @@ class RTNBank(nn.Module):
         detach_input: bool,
         num_sources: int = 1,
         residual: bool = True,
+        init: RTNInit = "xavier-normal",
     ):
         super().__init__()
         if num_sources < 1:
@@ -102,15 +116,22 @@ class RTNBank(nn.Module):
         self.rtns = nn.ModuleDict(
             {
                 self._key(source, layer): RTN(
-                    hidden_size, bottleneck, gate=gate, detach_input=detach_input, residual=residual
+                    hidden_size, bottleneck, gate=gate, detach_input=detach_input, residual=residual, init=None
                 )
                 for source in range(num_sources)
                 for layer in self.layers
             }
         )
+        # Filled after every RTN is built, as Raptors does (constructor, then init_weights), so a
+        # seed gives the reference's initial RTNs.
+        for rtn in self.rtns.values():
+            rtn.reset_parameters(init)
         self.mix_logits = nn.Parameter(torch.zeros(num_sources, len(self.layers)))
         self._active: int | None = None
         self._handles: list[torch.utils.hooks.RemovableHandle] = []
+        # RTN inputs of one forward, for the finite difference (see ``inputs_recorded``).
+        self._inputs: dict[tuple[int, int], torch.Tensor] = {}
+        self._inputs_mode: str | None = None
 
     def _key(self, source: int, layer: int) -> str:
         return str(layer) if self.num_sources == 1 else f"{source}_{layer}"
@@ -138,6 +159,42 @@ class RTNBank(nn.Module):
                 report.update({f"{prefix}{layer}": float(weight) for layer, weight in zip(self.layers, weights)})
         return report
 
+    def transform(self, layer: int, source_index: int, hidden: torch.Tensor) -> torch.Tensor:
+        """``hidden + g(hidden)`` with the RTN of ``layer`` for source language ``source_index``:
+        every RTN application (hooks and mixture tails) goes through here."""
+        rtn = self.rtn(layer, source_index)
+        key = (source_index, layer)
+        if self._inputs_mode == "record":
+            self._inputs[key] = hidden.detach()
+        elif self._inputs_mode == "replay" and rtn.detach_input:
+            return rtn(hidden, rtn_input=self._inputs[key])
+        return rtn(hidden)
+
+    @contextmanager
+    def inputs_recorded(self) -> Iterator[None]:
+        """Forwards inside this block record each RTN's input (detached)."""
+        self._inputs = {}
+        with self._inputs_as("record"):
+            yield
+
+    @contextmanager
+    def inputs_replayed(self) -> Iterator[None]:
+        """Forwards inside this block feed each detaching RTN the input recorded by
+        ``inputs_recorded``, while the residual adds the forward's own hidden state. With a
+        detached input, theta's gradient treats the RTN input as a constant; the finite
+        difference (bilevel.py) must hold it at its recorded value to estimate that gradient's
+        change. RTNs that do not detach read their own input, as their gradient does."""
+        with self._inputs_as("replay"):
+            yield
+
+    @contextmanager
+    def _inputs_as(self, mode: str) -> Iterator[None]:
+        self._inputs_mode = mode
+        try:
+            yield
+        finally:
+            self._inputs_mode = None
+
     def attach(self, embeddings: nn.Module, encoder_layers: Sequence[nn.Module]) -> None:
         """Hook each RTN after its module: placement 0 = embeddings, k = encoder layer k."""
         for layer in self.layers:
@@ -164,10 +221,9 @@ class RTNBank(nn.Module):
         def hook(_module: nn.Module, _inputs, output):
             if self._active is None:
                 return None
-            rtn = self.rtn(layer, self._active)
             # transformers 5 layers return a tensor; older ones (and some models) a tuple.
             if isinstance(output, tuple):
-                return (rtn(output[0]), *output[1:])
-            return rtn(output)
+                return (self.transform(layer, self._active, output[0]), *output[1:])
+            return self.transform(layer, self._active, output)
 
         return hook

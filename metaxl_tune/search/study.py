@@ -32,7 +32,8 @@ _KEYS = {"description", "fixed", "settings", "settings_by_task", "include"}
 # of the tiny model on a CPU core, of an XLM-R base model on one GPU; other methods scale by
 # their step-time ratio to JT.
 SECONDS_PER_JT_STEP = {"tiny": 0.08, "default": 0.25}
-STEP_COST = {"target-only": 0.65, "jt": 1.0, "jt-rtn": 1.0, "metaxl": 1.55, "metaxl-recompute": 2.45}
+# metaxl: the default step (theta recomputed above the RTNs, the reference's step_metaxl).
+STEP_COST = {"target-only": 0.65, "jt": 1.0, "jt-rtn": 1.0, "metaxl": 1.7, "metaxl-algorithm1": 1.5}
 
 
 class StudyError(ConfigError):
@@ -149,7 +150,7 @@ def estimated_seconds(config: RunConfig) -> float:
     # An epoch passes once over every source language's sample (source_sampler).
     driver = config.target_size if config.method == "target-only" else config.source_size * len(config.source_languages)
     per_epoch = math.ceil(driver / config.batch_size)
-    method = "metaxl-recompute" if config.method == "metaxl" and config.theta_update == "recompute" else config.method
+    method = "metaxl-algorithm1" if config.method == "metaxl" and config.theta_update == "algorithm1" else config.method
     per_step = SECONDS_PER_JT_STEP.get(config.model, SECONDS_PER_JT_STEP["default"])
     # Back-off fine-tuning steps are single-level, like a JT w/ RTN step.
     cost = config.epochs * STEP_COST[method] + config.finetune_epochs * STEP_COST["jt-rtn"]

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from helpers import attach_bank, make_batch, tiny_model
-from metaxl_tune.model.rtn import RTN, resolve_placements
+from metaxl_tune.model.rtn import RTN, RTNBank, resolve_placements
 
 
 def test_rtn_is_a_residual_bottleneck():
@@ -100,3 +100,40 @@ def test_mixture_report_is_the_softmax_of_each_source_languages_logits():
                                     "rtn_mix_tr_4": 1 - expected_tr})
     assert all(type(value) is float for value in report.values())
     assert attach_bank(tiny_model(), [0, 4]).mixture_report() == {"rtn_mix_0": 0.5, "rtn_mix_4": 0.5}
+
+
+@pytest.mark.parametrize("init, past_the_bound", [("xavier-normal", True), ("xavier-uniform", False)])
+def test_rtn_init_fills_xavier_weights_and_zero_biases(init, past_the_bound):
+    # reference Raptors.init_weights: xavier_normal_ on both linear layers, biases zero
+    torch.manual_seed(0)
+    rtn = RTN(400, 300, init=init)
+    for layer in (rtn.down, rtn.up):
+        assert torch.equal(layer.bias, torch.zeros_like(layer.bias))
+        fan_in, fan_out = layer.weight.shape[1], layer.weight.shape[0]
+        bound = (6 / (fan_in + fan_out)) ** 0.5  # xavier-uniform's bound = sqrt(3) x the common std
+        assert bool(layer.weight.abs().max() > bound) is past_the_bound
+        assert layer.weight.std().item() == pytest.approx((2 / (fan_in + fan_out)) ** 0.5, rel=0.02)
+
+
+def test_bank_initialises_its_rtns_after_building_them_all():
+    # Raptors builds every net, then fills their weights: the same seed gives the same RTNs
+    torch.manual_seed(3)
+    expected = [torch.nn.Linear(6, 3), torch.nn.Linear(3, 7), torch.nn.Linear(6, 3), torch.nn.Linear(3, 7)]
+    for linear in expected:
+        torch.nn.init.xavier_normal_(linear.weight)
+    torch.manual_seed(3)
+    bank = RTNBank([0, 2], 6, 3, gate=True, detach_input=True)
+    weights = [getattr(bank.rtns[key], part).weight for key in ("0", "2") for part in ("down", "up")]
+    for ours, theirs in zip(weights, expected, strict=True):
+        assert torch.equal(ours, theirs.weight)
+
+
+def test_replayed_inputs_feed_the_rtn_while_the_residual_keeps_the_own_state():
+    bank = RTNBank([4], 6, 3, gate=True, detach_input=True).double()
+    recorded, shifted = torch.randn(2, 6, dtype=torch.float64), torch.randn(2, 6, dtype=torch.float64)
+    with bank.inputs_recorded():
+        bank.transform(4, 0, recorded)
+    rtn = bank.rtn(4)
+    with bank.inputs_replayed():
+        torch.testing.assert_close(bank.transform(4, 0, shifted), shifted + (rtn(recorded) - recorded))
+    torch.testing.assert_close(bank.transform(4, 0, shifted), rtn(shifted))  # outside: its own input

@@ -67,10 +67,10 @@ def test_ablation_grid_runs_end_to_end(tmp_path, shared_cache):
         # A note next to the params that this trial's method never reads (config.METHODS_USING).
         ignored = {
             "target-only": "source,source_strategy,rtn_per_source,source_label_format,rtn_layers,rtn_bottleneck,"
-                           "rtn_gate,rtn_detach_input,rtn_combine,jt_rtn_residual,hypergradient,meta_lr,lookahead_lr,"
-                           "portion,theta_update,max_grad_norm,finetune_epochs,source_size",
-            "jt": "rtn_per_source,rtn_layers,rtn_bottleneck,rtn_gate,rtn_detach_input,rtn_combine,jt_rtn_residual,"
-                  "hypergradient,meta_lr,lookahead_lr,portion,theta_update,max_grad_norm,finetune_epochs",
+                           "rtn_gate,rtn_detach_input,rtn_init,rtn_combine,jt_rtn_residual,hypergradient,meta_lr,"
+                           "lookahead_lr,portion,theta_update,max_grad_norm,finetune_epochs,source_size",
+            "jt": "rtn_per_source,rtn_layers,rtn_bottleneck,rtn_gate,rtn_detach_input,rtn_init,rtn_combine,"
+                  "jt_rtn_residual,hypergradient,meta_lr,lookahead_lr,portion,theta_update,max_grad_norm,finetune_epochs",
             "metaxl": "jt_rtn_residual",
         }
         assert run.data.params.get("ignored_by_method") == ignored.get(run.data.params["method"])
