@@ -99,7 +99,8 @@ def main() -> None:
     torch.set_num_threads(1)
     model = base_model()
     config = RunConfig(model="xlm-roberta-base", method="metaxl", epochs=EPOCHS)
-    rtn = RTNBank([12], 768, config.rtn_bottleneck, gate=False, detach_input=False)
+    rtn = RTNBank([12], 768, config.rtn_bottleneck, gate=config.rtn_gate, detach_input=config.rtn_detached,
+                  init=config.rtn_init)
     learner = populated_learner(model, rtn, config)
 
     common = dict(model=model, rtn=rtn, learner=learner, config=config, epoch_seconds=args.epoch_seconds)

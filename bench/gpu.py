@@ -4,9 +4,10 @@ and precision, at the paper's shapes (batch 16, lengths 128 and 200).
     python bench/gpu.py --model base-random --device cuda      # xlm-roberta-base shape, random init
     python bench/gpu.py --model tiny --device cpu --smoke       # seconds: keeps the script from rotting
 
-Variants: jt, metaxl (Algorithm 1), metaxl-recompute (the reference's theta update) and
-metaxl-fd (the finite-difference hypergradient, where RunConfig has the ``hypergradient``
-field), each in fp32 and bf16. Per length, every variant is built in ONE process from the same
+Variants: jt, metaxl (RunConfig's defaults: the reference's step_metaxl, theta recomputed after
+phi), metaxl-algorithm1 (the paper's theta update) and metaxl-fd (the finite-difference
+hypergradient, where RunConfig has the ``hypergradient`` field), each in fp32 and bf16; the RTN
+is the run config's (gate, detach, init, residual). Per length, every variant is built in ONE process from the same
 initial weights and the variants' steps are interleaved round by round on the same batches;
 a variant's ratio is the median over rounds of (its step time / the fastest jt's step time
 in that round), where the fastest jt is the jt variant with the lowest median step time.
@@ -59,9 +60,9 @@ CONTEXT_MIB = 500  # CUDA context and kernels of each trial process, not in max_
 NUM_LABELS = 7
 METHODS: dict[str, dict[str, Any]] = {
     "jt": {"method": "jt"},
-    "metaxl": {"method": "metaxl", "theta_update": "algorithm1"},
-    "metaxl-recompute": {"method": "metaxl", "theta_update": "recompute"},
-    "metaxl-fd": {"method": "metaxl", "theta_update": "algorithm1", "hypergradient": "finite-difference"},
+    "metaxl": {"method": "metaxl"},  # RunConfig's defaults: the reference's step_metaxl (theta recomputed)
+    "metaxl-algorithm1": {"method": "metaxl", "theta_update": "algorithm1"},
+    "metaxl-fd": {"method": "metaxl", "hypergradient": "finite-difference"},
 }
 
 
@@ -196,8 +197,8 @@ def measure_length(args: argparse.Namespace, length: int, device: torch.device,
     for name, config in configs.items():
         model = copy.deepcopy(template)
         torch.manual_seed(1)
-        bank = RTNBank([depth], width, args.bottleneck, gate=False, detach_input=False,
-                       residual=config.rtn_residual).to(device)
+        bank = RTNBank([depth], width, args.bottleneck, gate=config.rtn_gate, detach_input=config.rtn_detached,
+                       residual=config.rtn_residual, init=config.rtn_init).to(device)
         bank.attach(*encoder_modules(model))
         learners[name] = Learner(model, bank if config.uses_rtn else None, config, total_steps=100_000)
     del template
