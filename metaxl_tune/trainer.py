@@ -11,7 +11,6 @@ import itertools
 import json
 import math
 import os
-import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -205,9 +204,6 @@ class Run:
         check_precision(config.precision, self.device)
         fit = check_fit(config)  # placements and max_length against the model, before any data
         model_config, self.placements = fit.model_config, fit.placements
-        notice = fit.eval_cap_notice(config)
-        if notice is not None:
-            (log or (lambda line: print(line, file=sys.stderr, flush=True)))(notice)
         cache_dir = Path(cache_dir or default_cache_dir())
         # tiny-pretrained is a saved model in the cache, built (once) before anything else needs it.
         model_name = pretrained_model(config, cache_dir, progress=progress, log=log)
@@ -216,6 +212,11 @@ class Run:
 
         self.data: PreparedData = prepare_data(config, cache_dir, progress=log, eval_max_length=fit.eval_max_length)
         if log is not None:
+            # After the data checks, so that a bad data file stays the one line a mistake gets. A
+            # trial (no log) keeps its output quiet: results.json records the length used.
+            notice = fit.eval_cap_notice(config)
+            if notice is not None:
+                log(notice)
             log(describe_sizes(self.data.sizes()))
         # The streams source batches are drawn from: for mixed (mtrain.py: merge_data) one set
         # joining every language's sample in language order, else one per language.

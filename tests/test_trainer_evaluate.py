@@ -75,14 +75,15 @@ def test_dev_and_test_are_encoded_at_eval_max_length_and_training_at_max_length(
     assert data.eval_max_length == 10
 
 
-def test_an_eval_length_past_the_model_is_capped_with_one_notice_and_recorded(tmp_path, shared_cache, capsys):
+def test_an_eval_length_past_the_model_is_capped_with_one_notice_and_recorded(tmp_path, shared_cache):
     # NER's default 512 against tiny's position table (max_length 12: 14 positions).
     config = RunConfig(model="tiny", data="synthetic", task="ner", target="tk", method="target-only",
                        epochs=1, batch_size=16, max_length=12)
-    run = Run(config, tmp_path, cache_dir=shared_cache, progress=False)
+    logged = []
+    run = Run(config, tmp_path, cache_dir=shared_cache, progress=False, log=logged.append)
     run.fit()
 
-    notices = [line for line in capsys.readouterr().err.splitlines() if line.startswith("notice:")]
+    notices = [line for line in logged if line.startswith("notice:")]
     assert notices == [
         "notice: --eval-max-length 512 is more than model tiny takes; dev and test are encoded at 14 sub-words"
     ]

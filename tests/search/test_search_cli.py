@@ -251,7 +251,7 @@ mode: max
 fixed: {method: metaxl, epochs: 1, lr: 3.0e-3, batch_size: 4, target_size: 8, max_length: 16, rtn_bottleneck: 8}
 parameters:
   source_strategy: {type: categorical, values: [sequential, bandit]}
-  rtn_per_source: {type: categorical, values: [false, true]}
+  rtn_per_source: {type: categorical, values: [false, true], when: {source_strategy: sequential}}
 """
 
 
