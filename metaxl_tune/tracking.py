@@ -11,6 +11,8 @@ Embedded default: ``sqlite:///metaxl-runs/mlflow.db``, artifacts in ``metaxl-run
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import os
 import time
@@ -18,7 +20,7 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any, Iterable, Iterator, Mapping
 
 from mlflow.entities import Metric, Param, RunTag
 from mlflow.tracking import MlflowClient
@@ -92,6 +94,40 @@ def check_tracking_uri(uri: str, *, timeout: float = 5.0) -> None:
         ) from None
 
 
+def open_client(uri: str) -> MlflowClient:
+    """A client of ``uri`` whose store exists. MLflow creates a sqlite store's tables and runs its
+    migrations when a process first opens it; two processes doing that at once on one new file
+    (two searches started together on a fresh default store) fail with ``table ... already
+    exists`` or ``duplicate column``. So the first open is done under an OS file lock next to
+    the database, ``<db>.lock``: one process creates the store, the others find it made."""
+    client = MlflowClient(tracking_uri=uri)
+    database = Path(uri.removeprefix("sqlite:///")) if uri.startswith("sqlite:///") else None
+    if database is not None and database.parent.is_dir():
+        with _store_creation_lock(database):
+            client.search_experiments(max_results=1)
+    return client
+
+
+@contextlib.contextmanager
+def _store_creation_lock(database: Path) -> Iterator[None]:
+    # The lock file stays: removing it would let a process that already opened it lock a file
+    # that the next process no longer sees.
+    try:
+        descriptor = os.open(database.with_name(database.name + ".lock"), os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError:
+        # A folder this process cannot write: it cannot create the store either, only read one.
+        yield
+        return
+    try:
+        try:
+            fcntl.flock(descriptor, fcntl.LOCK_EX)
+        except OSError:
+            pass  # a file system without locks (some FUSE mounts): open the store as MLflow would
+        yield
+    finally:
+        os.close(descriptor)
+
+
 class Tracker:
     """The MLflow side of one search (picklable: the client is rebuilt on demand)."""
 
@@ -115,7 +151,7 @@ class Tracker:
             os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "1")
             os.environ.setdefault("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "1")
             os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "30")
-            self._client = MlflowClient(tracking_uri=self.tracking_uri)
+            self._client = open_client(self.tracking_uri)
         return self._client
 
     def reachable(self) -> bool:

@@ -100,6 +100,14 @@ def ablation_parent_tags(the_plan: Plan) -> dict[str, str]:
 
 
 def run_ablation(options: AblationOptions, *, resume: bool = False, log: Callable[[str], None] = print) -> dict:
+    """The ablation's runs on Ray Tune, one driver at a time (driver_lock.py, as a search)."""
+    from metaxl_tune.search.driver_lock import driver_lock
+
+    with driver_lock(options.storage, options.name, command="ablate", log=log):
+        return _run_locked_ablation(options, resume=resume, log=log)
+
+
+def _run_locked_ablation(options: AblationOptions, *, resume: bool, log: Callable[[str], None]) -> dict:
     options = dataclasses.replace(options, storage=str(Path(options.storage).resolve()))
     if (options.experiment_dir / OPTIONS_FILE).is_file() and not resume:
         raise SearchError(f"an ablation named {options.name} already exists in {options.storage}; "

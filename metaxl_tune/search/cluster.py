@@ -54,7 +54,8 @@ def connect(address: str) -> None:
     if address == LOCAL:
         # Without address="local", ray.init joins the cluster that a `ray start --head` on this
         # machine last recorded in /tmp/ray, even one that has since been killed.
-        ray.init(address=LOCAL, include_dashboard=False, configure_logging=False, log_to_driver=False)
+        with ray_processes_in_their_own_session():
+            ray.init(address=LOCAL, include_dashboard=False, configure_logging=False, log_to_driver=False)
         return
     with _stderr_captured() as captured:
         try:
@@ -72,6 +73,39 @@ def connect(address: str) -> None:
         f"(or RAY_AUTH_TOKEN_PATH, or ~/.ray/auth_token) to the cluster's token "
         f"(`ray get-auth-token` on the head prints it)"
     )
+
+
+@contextlib.contextmanager
+def ray_processes_in_their_own_session() -> Iterator[None]:
+    """Start the local Ray's processes (GCS server, raylet and its agents, log monitor) in a new
+    session, outside the driver's process group.
+
+    ``timeout``, Slurm's pgid tracking and other batch systems stop a job by sending SIGTERM to
+    its whole process group. Ray's processes would otherwise get it at the same moment as the
+    driver and die at once (SIGINT they block; SIGTERM they do not), and the driver, asking Tune
+    for its graceful stop, would wait 60 s for a GCS that is gone and exit 1, leaving its runs
+    RUNNING. In their own session only the driver gets the signal: it stops the search as after
+    a SIGTERM to its pid alone (interrupt.py) and then stops them in ``ray.shutdown``. They stay
+    the driver's children, so Ray's kernel fate sharing (PR_SET_PDEATHSIG) still ends them if
+    the driver is killed outright. The raylet already starts each worker in a process group of
+    its own. Ray has no option for this: every process goes through ``services.start_ray_process``,
+    which builds a ``ConsolePopen`` (a plain ``subprocess.Popen`` off Windows), so ray.init runs
+    with that class swapped for one that asks for a new session, and the class is put back."""
+    from ray._private import services
+
+    original = services.ConsolePopen
+
+    class SessionPopen(original):
+        def __init__(self, *args, **kwargs):
+            if sys.platform != "win32":
+                kwargs["start_new_session"] = True
+            super().__init__(*args, **kwargs)
+
+    services.ConsolePopen = SessionPopen
+    try:
+        yield
+    finally:
+        services.ConsolePopen = original
 
 
 # What Ray's C++ client logs while a head with token auth turns a driver away.

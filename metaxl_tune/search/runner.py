@@ -300,7 +300,17 @@ def run_search(
     hooks: SearchHooks = NO_HOOKS,
 ) -> SearchOutcome:
     """The search as ``options`` say; ``hooks`` (metaxl_tune/search/hooks.py) substitute the trial
-    body and add Tune callbacks, for benchmarks."""
+    body and add Tune callbacks, for benchmarks. One driver per search (driver_lock.py): its lock
+    is taken before the check for an existing search and before anything of the search is made."""
+    from metaxl_tune.search.driver_lock import driver_lock
+
+    with driver_lock(options.storage, options.name, command="search", log=log):
+        return _run_locked_search(options, resume=resume, log=log, verbose=verbose, hooks=hooks)
+
+
+def _run_locked_search(
+    options: SearchOptions, *, resume: bool, log: Callable[[str], None], verbose: bool, hooks: SearchHooks,
+) -> SearchOutcome:
     prepared = prepare(options, resume=resume)
     options = prepared.options
     log(f"search {options.name}: space {prepared.space.origin}, {options.num_samples} trials, "

@@ -1,0 +1,144 @@
+"""One driver per search: an exclusive OS file lock on ``<storage>/<name>.lock``.
+
+The lock is taken before anything of the search is created (its folder, its MLflow runs, Ray)
+and held until the driver has shut Ray down and closed its runs; a second ``search`` with that
+name, or a ``--resume`` while the first still runs, is refused with one line naming the holder.
+
+``flock`` because the kernel drops it when its holder dies however it dies (SIGKILL, the OOM
+killer, a lost node once its NFS lease expires): a lock file whose lock is free was left by a
+driver that is gone, and is taken over. On Linux, flock on NFS is carried out as an NFS
+byte-range lock, so drivers on two nodes of a shared ``--storage`` exclude each other too. The
+file holds who has it (host, pid, command, start time) for the refusal line; a driver that
+ends removes it, so a file left behind always means a driver that did not end.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import fcntl
+import json
+import os
+import socket
+import time
+from pathlib import Path
+from typing import Callable, Iterator
+
+from metaxl_tune.search.interrupt import resume_hint
+from metaxl_tune.search.runner import SearchError
+
+LOCK_SUFFIX = ".lock"
+# Errors of file systems without locks (some FUSE mounts: s3fs, gcsfuse; NFS without lockd).
+_NO_LOCKS = frozenset({errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOTSUP, errno.ENOSYS, errno.EINVAL})
+# A holder writes its line right after it locks; a refused driver waits this long to read it.
+_HOLDER_WRITE_WAIT_S = 2.0
+
+
+class SearchLockedError(SearchError):
+    """Another driver runs this search now."""
+
+
+def lock_path(storage: str | Path, name: str) -> Path:
+    return Path(storage).resolve() / f"{name}{LOCK_SUFFIX}"
+
+
+def describe_holder(holder: dict | None) -> str:
+    if not holder:
+        return "another driver (its host and pid are not written yet)"
+    return f"pid {holder.get('pid')} on host {holder.get('host')}"
+
+
+@contextlib.contextmanager
+def driver_lock(storage: str | Path, name: str, *, command: str, log: Callable[[str], None] = print) -> Iterator[None]:
+    """Hold the search's lock for the ``with`` block; refuse (SearchLockedError) while another
+    driver holds it."""
+    if "://" in str(storage):
+        # A bucket URI is refused by the search's own checks, with its own line.
+        yield
+        return
+    path = lock_path(storage, name)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        descriptor, previous = _acquire(path, command=command, name=name)
+    except OSError as error:
+        if error.errno not in _NO_LOCKS:
+            raise
+        log(f"warning: {path.parent} does not support file locks ({error.strerror}); nothing keeps a second "
+            f"driver from running {command} {name} at the same time")
+        yield
+        return
+    if previous:
+        log(f"note: {command} {name}: taking over the lock {path} left by {describe_holder(previous)}, "
+            "which is no longer running")
+    try:
+        yield
+    finally:
+        _release(path, descriptor)
+
+
+def _acquire(path: Path, *, command: str, name: str) -> tuple[int, dict | None]:
+    """The locked descriptor of ``path`` and what a dead holder had written in it (None if nothing)."""
+    while True:
+        descriptor = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = _wait_for_holder(descriptor)
+            os.close(descriptor)
+            raise SearchLockedError(
+                f"{command} {name} is being run by {describe_holder(holder)}"
+                f"{' since ' + holder['started'] if holder and holder.get('started') else ''} (lock {path}); "
+                f"wait for it to end, or stop that driver (it saves its state) and then run "
+                f"`{resume_hint(command, name, str(path.parent))}`"
+            ) from None
+        except OSError:
+            os.close(descriptor)
+            raise
+        # A holder that ended between our open and our lock has removed the file we opened;
+        # locking that orphan would exclude nobody, so open the path again.
+        if not _still_at(path, descriptor):
+            os.close(descriptor)
+            continue
+        previous = _read_holder(descriptor)
+        own = {"host": socket.gethostname(), "pid": os.getpid(), "command": command,
+               "started": time.strftime("%Y-%m-%d %H:%M:%S %Z")}
+        os.ftruncate(descriptor, 0)
+        os.pwrite(descriptor, (json.dumps(own) + "\n").encode(), 0)
+        return descriptor, previous
+
+
+def _release(path: Path, descriptor: int) -> None:
+    # Removed while still locked, so a driver that opens the path next finds a new file.
+    with contextlib.suppress(OSError):
+        if _still_at(path, descriptor):
+            path.unlink()
+    os.close(descriptor)
+
+
+def _still_at(path: Path, descriptor: int) -> bool:
+    try:
+        on_disk = os.stat(path)
+    except FileNotFoundError:
+        return False
+    held = os.fstat(descriptor)
+    return (on_disk.st_dev, on_disk.st_ino) == (held.st_dev, held.st_ino)
+
+
+def _read_holder(descriptor: int) -> dict | None:
+    text = os.pread(descriptor, 4096, 0).decode(errors="replace").strip()
+    if not text:
+        return None
+    try:
+        holder = json.loads(text)
+    except ValueError:
+        return {"host": "unknown", "pid": "unknown"}
+    return holder if isinstance(holder, dict) else {"host": "unknown", "pid": "unknown"}
+
+
+def _wait_for_holder(descriptor: int) -> dict | None:
+    deadline = time.monotonic() + _HOLDER_WRITE_WAIT_S
+    while True:
+        holder = _read_holder(descriptor)
+        if holder or time.monotonic() >= deadline:
+            return holder
+        time.sleep(0.05)
