@@ -100,12 +100,12 @@ def open_client(uri: str) -> MlflowClient:
     (two searches started together on a fresh default store) fail with ``table ... already
     exists`` or ``duplicate column``. So the first open is done under an OS file lock next to
     the database, ``<db>.lock``: one process creates the store, the others find it made."""
-    client = MlflowClient(tracking_uri=uri)
     database = Path(uri.removeprefix("sqlite:///")) if uri.startswith("sqlite:///") else None
-    if database is not None and database.parent.is_dir():
-        with _store_creation_lock(database):
-            client.search_experiments(max_results=1)
-    return client
+    if database is None or not database.parent.is_dir():
+        return MlflowClient(tracking_uri=uri)
+    with _store_creation_lock(database):
+        # The client opens (and creates) its store as it is built.
+        return MlflowClient(tracking_uri=uri)
 
 
 @contextlib.contextmanager
