@@ -136,9 +136,23 @@ def _read_holder(descriptor: int) -> dict | None:
 
 
 def _wait_for_holder(descriptor: int) -> dict | None:
+    """Who holds the lock. Right after it locks, a holder has not yet replaced what a dead
+    driver left in the file; on this host that shows (the pid is gone) and is waited out."""
     deadline = time.monotonic() + _HOLDER_WRITE_WAIT_S
     while True:
         holder = _read_holder(descriptor)
-        if holder or time.monotonic() >= deadline:
+        if (holder and not _gone_from_this_host(holder)) or time.monotonic() >= deadline:
             return holder
         time.sleep(0.05)
+
+
+def _gone_from_this_host(holder: dict) -> bool:
+    if holder.get("host") != socket.gethostname() or not isinstance(holder.get("pid"), int):
+        return False
+    try:
+        os.kill(holder["pid"], 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
