@@ -87,7 +87,7 @@ def signalled(tmp_path_factory, shared_cache):
         wait_for(lambda: any(tune_results(workdir / "metaxl-searches" / NAME).values()), timeout=300,
                  what="a trial's first epoch", interval=0.1)
         ray_processes = descendants(driver.pid)
-        in_drivers_session = [pid for pid in ray_processes if pid in session_pids(driver.pid)]
+        in_drivers_session = sorted(set(ray_processes) & set(session_pids(driver.pid)))
         signalled_at = time.monotonic()
         os.killpg(driver.pid, signal.SIGTERM)  # what `timeout` does: kill(-pgid, SIGTERM)
         output, _ = driver.communicate(timeout=300)
