@@ -1,11 +1,16 @@
 """How a search or ablation ends: over, interrupted, or over with every trial failed.
 
 A search is *over* when Tune's loop ran to its end (every trial ended, or the time budget ran
-out). Only then are leftovers closed: Optuna trials still RUNNING (proposed just before a killed
-driver's last snapshot, so the restored search never ran them) become FAIL with the stop reason
-``interrupted``, and their MLflow runs KILLED with the outcome ``interrupted``. An interrupted
-search (Ctrl-C, SIGTERM) closes nothing for good: its Optuna trials stay RUNNING and its
-trial runs are marked ``interrupted`` until ``--resume`` reopens them.
+out); it is *interrupted* when a signal stopped it (Ctrl-C, SIGTERM). Either way nothing is
+left RUNNING once the driver exits: Optuna trials still RUNNING become FAIL with the stop reason
+``interrupted``, and their MLflow runs KILLED with the outcome ``interrupted``. Those of an
+over search were proposed just before a killed driver's last snapshot, so the restored search
+never ran them. Those of an interrupted search belong to trials that ``--resume`` continues:
+the restored searcher opens a new Optuna trial for each (same params and distributions, the
+old trial's intermediate values, user attribute ``resumes_trial`` = the old trial's number,
+``reopen_interrupted_trial``), and the resumed trial reports into it; its MLflow run is
+reopened (the same run, found again by its tags). Trials closed as ``interrupted`` are left out
+of the search's counts, so a search of N samples still shows N trials.
 
 A search whose trials all failed says why: the most common failure reason and its count, from
 Tune's records (a stop reason such as ``diverged``, or the last line of the error) or, for
@@ -121,8 +126,13 @@ def check_some_trial_finished(tracker: Any) -> None:
         raise ResultsError(message)
 
 
+RESUMES_TRIAL = "resumes_trial"
+"""User attribute of an Optuna trial opened on ``--resume``: the number of the interrupted trial it continues."""
+
+
 def close_leftover_optuna_trials(study: Any) -> int:
-    """FAIL (stop reason ``interrupted``) for Optuna trials still RUNNING once a search is over."""
+    """FAIL (stop reason ``interrupted``) for Optuna trials still RUNNING once a search is over or
+    interrupted."""
     from optuna.trial import TrialState
 
     closed = 0
@@ -131,3 +141,23 @@ def close_leftover_optuna_trials(study: Any) -> int:
         study.tell(trial.number, state=TrialState.FAIL, skip_if_finished=True)
         closed += 1
     return closed
+
+
+def is_closed_as_interrupted(trial: Any) -> bool:
+    """An Optuna trial that ``close_leftover_optuna_trials`` ended (FrozenTrial)."""
+    from optuna.trial import TrialState
+
+    return trial.state == TrialState.FAIL and trial.user_attrs.get("stop_reason") == INTERRUPTED
+
+
+def reopen_interrupted_trial(study: Any, old: Any) -> Any:
+    """A new RUNNING Optuna trial (returned as an ``optuna.Trial``) that continues ``old``, a
+    FrozenTrial closed as interrupted: the same params and distributions, its intermediate
+    values, and ``resumes_trial`` = ``old.number``. Optuna cannot reopen a finished trial; an
+    enqueued trial is the public way to give a new one fixed params (the driver is the study's
+    only writer and enqueues nothing else, so ``ask`` takes this one)."""
+    study.enqueue_trial(old.params, user_attrs={RESUMES_TRIAL: old.number})
+    trial = study.ask(fixed_distributions=old.distributions)
+    for step, value in sorted(old.intermediate_values.items()):
+        trial.report(value, step)
+    return trial

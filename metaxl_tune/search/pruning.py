@@ -6,6 +6,12 @@ one that ends without error before its last epoch is PRUNED, with its intermedia
 reported step by step as Optuna's pruning protocol expects. A trial that ended with a
 ``stop_reason`` (its loss diverged, or it ran out of memory) is FAIL, the reason kept as the
 Optuna trial's ``stop_reason`` user attribute.
+
+An interrupted search closes its RUNNING Optuna trials (ending.py); on ``--resume`` the restored
+searcher opens a new Optuna trial for each Tune trial it still tracks whose Optuna trial was
+closed that way, and the resumed Tune trial reports into it. Tune counts its own trials against
+``num_samples``; the searcher only proposes when Tune asks (``suggest``), so the new Optuna
+trials add no Tune trial.
 """
 
 from __future__ import annotations
@@ -15,6 +21,8 @@ from typing import Any
 from optuna.exceptions import UpdateFinishedTrialError
 from optuna.trial import TrialState
 from ray.tune.search.optuna import OptunaSearch
+
+from metaxl_tune.search.ending import is_closed_as_interrupted, reopen_interrupted_trial
 
 
 STOP_REASON = "stop_reason"
@@ -37,6 +45,17 @@ class PruningAwareOptunaSearch(OptunaSearch):
     killed after the trial ended but before Tune's last snapshot, so Tune continues it from its
     last checkpoint. Optuna keeps the state it recorded (the re-run reaches the same end); it
     is not updated twice."""
+
+    def restore(self, checkpoint_path: str) -> None:
+        """Tune's restore hook (``Tuner.restore`` on ``--resume``): the pickled state, then a new
+        Optuna trial for each tracked, unfinished Tune trial whose Optuna trial the interrupted
+        driver closed. Done here rather than on the trial's first result so that TPE's
+        constant liar counts the resumed trials as running from the start."""
+        super().restore(checkpoint_path)
+        trials = self._ot_study.get_trials(deepcopy=False)
+        for trial_id, ot_trial in list(self._ot_trials.items()):
+            if trial_id not in self._completed_trials and is_closed_as_interrupted(trials[ot_trial.number]):
+                self._ot_trials[trial_id] = reopen_interrupted_trial(self._ot_study, trials[ot_trial.number])
 
     def _finished_in_study(self, trial_id: str) -> bool:
         number = self._ot_trials[trial_id].number

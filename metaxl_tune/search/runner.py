@@ -394,10 +394,9 @@ def _run_locked_search(
         ray.shutdown()
         interruption.restore()
     study = load_search_study(options)
-    # Only a search that is over closes its leftovers (ending.py); an interrupted one keeps its
-    # Optuna trials RUNNING for the resumed trials to finish.
-    if not interruption.interrupted:
-        close_leftover_optuna_trials(study)
+    # Nothing stays RUNNING once the driver exits, interrupted or not (ending.py): on --resume the
+    # restored searcher opens a new Optuna trial for each resumed trial (pruning.py).
+    close_leftover_optuna_trials(study)
     counts = study_counts(study)
     out_of_time = options.time_budget_s is not None and time.monotonic() - started >= options.time_budget_s
     finished = not interruption.interrupted and (out_of_time or sum(counts.values()) >= options.num_samples)
