@@ -127,22 +127,29 @@ def test_ray_processes_left_the_drivers_group_and_none_outlives_the_driver(signa
     assert not left, f"still running after the driver ended: {sorted(left)}"
 
 
-def test_nothing_is_left_running_in_mlflow_and_optuna_keeps_only_what_resume_finishes(signalled):
+def test_nothing_is_left_running_in_mlflow_or_optuna(signalled):
     *_, (optuna_trials, parents, runs), _, _ = signalled
     assert parents[0].info.status == "KILLED"
     assert runs and all(run.info.status != "RUNNING" for run in runs)
     assert any(run.data.tags.get("metaxl.outcome") == "interrupted" for run in runs)
-    # Optuna trials of the stopped trials stay RUNNING, to be told by the resumed trials (as after
-    # a SIGTERM to the driver alone, test_interrupt.py); none failed.
-    assert optuna_trials and all(t.state != optuna.trial.TrialState.FAIL for t in optuna_trials)
+    # The stopped trials' Optuna trials are closed as interrupted; the resume opens new ones.
+    assert optuna_trials and all(t.state != optuna.trial.TrialState.RUNNING for t in optuna_trials)
+    closed = [t for t in optuna_trials if t.state == optuna.trial.TrialState.FAIL]
+    assert closed and all(t.user_attrs.get("stop_reason") == "interrupted" for t in closed)
 
 
 def test_resume_after_a_group_sigterm_finishes_every_trial_once(signalled):
     *_, resumed, (optuna_trials, parents, runs) = signalled
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
     assert f"search {NAME}: {TRIALS} completed, 0 pruned, 0 failed" in resumed.stdout
-    assert [t.state for t in optuna_trials] == [optuna.trial.TrialState.COMPLETE] * TRIALS
+    assert not [t for t in optuna_trials if t.state == optuna.trial.TrialState.RUNNING]
+    # N counted trials (the ones closed as interrupted are left out), N distinct configs.
+    counted = [t for t in optuna_trials if t.user_attrs.get("stop_reason") != "interrupted"]
+    assert [t.state for t in counted] == [optuna.trial.TrialState.COMPLETE] * TRIALS
+    assert len({tuple(sorted(t.params.items())) for t in counted}) == TRIALS
     assert len(parents) == 1 and parents[0].info.status == "FINISHED"
     trial_ids = [run.data.tags["metaxl.trial_id"] for run in runs]
     assert len(trial_ids) == len(set(trial_ids)) == TRIALS
     assert all(run.info.status == "FINISHED" for run in runs)
+    configs = {float(run.data.params["meta_lr"]) for run in runs}
+    assert len(configs) == TRIALS and configs == {t.params["meta_lr"] for t in counted}

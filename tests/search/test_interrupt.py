@@ -111,6 +111,16 @@ def search_state(uri: str, workdir, name: str) -> tuple[list, list, list]:
             [run for run in runs if run.data.tags["metaxl.role"] == "trial"])
 
 
+def counted_trials(optuna_trials: list) -> list:
+    """The Optuna trials a search counts, each checked: those closed as interrupted are left
+    out, and each is continued by exactly one trial of the resumed search, with its params."""
+    closed = {t.number: t for t in optuna_trials if t.user_attrs.get("stop_reason") == "interrupted"}
+    continuing = [t for t in optuna_trials if "resumes_trial" in t.user_attrs]
+    assert sorted(t.user_attrs["resumes_trial"] for t in continuing) == sorted(closed)
+    assert all(t.params == closed[t.user_attrs["resumes_trial"]].params for t in continuing)
+    return [t for t in optuna_trials if t.number not in closed]
+
+
 @pytest.fixture(scope="module", params=["SIGINT", "SIGTERM"])
 def interrupted(request, server, tmp_path_factory, shared_cache):
     """A search stopped once a trial has saved an epoch: SIGINT to the driver's whole process
@@ -146,15 +156,17 @@ def interrupted(request, server, tmp_path_factory, shared_cache):
     return request.param, name, driver.returncode, output, stopped, resumed, search_state(server.uri, workdir, name)
 
 
-def test_an_interrupted_search_exits_130_says_how_to_resume_and_closes_nothing_for_good(interrupted):
+def test_an_interrupted_search_exits_130_says_how_to_resume_and_leaves_nothing_running(interrupted):
     signal_name, name, returncode, output, (optuna_trials, parents, runs), _, _ = interrupted
     assert returncode == 130, output
     assert f"{signal_name}: starting no more trials" in output
     assert f"Resume with: metaxl-tune search --name {name} --resume" in output
     assert "Traceback" not in output, output
-    # Optuna trials of the stopped trials stay RUNNING for the resumed trials to finish.
-    assert optuna_trials and all(t.state != optuna.trial.TrialState.FAIL for t in optuna_trials)
-    assert any(t.state == optuna.trial.TrialState.RUNNING for t in optuna_trials)
+    # The stopped trials' Optuna trials are closed as interrupted (the resume opens new ones);
+    # any other trial finished.
+    assert optuna_trials and all(t.state != optuna.trial.TrialState.RUNNING for t in optuna_trials)
+    closed = [t for t in optuna_trials if t.state == optuna.trial.TrialState.FAIL]
+    assert closed and all(t.user_attrs.get("stop_reason") == "interrupted" for t in closed)
     assert parents[0].info.status == "KILLED"
     assert all(run.info.status != "RUNNING" for run in runs)
     assert any(run.data.tags.get("metaxl.outcome") == "interrupted" for run in runs)
@@ -164,6 +176,7 @@ def test_resume_finishes_exactly_the_trials_asked_once_each_with_optuna_and_mlfl
     _, name, _, _, _, resumed, (optuna_trials, parents, runs) = interrupted
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
     assert f"search {name}: {TRIALS} completed, 0 pruned, 0 failed" in resumed.stdout
+    optuna_trials = counted_trials(optuna_trials)
     assert [t.state for t in optuna_trials] == [optuna.trial.TrialState.COMPLETE] * TRIALS
     assert len(parents) == 1 and parents[0].info.status == "FINISHED"
     trial_ids = [run.data.tags["metaxl.trial_id"] for run in runs]
