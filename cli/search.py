@@ -64,6 +64,9 @@ def search(
         if resume:
             if name is None:
                 raise ValueError("--resume needs --name of the search to continue")
+            from metaxl_tune.search.driver_lock import refuse_while_held
+
+            refuse_while_held(storage, name, command="search")
             options = SearchOptions.load(storage, name)
             if address is not None or tracking_uri is not None:
                 options.address = address or options.address

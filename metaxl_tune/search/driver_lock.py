@@ -83,14 +83,7 @@ def _acquire(path: Path, *, command: str, name: str) -> tuple[int, dict | None]:
         try:
             fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            holder = _wait_for_holder(descriptor)
-            os.close(descriptor)
-            raise SearchLockedError(
-                f"{command} {name} is being run by {describe_holder(holder)}"
-                f"{' since ' + holder['started'] if holder and holder.get('started') else ''} (lock {path}); "
-                f"wait for it to end, or stop that driver (it saves its state) and then run "
-                f"`{resume_hint(command, name, str(path.parent))}`"
-            ) from None
+            raise _refusal(path, descriptor, command=command, name=name) from None
         except OSError:
             os.close(descriptor)
             raise
@@ -105,6 +98,37 @@ def _acquire(path: Path, *, command: str, name: str) -> tuple[int, dict | None]:
         os.ftruncate(descriptor, 0)
         os.pwrite(descriptor, (json.dumps(own) + "\n").encode(), 0)
         return descriptor, previous
+
+
+def refuse_while_held(storage: str | Path, name: str, *, command: str) -> None:
+    """Refuse (SearchLockedError) while a driver holds the search's lock; take nothing. For
+    ``--resume``, which reads the saved options before ``driver_lock`` is taken: a driver in its
+    first seconds holds the lock but has not written them yet, and is named rather than the
+    search said to be missing."""
+    path = lock_path(storage, name)
+    try:
+        descriptor = os.open(path, os.O_RDWR)
+    except OSError:
+        return  # no lock file: no driver (or storage the search's own checks will refuse)
+    try:
+        fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        raise _refusal(path, descriptor, command=command, name=name) from None
+    except OSError:
+        pass  # no locks on this file system: driver_lock warns about it
+    os.close(descriptor)
+
+
+def _refusal(path: Path, descriptor: int, *, command: str, name: str) -> SearchLockedError:
+    """The refusal line naming the holder of the lock on ``descriptor`` (closed here)."""
+    holder = _wait_for_holder(descriptor)
+    os.close(descriptor)
+    return SearchLockedError(
+        f"{command} {name} is being run by {describe_holder(holder)}"
+        f"{' since ' + holder['started'] if holder and holder.get('started') else ''} (lock {path}); "
+        f"wait for it to end, or stop that driver (it saves its state) and then run "
+        f"`{resume_hint(command, name, str(path.parent))}`"
+    )
 
 
 def _release(path: Path, descriptor: int) -> None:

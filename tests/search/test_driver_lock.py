@@ -151,6 +151,19 @@ def test_a_held_lock_refuses_a_second_holder_and_is_free_again_once_released(tmp
     assert said == []  # a lock released by its holder leaves nothing to take over
 
 
+def test_resume_in_a_drivers_first_seconds_names_the_driver_not_a_missing_search(tmp_path):
+    """A driver that holds the lock has not written its options file yet."""
+    from typer.testing import CliRunner
+
+    from metaxl_tune.cli.app import app
+
+    with driver_lock(tmp_path, "s", command="search", log=print):
+        result = CliRunner().invoke(app, ["search", "--name", "s", "--resume", "--storage", str(tmp_path)])
+    assert result.exit_code == 2, result.output
+    line = one_line_error(result.output)
+    assert line.startswith(f"error: search s is being run by pid {os.getpid()} on host {socket.gethostname()}"), line
+
+
 def test_a_lock_whose_holder_was_killed_is_free(tmp_path):
     """The kernel drops a flock when its holder dies, however it dies."""
     holder = subprocess.Popen(
