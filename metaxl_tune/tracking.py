@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import json
+import logging
 import os
 import time
 import urllib.error
@@ -94,18 +95,33 @@ def check_tracking_uri(uri: str, *, timeout: float = 5.0) -> None:
         ) from None
 
 
-def open_client(uri: str) -> MlflowClient:
+def open_client(uri: str, *, verbose: bool = False) -> MlflowClient:
     """A client of ``uri`` whose store exists. MLflow creates a sqlite store's tables and runs its
     migrations when a process first opens it; two processes doing that at once on one new file
     (two searches started together on a fresh default store) fail with ``table ... already
     exists`` or ``duplicate column``. So the first open is done under an OS file lock next to
-    the database, ``<db>.lock``: one process creates the store, the others find it made."""
+    the database, ``<db>.lock``: one process creates the store, the others find it made.
+    MLflow's INFO lines about creating the tables are shown only when ``verbose``."""
     database = Path(uri.removeprefix("sqlite:///")) if uri.startswith("sqlite:///") else None
     if database is None or not database.parent.is_dir():
         return MlflowClient(tracking_uri=uri)
-    with _store_creation_lock(database):
+    with _store_creation_lock(database), _store_creation_said(verbose):
         # The client opens (and creates) its store as it is built.
         return MlflowClient(tracking_uri=uri)
+
+
+@contextlib.contextmanager
+def _store_creation_said(verbose: bool) -> Iterator[None]:
+    # "Creating initial MLflow database tables..." and "Updating database tables": MLflow's
+    # bookkeeping, not the command's; raised only around the open, so its warnings still show.
+    logger = logging.getLogger("mlflow.store.db.utils")
+    level = logger.level
+    if not verbose:
+        logger.setLevel(logging.WARNING)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
 
 
 @contextlib.contextmanager
@@ -131,10 +147,12 @@ def _store_creation_lock(database: Path) -> Iterator[None]:
 class Tracker:
     """The MLflow side of one search (picklable: the client is rebuilt on demand)."""
 
-    def __init__(self, tracking_uri: str, search_name: str, *, experiment: str = EXPERIMENT):
+    def __init__(self, tracking_uri: str, search_name: str, *, experiment: str = EXPERIMENT, verbose: bool = False):
         self.tracking_uri = tracking_uri
         self.search_name = search_name
         self.experiment = experiment
+        self.verbose = verbose
+        """Show MLflow's own lines about creating a new store (``--verbose``)."""
         self._client: MlflowClient | None = None
         self._experiment_id: str | None = None
 
@@ -151,7 +169,8 @@ class Tracker:
             os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "1")
             os.environ.setdefault("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "1")
             os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "30")
-            self._client = open_client(self.tracking_uri)
+            # getattr: a Tracker pickled (in Tune's callbacks) before it had the attribute.
+            self._client = open_client(self.tracking_uri, verbose=getattr(self, "verbose", False))
         return self._client
 
     def reachable(self) -> bool:

@@ -340,7 +340,7 @@ def _run_locked_search(
         options.save()
 
         space, base = prepared.space, prepared.base
-        tracker = Tracker(prepared.tracking_uri, options.name)
+        tracker = Tracker(prepared.tracking_uri, options.name, verbose=verbose)
         parent_id = tracker.parent_run(search_parent_tags(space, base, options))
         tracker.mark_experiment()
         gpus = resolve_gpus(options)

@@ -216,3 +216,21 @@ def test_two_processes_opening_a_new_sqlite_store_at_once_both_succeed(tmp_path)
             opener.wait()
     assert [opener.returncode for opener in openers] == [0, 0], outputs
     assert all(output.splitlines()[-1] == "ok" for output in outputs), outputs
+
+
+# Opens two new stores as a search's tracker does: without --verbose, then with it.
+OPEN_NEW_STORES = """
+import sys
+from metaxl_tune.tracking import Tracker
+Tracker(sys.argv[1], "any").client.search_experiments()
+print("verbose from here", file=sys.stderr, flush=True)
+Tracker(sys.argv[2], "any", verbose=True).client.search_experiments()
+"""
+
+
+def test_mlflows_lines_about_creating_a_new_store_show_only_with_verbose(tmp_path):
+    opened = subprocess.run([sys.executable, "-c", OPEN_NEW_STORES, f"sqlite:///{tmp_path / 'quiet.db'}",
+                             f"sqlite:///{tmp_path / 'verbose.db'}"], capture_output=True, text=True, timeout=300)
+    assert opened.returncode == 0, opened.stdout + opened.stderr
+    quiet, verbose = opened.stderr.split("verbose from here\n")
+    assert "database tables" not in quiet and "Creating initial MLflow database tables" in verbose, opened.stderr
