@@ -4,10 +4,11 @@ Tune has a graceful stop of its own: its loop ends, the experiment state is writ
 time with the running trials still RUNNING and pointing at their last epoch checkpoint, and
 their workers are stopped without telling the searcher or the callbacks that they ended. That
 is exactly the state ``Tuner.restore`` continues from. The driver then closes the Optuna trials
-(FAIL, ``interrupted``); the resumed trials report into new ones (ending.py). Tune wires it to SIGINT only; here it is reached through its
-SIGUSR1 handler (with ``TUNE_DISABLE_SIGINT_HANDLER``) so that SIGTERM (a scheduler, ``docker
-stop``, a cluster manager) stops a search the same way, and so that the caller knows the search
-was interrupted rather than over (Tune's ``fit`` returns normally in both cases).
+(FAIL, ``interrupted``); the resumed trials report into new ones (ending.py). Tune wires it to
+SIGINT only; here it is reached through its SIGUSR1 handler (with ``TUNE_DISABLE_SIGINT_HANDLER``)
+so that SIGTERM (a scheduler, ``docker stop``, a cluster manager) stops a search the same way,
+and so that the caller knows the search was interrupted rather than over (Tune's ``fit``
+returns normally in both cases).
 """
 
 from __future__ import annotations
