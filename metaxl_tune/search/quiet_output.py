@@ -35,13 +35,14 @@ import logging
 import os
 import warnings
 
+import optuna
+
 SILENCED_LOGGERS = {
     "ray.tune.execution.tune_controller": logging.CRITICAL,
     "ray.tune.utils.util": logging.ERROR,
     "ray.train._internal.syncer": logging.CRITICAL,
     "ray.train._internal.storage": logging.CRITICAL,
     "mlflow": logging.WARNING,
-    "optuna": logging.WARNING,
 }
 """Logger -> the lowest level still shown without --verbose."""
 REDONE_EPOCH_WARNING = r"The reported value is ignored because this `step=\S+` is already reported"
@@ -55,6 +56,8 @@ def quiet_foreign_output(*, verbose: bool) -> None:
     os.environ.setdefault(MLFLOW_URL_LINES, "true")
     for name, level in SILENCED_LOGGERS.items():
         logging.getLogger(name).setLevel(level)
+    # Optuna's own switch: it sets its logger up (to INFO) the first time it is used.
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
     warnings.filterwarnings("ignore", message=REDONE_EPOCH_WARNING, category=UserWarning)
     import ray._private.worker as ray_worker
 
