@@ -18,6 +18,10 @@ tracebacks; those are switched off here, unless ``--verbose`` asks for everythin
   ``ray.tune.utils.util``).
 - Ray Train's syncer tracebacks (``PermissionError``) while a trial folder is unwritable
   (``ray.train._internal.syncer``, ``ray.train._internal.storage``).
+- A failed save of Tune's experiment state stays said, on one line without its traceback
+  (``ray.tune.execution.experiment_state``, interrupt.OneLineErrors): a search whose state was
+  not saved cannot be resumed from it, and no line of ours says so. Its "performance
+  bottleneck" hint is left out.
 - MLflow's ``🏃 View run ...`` and ``🧪 View experiment ...`` lines, written to stdout for every
   run ended on a tracking server (``MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT``), and its INFO log
   (creating the database tables).
@@ -45,6 +49,7 @@ SILENCED_LOGGERS = {
     "mlflow": logging.WARNING,
 }
 """Logger -> the lowest level still shown without --verbose."""
+EXPERIMENT_STATE_LOGGER = "ray.tune.execution.experiment_state"
 REDONE_EPOCH_WARNING = r"The reported value is ignored because this `step=\S+` is already reported"
 MLFLOW_URL_LINES = "MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT"
 
@@ -56,6 +61,12 @@ def quiet_foreign_output(*, verbose: bool) -> None:
     os.environ.setdefault(MLFLOW_URL_LINES, "true")
     for name, level in SILENCED_LOGGERS.items():
         logging.getLogger(name).setLevel(level)
+    from metaxl_tune.search.interrupt import OneLineErrors
+
+    state = logging.getLogger(EXPERIMENT_STATE_LOGGER)
+    state.setLevel(logging.ERROR)
+    if not any(isinstance(existing, OneLineErrors) for existing in state.filters):
+        state.addFilter(OneLineErrors())
     # Optuna's own switch: it sets its logger up (to INFO) the first time it is used.
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     warnings.filterwarnings("ignore", message=REDONE_EPOCH_WARNING, category=UserWarning)

@@ -27,6 +27,8 @@ except RuntimeError as error:
     logging.getLogger("ray.tune.execution.tune_controller").error("Trial task failed for trial t1", exc_info=error)
 logging.getLogger("ray.tune.utils.util").warning("The `process_trial_result` operation took 3 s, which may be a performance bottleneck.")
 logging.getLogger("ray.train._internal.syncer").error("Syncing failed", exc_info=PermissionError(13, "Permission denied"))
+logging.getLogger("ray.tune.execution.experiment_state").error(
+    "Saving experiment state to storage at '/s/e' failed with exception: ", exc_info=PermissionError(13, "Permission denied"))
 import optuna
 
 study = optuna.create_study()
@@ -56,6 +58,12 @@ def test_without_verbose_none_of_the_libraries_fault_reports_is_printed():
     assert [mark for mark in FOREIGN if mark in output] == [], output
     assert "\x1b[" not in output
     assert "mlflow url lines: true" in output
+
+
+def test_without_verbose_a_failed_save_of_the_search_state_is_still_said_on_one_line():
+    saved = [line for line in printed("quiet").splitlines() if "Saving experiment state" in line]
+    assert len(saved) == 1 and saved[0].endswith(
+        "Saving experiment state to storage at '/s/e' failed with exception: PermissionError: [Errno 13] Permission denied")
 
 
 def test_verbose_prints_every_one_of_them():
