@@ -46,8 +46,13 @@ def failure_reason(trial: Any) -> str:
     return f"worker lost: {lost.group(1).strip()}" + (f" ({detail.group(1).strip()[:120]})" if detail else "")
 
 
+def _last_result(trial: Any) -> dict:
+    # The stored result: Trial.last_result would ask a just-started actor for its defaults.
+    return trial.run_metadata.last_result or {}
+
+
 def _reached(trial: Any) -> str:
-    epoch = (trial.last_result or {}).get("epoch")
+    epoch = _last_result(trial).get("epoch")
     return f"after epoch {epoch}" if epoch else "before its first epoch"
 
 
@@ -61,7 +66,7 @@ def _restart(trial: Any) -> str:
 
 
 def _redone(trial: Any) -> str:
-    reached, kept = (trial.last_result or {}).get("epoch"), checkpoint_epoch(trial)
+    reached, kept = _last_result(trial).get("epoch"), checkpoint_epoch(trial)
     if reached and kept is not None and reached > kept:
         return "; redone epochs are logged once, their time is counted"
     return ""
@@ -84,6 +89,6 @@ def failed_line(trial: Any, reason: str) -> str:
 
 def resumed_line(trial: Any) -> str | None:
     """A trial that a new driver (``--resume``) starts again; None for a trial's first start."""
-    if not (trial.last_result or {}).get("epoch"):
+    if not _last_result(trial).get("epoch"):
         return None
     return f"[search] trial {trial.trial_id} resumes, stopped {_reached(trial)}: {_restart(trial)}{_redone(trial)}"
