@@ -39,6 +39,18 @@ def session_pids(session_id: int) -> list[int]:
     return pids
 
 
+def trial_worker_pids(session_id: int) -> list[int]:
+    """The Ray worker processes of a driver's session that run a trial (Tune's ``ImplicitFunc`` actor)."""
+    pids = []
+    for pid in session_pids(session_id):
+        try:
+            if b"ImplicitFunc" in Path(f"/proc/{pid}/cmdline").read_bytes():
+                pids.append(pid)
+        except OSError:
+            continue
+    return pids
+
+
 def kill_session(session_id: int, sig: int = signal.SIGKILL) -> None:
     for pid in session_pids(session_id):
         try:

@@ -53,8 +53,10 @@ _SPECIAL_LIST = [_SPECIALS[key] for key in ("bos", "pad", "eos", "unk", "mask")]
 def train_tiny_tokenizer(texts: Iterable[str], directory: Path, *, max_length: int) -> PreTrainedTokenizerFast:
     """Train a WordPiece tokenizer with XLM-R's special tokens and save it to ``directory``."""
     backend = _backend(models.WordPiece(unk_token=_SPECIALS["unk"]))
+    # No progress bar: where output is not a terminal (a search's log) it prints only blank lines.
     backend.train_from_iterator(
-        texts, trainer=trainers.WordPieceTrainer(vocab_size=TINY_VOCAB_SIZE, special_tokens=_SPECIAL_LIST)
+        texts, trainer=trainers.WordPieceTrainer(vocab_size=TINY_VOCAB_SIZE, special_tokens=_SPECIAL_LIST,
+                                              show_progress=False)
     )
     return _save(backend, directory, max_length=max_length)
 

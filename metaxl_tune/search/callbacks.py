@@ -12,7 +12,9 @@ from ray import tune
 
 from metaxl_tune.config import RunConfig, ignored_by_method
 from metaxl_tune.search.ending import ERROR_TAG, error_reason
+from metaxl_tune.search.fault_lines import failed_line, failure_reason, resumed_line, retry_line
 from metaxl_tune.search.pruning import stopped_because, was_pruned
+from metaxl_tune.search.restarts import SPENT_KEYS, TrialLedger, log_result
 from metaxl_tune.search.tracking_queue import TrackingQueue
 from metaxl_tune.terminal import display_value, terminal_width
 from metaxl_tune.tracking import OUTCOME_TAG, Tracker
@@ -104,6 +106,8 @@ class MlflowTrialCallback(tune.Callback):
         """Trials whose run this driver has reopened (a resumed search reopens each once)."""
         self.sized: set[str] = set()
         """Trials whose used data sizes were logged as params."""
+        self.ledgers: dict[str, TrialLedger] = {}
+        """Trial id -> its epochs in MLflow and seconds spent (restarts.py); queue thread only."""
         self._queue: TrackingQueue | None = None
 
     def __getstate__(self) -> dict[str, Any]:
@@ -121,6 +125,8 @@ class MlflowTrialCallback(tune.Callback):
         if trial_id not in self.reopened:
             self.reopened.add(trial_id)
             self.runs.pop(trial_id, None)  # found again by its tags, and set RUNNING
+            # A restored driver's snapshot may lag behind MLflow: read the run again.
+            self.__dict__.setdefault("ledgers", {}).pop(trial_id, None)
         if trial_id not in self.runs:
             config = self.to_config(trial_config)
             tags = self.trial_tags(trial_config) if self.trial_tags is not None else {}
@@ -142,7 +148,7 @@ class MlflowTrialCallback(tune.Callback):
             tags = stop_tags(result)
             self.queue.submit(lambda: self.tracker.set_tags(self._run_id(trial_id, trial_config), tags))
             return
-        metrics, step = epoch_metrics(result), int(result["epoch"])
+        metrics = epoch_metrics(result)
         # Placement is tagged on the first result and again after every retry or resume: the
         # trial may have moved, and it restarted from another epoch even on the same node.
         tags = {}
@@ -150,14 +156,21 @@ class MlflowTrialCallback(tune.Callback):
         if self.placed.get(trial_id) != placed:
             self.placed[trial_id] = placed
             tags = placement_tags(result)
-        self.queue.submit(
-            lambda: self.tracker.log_metrics(self._run_id(trial_id, trial_config), metrics, step=step, tags=tags)
-        )
+        timing = {key: result[key] for key in SPENT_KEYS if key in result}
+        self.queue.submit(lambda: self._log_epoch(trial_id, trial_config, timing, metrics, tags))
         sizes = used_size_params(result)
         if sizes and trial_id not in self.__dict__.setdefault("sized", set()):
             # Params are write-once in MLflow: the sizes go in with the first result only.
             self.sized.add(trial_id)
             self.queue.submit(lambda: self.tracker.log_params(self._run_id(trial_id, trial_config), sizes))
+
+    def _log_epoch(self, trial_id: str, trial_config: dict, result: dict, metrics: dict, tags: dict) -> None:
+        # A restarted trial's redone epochs are not logged twice, and its cost includes the lost work.
+        run_id = self._run_id(trial_id, trial_config)
+        ledgers = self.__dict__.setdefault("ledgers", {})
+        if trial_id not in ledgers:
+            ledgers[trial_id] = TrialLedger.from_run(self.tracker.client, run_id)
+        log_result(self.tracker, run_id, ledgers[trial_id], result, metrics, tags)
 
     def on_trial_recover(self, iteration, trials, trial, **info) -> None:
         trial_id, trial_config = trial.trial_id, dict(trial.config)
@@ -221,6 +234,28 @@ class ProgressCallback(tune.Callback):
         self.outcomes: dict[str, str] = {}
         self.best: tuple[float, str, dict] | None = None
         self._last_print = 0.0
+        self.retrying: set[str] = set()
+        """Trials whose restart after a failure was announced (on_trial_recover)."""
+
+    def __getstate__(self) -> dict[str, Any]:
+        # Tune snapshots its callbacks; a driver started with --resume announces its restarts itself.
+        return {**self.__dict__, "retrying": set()}
+
+    @staticmethod
+    def _say(line: str) -> None:
+        print(line, file=sys.stdout, flush=True)
+
+    def on_trial_start(self, iteration, trials, trial, **info) -> None:
+        if trial.trial_id in self.__dict__.setdefault("retrying", set()):
+            self.retrying.discard(trial.trial_id)
+            return
+        line = resumed_line(trial)
+        if line is not None:
+            self._say(line)
+
+    def on_trial_recover(self, iteration, trials, trial, **info) -> None:
+        self.__dict__.setdefault("retrying", set()).add(trial.trial_id)
+        self._say(retry_line(trial, failure_reason(trial)))
 
     def _better(self, value: float) -> bool:
         if self.best is None:
@@ -257,5 +292,6 @@ class ProgressCallback(tune.Callback):
         self._print(trials, force=True)
 
     def on_trial_error(self, iteration, trials, trial, **info) -> None:
+        self._say(failed_line(trial, failure_reason(trial)))
         self.outcomes[trial.trial_id] = "failed"
         self._print(trials, force=True)

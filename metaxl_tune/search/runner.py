@@ -224,6 +224,10 @@ def tune_environment(*, verbose: bool = False) -> None:
         os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
         # Ray's hint that token auth is on (the default we rely on, see README "Security defaults").
         logging.getLogger("ray._private.authentication.authentication_token_setup").setLevel(logging.ERROR)
+    # Faults are said once, by our own lines; Ray's, MLflow's and Optuna's versions only with --verbose.
+    from metaxl_tune.search.quiet_output import quiet_foreign_output
+
+    quiet_foreign_output(verbose=verbose)
     # Resume checkpoints (every epoch with --checkpoint-every 1) make Tune warn about frequent
     # experiment snapshots of tiny trials; the snapshots are wanted.
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")

@@ -18,6 +18,7 @@ from typing import Any, Callable
 from metaxl_tune.config import RunConfig
 from metaxl_tune.search.callbacks import epoch_metrics, outcome, placement_tags, stop_tags, used_size_params
 from metaxl_tune.search.pruning import stopped_because
+from metaxl_tune.search.restarts import TrialLedger
 from metaxl_tune.search.runner import (
     OPTIONS_FILE,
     SearchError,
@@ -122,15 +123,22 @@ def sync(storage: str, name: str, *, tracking_uri: str | None = None, log: Calla
         tags = experiment.trial_tags(trial_config) if experiment.trial_tags is not None else {}
         run_id = tracker.trial_run(parent_id, trial_id, config.to_dict(), config.to_yaml(), tags, reopen=False)
         logged = {metric.step for metric in client.get_metric_history(run_id, "dev_f1")}
+        # result.json holds every attempt's rows in order: the time spent is counted from the
+        # first, and a redone epoch is written once, as the driver does (restarts.py).
+        ledger = TrialLedger()
         for row in rows:
             if stopped_because(row) is not None:
                 tracker.set_tags(run_id, stop_tags(row))
             elif "epoch" in row and int(row["epoch"]) not in logged:
-                tracker.log_metrics(run_id, epoch_metrics(row), step=int(row["epoch"]), tags=placement_tags(row))
+                spent = ledger.account(row)
+                tracker.log_metrics(run_id, {**epoch_metrics(row), **spent}, step=int(row["epoch"]),
+                                    tags={**placement_tags(row), **(ledger.tags() if spent else {})})
                 if not logged and used_size_params(row):
                     tracker.log_params(run_id, used_size_params(row))
                 logged.add(int(row["epoch"]))
                 epochs_written += 1
+            elif "epoch" in row:
+                ledger.account(row)
         status = statuses.get(trial_id)
         if status not in ENDED:
             continue

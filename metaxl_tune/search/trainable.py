@@ -91,10 +91,14 @@ def _train(
     held = gpus if device_type == "cuda" else cpus
 
     def report(entry, checkpoint_dir: Path | None) -> None:
-        wall = time.time() - started_at + previous_wall
+        attempt = time.time() - started_at
+        wall = attempt + previous_wall
+        # wall_seconds counts the time behind the checkpoint resumed from; what earlier attempts
+        # spent past it is added by the driver from attempt_seconds (restarts.py).
         metrics = {
             **entry.metrics(), "epochs_total": config.total_epochs, **where, "device_type": device_type,
             "wall_seconds": wall, "device_seconds": wall * held, "resumed_from_epoch": resumed_from,
+            "attempt_seconds": attempt,
         }
         # checkpoint_dir is None on epochs the checkpoint policy skips: metrics only.
         if checkpoint_dir is not None:

@@ -1,8 +1,11 @@
-"""Faults a search survives without losing results: the tracking server going away (held
-updates, `metaxl-tune sync`), and trials that diverge or run out of memory."""
+"""Faults a search survives without losing results: a killed trial worker, the tracking server
+going away (held updates, `metaxl-tune sync`), and trials that diverge or run out of memory.
+Each fault is said on one line of ours, without Ray's or MLflow's own tracebacks and paragraphs."""
 
 from __future__ import annotations
 
+import os
+import signal
 import subprocess
 
 import optuna
@@ -10,9 +13,15 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from metaxl_tune.search.runner import optuna_storage
-from processes import CLI, MlflowServer, cli_env, kill_session, run_cli, tune_results, wait_for
+from processes import CLI, MlflowServer, cli_env, kill_session, run_cli, trial_worker_pids, tune_results, wait_for
 
 EPOCHS = 3
+FOREIGN = ("Traceback", "\x1b[", "\N{RUNNER}")
+"""A traceback, an ANSI escape (Ray's coloured paragraphs), MLflow's "🏃 View run" line."""
+
+
+def foreign_output(output: str) -> list[str]:
+    return [mark for mark in FOREIGN if mark in output]
 
 
 def trial_runs(uri: str, search: str) -> tuple[list, list]:
@@ -55,6 +64,12 @@ def outage_search(tmp_path_factory, shared_cache):
         driver.wait()
     yield workdir, server, driver.returncode, output
     server.stop()
+
+
+def test_the_outage_is_said_on_one_line_of_ours_and_nothing_foreign(outage_search):
+    _, _, _, output = outage_search
+    assert foreign_output(output) == [], output
+    assert len([line for line in output.splitlines() if "unreachable" in line]) == 1, output
 
 
 def test_training_goes_on_while_mlflow_is_down_with_a_warning(outage_search):
@@ -102,6 +117,65 @@ def test_sync_of_an_unknown_search_is_a_one_line_error(tmp_path, shared_cache):
     assert result.returncode == 2
     assert result.stderr.strip().startswith("error: no search or ablation named nope")
     assert len(result.stderr.strip().splitlines()) == 1
+
+
+# ---- a trial's worker killed before the trial's first checkpoint ---------------------------------
+
+@pytest.fixture(scope="module")
+def killed_worker(tmp_path_factory, shared_cache):
+    """One demo trial (three epochs) whose worker process is SIGKILLed once it reported epoch 1:
+    its only checkpoint comes at its last epoch (the default policy, every 10 minutes), so
+    Tune's retry starts it again from epoch 1."""
+    workdir = tmp_path_factory.mktemp("killed-worker")
+    driver = subprocess.Popen(
+        [*CLI, "search", "--task", "ner", "--target", "tk", "--preset", "demo", "--name", "killed-worker",
+         "--num-samples", "1", "--scheduler", "fifo"],
+        cwd=workdir, env=cli_env(shared_cache), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        start_new_session=True,
+    )
+    experiment_dir = workdir / "metaxl-searches" / "killed-worker"
+    try:
+        wait_for(lambda: any(tune_results(experiment_dir).values()), timeout=300, what="the first epoch",
+                 interval=0.05)
+        (worker,) = trial_worker_pids(driver.pid)
+        os.kill(worker, signal.SIGKILL)
+        output, _ = driver.communicate(timeout=600)
+    finally:
+        kill_session(driver.pid)
+        driver.wait()
+    (rows,) = tune_results(experiment_dir).values()
+    return workdir, driver.returncode, output, rows
+
+
+def test_a_killed_worker_is_said_on_one_line_of_ours_and_the_trial_finishes(killed_worker):
+    _, returncode, output, rows = killed_worker
+    assert returncode == 0, output
+    assert foreign_output(output) == [], output
+    said = [line for line in output.splitlines() if "worker lost" in line]
+    assert len(said) == 1, output
+    assert said[0].startswith("[search] trial ") and (
+        "failed after epoch 1 (worker lost: its worker process has died" in said[0])
+    assert said[0].endswith("no checkpoint yet, so it starts again from epoch 1 (retry 1 of 2); "
+                            "redone epochs are logged once, their time is counted")
+    assert [row["epoch"] for row in rows] == [1, 1, 2, 3]
+    assert "1 completed, 0 pruned, 0 failed" in output
+
+
+def test_a_restarted_trial_logs_each_epoch_once_and_counts_the_lost_attempts_time(killed_worker):
+    workdir, _, _, rows = killed_worker
+    uri = f"sqlite:///{workdir / 'mlflow.db'}"
+    _, (run,) = trial_runs(uri, "killed-worker")
+    history = MlflowClient(uri).get_metric_history(run.info.run_id, "dev_f1")
+    steps = [metric.step for metric in sorted(history, key=lambda metric: metric.timestamp)]
+    assert steps == [1, 2, 3]
+    # The redone epoch 1 kept its first value (the lost attempt's).
+    assert {metric.step: metric.value for metric in history}[1] == pytest.approx(rows[0]["dev_f1"])
+    lost, new = rows[0], rows[-1]
+    assert lost["trial_started_at"] != new["trial_started_at"]
+    assert run.data.metrics["wall_seconds"] >= lost["wall_seconds"] + new["attempt_seconds"] - 1e-6
+    assert run.data.metrics["device_seconds"] >= lost["device_seconds"] + new["device_seconds"] - 1e-6
+    # Tune's own record (and the trial's) counts the new attempt alone.
+    assert new["wall_seconds"] < run.data.metrics["wall_seconds"]
 
 
 # A learning rate of 1e5 makes the loss NaN within the first epoch; a bottleneck of 2e9 asks

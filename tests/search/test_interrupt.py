@@ -186,3 +186,33 @@ def test_resume_finishes_exactly_the_trials_asked_once_each_with_optuna_and_mlfl
     by_value = {float(run.data.params["meta_lr"]): run for run in runs}
     for trial in optuna_trials:
         assert by_value[trial.params["meta_lr"]].data.metrics["best_dev_f1"] == pytest.approx(trial.value)
+
+
+def test_a_resumed_trial_is_said_once_and_logs_each_epoch_once_counting_the_interrupted_attempt(
+        interrupted, server, tmp_path_factory):
+    from mlflow.tracking import MlflowClient
+
+    from processes import tune_results
+
+    _, name, _, _, (_, _, stopped_runs), resumed, (_, _, runs) = interrupted
+    (workdir,) = [path for path in tmp_path_factory.getbasetemp().glob(f"{name}*") if not path.is_symlink()]
+    # Tune's result.json of a restored trial holds only its new attempt; the lost one is in MLflow.
+    rows = tune_results(workdir / "metaxl-searches" / name)
+    # Stopped after an epoch and before any checkpoint (every 10 minutes by default): started again from epoch 1.
+    lost = {run.data.tags["metaxl.trial_id"]: run.data.metrics["wall_seconds"] for run in stopped_runs
+            if run.data.tags.get("metaxl.outcome") == "interrupted" and "wall_seconds" in run.data.metrics}
+    assert lost
+    said = [line for line in resumed.stdout.splitlines() if " resumes, stopped after epoch " in line]
+    assert sorted(line.split()[2] for line in said) == sorted(lost), resumed.stdout
+    assert all(line.endswith("no checkpoint yet, so it starts again from epoch 1; redone epochs are logged once, "
+                             "their time is counted") for line in said)
+    output = resumed.stdout + resumed.stderr
+    assert "Traceback" not in output and "\x1b[" not in output and "\N{RUNNER}" not in output, output
+    client = MlflowClient(server.uri)
+    by_trial = {run.data.tags["metaxl.trial_id"]: run for run in runs}
+    for trial_id, lost_seconds in lost.items():
+        run, new = by_trial[trial_id], rows[trial_id]
+        assert new[0]["epoch"] == 1 and new[-1]["epoch"] == new[-1]["epochs_total"]
+        history = sorted(client.get_metric_history(run.info.run_id, "dev_f1"), key=lambda metric: metric.timestamp)
+        assert [metric.step for metric in history] == list(range(1, new[-1]["epochs_total"] + 1))
+        assert run.data.metrics["wall_seconds"] >= lost_seconds + new[-1]["attempt_seconds"] - 1e-6

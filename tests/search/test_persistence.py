@@ -161,6 +161,8 @@ def test_the_driver_names_the_folder_and_the_error_once_and_no_ray_traceback(sto
     assert waiting[0].startswith(f"[storage] {trial_dir} is not writable ([Errno 1] Operation not permitted")
     assert waiting[1].startswith(f"[storage] {trial_dir} is writable again after ")
     assert "Traceback" not in output and "1 completed, 0 pruned, 0 failed" in output
+    # Nothing else of Ray's or MLflow's: no coloured paragraph, no "🏃 View run" line.
+    assert "\x1b[" not in output and "\N{RUNNER}" not in output, output
 
 
 def test_the_trial_keeps_its_retry_count_in_mlflow_and_optuna(storage_fault):
