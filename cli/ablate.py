@@ -9,6 +9,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from metaxl_tune.names import check_name
 from metaxl_tune.paths import default_storage
 
 from .common import check_output_dir, check_positive, user_errors
@@ -73,6 +74,8 @@ def ablate(
 
     overrides = pop_config_overrides(fields)
     with user_errors():
+        if name is not None:
+            check_name(name)
         for value, flag in ((seeds, "--seeds"), (max_concurrent, "--max-concurrent"), (cpus_per_trial, "--cpus-per-trial")):
             check_positive(value, flag)
         check_positive(gpus_per_trial, "--gpus-per-trial", allow_zero=True)
@@ -87,8 +90,12 @@ def ablate(
             if storage_retry_s is not None:
                 options.storage_retry_s = storage_retry_s
         else:
+            if name is None:
+                # The study file's name starts the default; it follows the rule too.
+                name = check_name(f"{Path(study).stem}-{overrides.get('task', 'ner')}-{time.strftime('%Y%m%d-%H%M%S')}",
+                                  f"--name (default from --study {study})")
             options = AblationOptions(
-                name=name or f"{Path(study).stem}-{overrides.get('task', 'ner')}-{time.strftime('%Y%m%d-%H%M%S')}",
+                name=name,
                 study=study,
                 targets=[t.strip() for t in (targets or overrides.get("target", "")).split(",") if t.strip()],
                 seeds=seeds,

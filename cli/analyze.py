@@ -7,6 +7,8 @@ from typing import Optional
 
 import typer
 
+from metaxl_tune.names import check_name
+
 from .common import check_output_dir, check_positive, user_errors
 
 EXAMPLES = """
@@ -36,6 +38,7 @@ def analyze(
     from metaxl_tune.tracking import check_tracking_uri, default_tracking_uri
 
     with user_errors():
+        check_name(run, "--run")  # a run id; it also names the default output folder
         check_positive(limit, "--limit")
         uri = tracking_uri or default_tracking_uri()
         check_tracking_uri(uri)

@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Optional
 
 import typer
+from metaxl_tune.names import check_name
 from metaxl_tune.paths import default_storage
 
 from .common import check_output_file, check_positive, user_errors
@@ -42,6 +43,7 @@ def best(
     from metaxl_tune.tracking import Tracker, check_tracking_uri, default_tracking_uri
 
     with user_errors():
+        check_name(name)
         if fmt not in ("yaml", "json"):
             raise ValueError(f"--format {fmt}: use yaml or json")
         check_positive(top, "--top")
@@ -91,11 +93,12 @@ def _rerun(tracker, rows, seeds, uri, address, storage, gpus_per_trial, cpus_per
     from metaxl_tune.report import collect, to_markdown
     from metaxl_tune.results import trial_config
     from metaxl_tune.search.ablate import AblationOptions, rerun_study, run_ablation
+    from metaxl_tune.names import derived_name
     from metaxl_tune.tracking import Tracker
 
     configs = {row.trial_id: trial_config(tracker, row.run_id) for row in rows}
     first = next(iter(configs.values()))
-    name = f"{tracker.search_name}-rerun-{time.strftime('%Y%m%d-%H%M%S')}"
+    name = derived_name(tracker.search_name, f"-rerun-{time.strftime('%Y%m%d-%H%M%S')}")
     study = rerun_study(configs, Path(storage) / f"{name}.study.yaml",
                         origin=f"top {len(configs)} trials of search {tracker.search_name}")
     options = AblationOptions(

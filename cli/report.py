@@ -7,6 +7,8 @@ from typing import Optional
 
 import typer
 
+from metaxl_tune.names import check_name
+
 from .common import check_output_file, user_errors
 
 EXAMPLES = """
@@ -32,6 +34,7 @@ def report(
     from metaxl_tune.tracking import Tracker, check_tracking_uri, default_tracking_uri
 
     with user_errors():
+        check_name(name)
         for path, flag in ((output, "--output"), (plot_path, "--plot")):
             if path is not None:
                 check_output_file(path, flag)

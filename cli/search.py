@@ -9,6 +9,7 @@ from typing import Any, Optional
 
 import typer
 
+from metaxl_tune.names import check_name
 from metaxl_tune.paths import default_storage
 
 from .common import check_output_dir, check_positive, user_errors
@@ -54,6 +55,8 @@ def search(
 
     overrides = pop_config_overrides(fields)
     with user_errors():
+        if name is not None:
+            check_name(name)
         for value, flag in ((max_concurrent, "--max-concurrent"), (time_budget, "--time-budget"), (grace_period, "--grace-period"),
                             (cpus_per_trial, "--cpus-per-trial"), (keep_checkpoints, "--keep-checkpoints")):
             check_positive(value, flag)

@@ -6,6 +6,7 @@ from typing import Optional
 
 import typer
 
+from metaxl_tune.names import check_name
 from metaxl_tune.paths import default_storage
 
 from .common import user_errors
@@ -30,6 +31,7 @@ def sync(
     from metaxl_tune.tracking import check_tracking_uri
 
     with user_errors():
+        check_name(name)
         if tracking_uri is not None:
             check_tracking_uri(tracking_uri)
         report = sync_experiment(storage, name, tracking_uri=tracking_uri, log=typer.echo)

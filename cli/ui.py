@@ -10,6 +10,8 @@ from typing import Optional
 
 import typer
 
+from metaxl_tune.names import check_name
+
 from .common import user_errors
 
 EXAMPLES = """
@@ -32,6 +34,8 @@ def ui(
     from metaxl_tune.tracking import Tracker, default_tracking_uri, search_runs_url, server_command, server_environment
 
     with user_errors():
+        if name is not None:
+            check_name(name)
         uri = tracking_uri or default_tracking_uri(create=name is None)
         command = server_command(uri, host=host, port=port)
         base = f"http://{'127.0.0.1' if host == '0.0.0.0' else host}:{port}"

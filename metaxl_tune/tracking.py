@@ -23,6 +23,8 @@ from typing import Any, Iterable, Mapping
 from mlflow.entities import Metric, Param, RunTag
 from mlflow.tracking import MlflowClient
 
+from metaxl_tune.mlflow_filters import tag_equals, tags_equal
+
 EXPERIMENT = "metaxl-tune"
 SEARCH_TAG = "metaxl.search"
 TRIAL_TAG = "metaxl.trial_id"
@@ -181,8 +183,7 @@ class Tracker:
     # ---- runs ------------------------------------------------------------------------------
 
     def _find(self, tags: Mapping[str, str]) -> str | None:
-        query = " and ".join(f"tags.`{key}` = '{value}'" for key, value in tags.items())
-        runs = self.client.search_runs([self.experiment_id], filter_string=query, max_results=1)
+        runs = self.client.search_runs([self.experiment_id], filter_string=tags_equal(tags), max_results=1)
         return runs[0].info.run_id if runs else None
 
     def parent_run(self, tags: Mapping[str, str], *, reopen: bool = True) -> str:
@@ -305,7 +306,7 @@ class Tracker:
         return self._find({SEARCH_TAG: self.search_name}) is not None
 
     def trial_runs(self) -> list:
-        query = f"tags.`{SEARCH_TAG}` = '{self.search_name}' and tags.`metaxl.role` = 'trial'"
+        query = tags_equal({SEARCH_TAG: self.search_name, "metaxl.role": "trial"})
         return self.client.search_runs([self.experiment_id], filter_string=query, max_results=50_000)
 
 
@@ -322,7 +323,7 @@ def search_view_state(search_name: str, searched: list[str], metric: str) -> dic
     with the metric and every searched parameter as columns."""
     metrics = dict.fromkeys([metric, "best_test_f1", "trials_completed", "trials_pruned", "device_hours"])
     return {
-        "searchFilter": f"tags.`{SEARCH_TAG}` = '{search_name}'",
+        "searchFilter": tag_equals(SEARCH_TAG, search_name),
         "orderByKey": "attributes.start_time",
         "orderByAsc": True,
         "selectedColumns": [*(_column("metrics", key) for key in metrics), *(_column("params", key) for key in searched)],

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from metaxl_tune.config import RunConfig, build_config
+from metaxl_tune.names import check_name
 from metaxl_tune.search.runner import (
     OPTIONS_FILE,
     SearchError,
@@ -100,6 +101,7 @@ def ablation_parent_tags(the_plan: Plan) -> dict[str, str]:
 
 
 def run_ablation(options: AblationOptions, *, resume: bool = False, log: Callable[[str], None] = print) -> dict:
+    check_name(options.name)
     options = dataclasses.replace(options, storage=str(Path(options.storage).resolve()))
     if (options.experiment_dir / OPTIONS_FILE).is_file() and not resume:
         raise SearchError(f"an ablation named {options.name} already exists in {options.storage}; "

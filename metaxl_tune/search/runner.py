@@ -21,6 +21,7 @@ import optuna
 
 import metaxl_tune
 from metaxl_tune.config import RunConfig, build_config, refuse_ignored_options
+from metaxl_tune.names import check_name
 from metaxl_tune.paths import default_storage
 from metaxl_tune.results import SEARCHED_TAG
 from metaxl_tune.search.hooks import NO_HOOKS, SearchHooks
@@ -80,7 +81,7 @@ class SearchOptions:
 
     @classmethod
     def load(cls, storage: str, name: str) -> "SearchOptions":
-        path = Path(storage) / name / OPTIONS_FILE
+        path = Path(storage) / check_name(name) / OPTIONS_FILE
         if not path.is_file():
             raise SearchError(f"no search named {name} in {storage} (no {path}); check --name and --storage")
         raw = read_options_file(path)
@@ -150,6 +151,7 @@ def prepare(options: SearchOptions, *, resume: bool) -> PreparedSearch:
     from metaxl_tune.search.cluster import check_address, resolve_address
 
     options = apply_preset(options)
+    check_name(options.name)
     if "://" in options.storage:
         raise SearchError(
             f"--storage {options.storage}: bucket URIs are not supported (the driver keeps the Optuna "

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from metaxl_tune.config import RunConfig
+from metaxl_tune.names import check_name
 from metaxl_tune.search.callbacks import epoch_metrics, outcome, placement_tags, stop_tags, used_size_params
 from metaxl_tune.search.pruning import stopped_because
 from metaxl_tune.search.runner import (
@@ -56,7 +57,7 @@ class _Experiment:
 
 
 def _load(storage: str, name: str) -> _Experiment:
-    path = Path(storage).resolve() / name / OPTIONS_FILE
+    path = Path(storage).resolve() / check_name(name) / OPTIONS_FILE
     if not path.is_file():
         raise SearchError(f"no search or ablation named {name} in {Path(storage).resolve()} (no {path}); "
                           "check --name and --storage")
