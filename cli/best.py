@@ -48,6 +48,8 @@ def best(
             raise ValueError(f"--format {fmt}: use yaml or json")
         check_positive(top, "--top")
         check_positive(seeds, "--seeds")
+        check_positive(cpus_per_trial, "--cpus-per-trial")
+        check_positive(gpus_per_trial, "--gpus-per-trial", allow_zero=True)
         if output is not None:
             check_output_file(output, "--output")
         uri = tracking_uri or default_tracking_uri()

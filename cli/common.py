@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import math
 import os
 import sys
 import tempfile
@@ -166,6 +167,8 @@ def check_output_file(path: Path, flag: str = "--output") -> None:
 def check_positive(value: float | None, flag: str, *, allow_zero: bool = False) -> None:
     if value is None:
         return
+    if not math.isfinite(value):  # nan passes every comparison below; inf is no amount
+        raise fail(f"{flag}: must be a finite number (got {value})")
     if value < 0 or (value == 0 and not allow_zero):
         bound = ">= 0" if allow_zero else "> 0"
         raise fail(f"{flag}: must be {bound} (got {value})")

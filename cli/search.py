@@ -61,6 +61,7 @@ def search(
                             (cpus_per_trial, "--cpus-per-trial"), (keep_checkpoints, "--keep-checkpoints")):
             check_positive(value, flag)
         check_positive(gpus_per_trial, "--gpus-per-trial", allow_zero=True)
+        check_positive(storage_retry_s, "--storage-retry-s", allow_zero=True)
         check_output_dir(Path(storage), "--storage")
         if cache_dir is not None:
             check_output_dir(cache_dir, "--cache-dir")

@@ -88,7 +88,7 @@ def train(
         # Refuse to mix or replace a run before any work (run_folder.py states the rules).
         resume_from = check_output(output, run_config, resume=resume, overwrite=overwrite)
         from metaxl_tune.model.fit import check_fit  # torch and transformers load only when training
-        from metaxl_tune.trainer import Run
+        from metaxl_tune.trainer import DivergedError, Run
 
         try:
             check_fit(run_config)
@@ -108,6 +108,13 @@ def train(
                 resume_from=resume_from,
                 wait_for_checkpoints=False,
             )
+        except DivergedError as error:
+            # Not a bad input (exit 1): the values were valid, training with them was not stable.
+            # The folder keeps what was written; --overwrite replaces it (a resume would need the
+            # same, diverging, config).
+            typer.secho(f"error: training diverged: {error}; then start again with --overwrite (output {output})",
+                        err=True, fg=typer.colors.RED)
+            raise typer.Exit(code=1) from None
         except CheckpointError as error:
             raise error.advise(
                 f"no earlier checkpoint is kept in a train folder: start again with --overwrite (output {output})"
