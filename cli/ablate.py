@@ -63,6 +63,7 @@ def ablate(
     tracking_uri: Optional[str] = typer.Option(None, "--tracking-uri", help="MLflow tracking URI."),
     cache_dir: Optional[Path] = typer.Option(None, "--cache-dir", help="Encoded-data cache."),
     storage_retry_s: Optional[float] = typer.Option(None, "--storage-retry-s", help="Seconds a run waits for unwritable storage before its checkpoint write counts as a failure (default 180)."),
+    wait_for_resources: Optional[float] = typer.Option(None, "--wait-for-resources", help="When no node can hold one trial (its CPUs and GPUs on one node): seconds to wait for one, on an autoscaling cluster (default 0: refuse at once, naming the request and the largest node)."),
     **fields: Any,
 ) -> None:
     """Run a study's grid (settings x targets x seeds) on Ray, tracked in MLflow; then `metaxl-tune report`."""
@@ -80,6 +81,7 @@ def ablate(
             check_positive(value, flag)
         check_positive(gpus_per_trial, "--gpus-per-trial", allow_zero=True)
         check_positive(storage_retry_s, "--storage-retry-s", allow_zero=True)
+        check_positive(wait_for_resources, "--wait-for-resources", allow_zero=True)
         if not dry_run:
             check_output_dir(Path(storage), "--storage")
         if cache_dir is not None and not dry_run:
@@ -90,6 +92,8 @@ def ablate(
             options = AblationOptions.load(storage, name)
             if storage_retry_s is not None:
                 options.storage_retry_s = storage_retry_s
+            if wait_for_resources is not None:
+                options.wait_for_resources_s = wait_for_resources
         else:
             if name is None:
                 # The study file's name starts the default; it follows the rule too.
@@ -110,6 +114,7 @@ def ablate(
                 tracking_uri=tracking_uri,
                 cache_dir=str(cache_dir) if cache_dir else None,
                 **({} if storage_retry_s is None else {"storage_retry_s": storage_retry_s}),
+                **({} if wait_for_resources is None else {"wait_for_resources_s": wait_for_resources}),
             )
         if dry_run:
             _print_dry_run(plan(options))

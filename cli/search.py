@@ -46,6 +46,7 @@ def search(
     cache_dir: Optional[Path] = typer.Option(None, "--cache-dir", help="Encoded-data cache shared by the trials."),
     keep_checkpoints: int = typer.Option(1, "--keep-checkpoints", help="Newest resume checkpoints kept per trial (with 2, a damaged one falls back to the one before)."),
     storage_retry_s: Optional[float] = typer.Option(None, "--storage-retry-s", help="Seconds a trial waits for unwritable storage before its checkpoint write counts as a failure (default 180)."),
+    wait_for_resources: Optional[float] = typer.Option(None, "--wait-for-resources", help="When no node can hold one trial (its CPUs and GPUs on one node): seconds to wait for one, on an autoscaling cluster (default 0: refuse at once, naming the request and the largest node)."),
     verbose: bool = typer.Option(False, "--verbose", help="Also show Ray's own banners, hints and status tables."),
     **fields: Any,
 ) -> None:
@@ -62,6 +63,7 @@ def search(
             check_positive(value, flag)
         check_positive(gpus_per_trial, "--gpus-per-trial", allow_zero=True)
         check_positive(storage_retry_s, "--storage-retry-s", allow_zero=True)
+        check_positive(wait_for_resources, "--wait-for-resources", allow_zero=True)
         check_output_dir(Path(storage), "--storage")
         if cache_dir is not None:
             check_output_dir(cache_dir, "--cache-dir")
@@ -74,6 +76,8 @@ def search(
                 options.tracking_uri = tracking_uri or options.tracking_uri
             if storage_retry_s is not None:
                 options.storage_retry_s = storage_retry_s
+            if wait_for_resources is not None:
+                options.wait_for_resources_s = wait_for_resources
         else:
             task, target = overrides.get("task", "ner"), overrides.get("target", "tk")
             options = SearchOptions(
@@ -95,6 +99,7 @@ def search(
                 cache_dir=str(cache_dir) if cache_dir else None,
                 keep_checkpoints=keep_checkpoints,
                 **({} if storage_retry_s is None else {"storage_retry_s": storage_retry_s}),
+                **({} if wait_for_resources is None else {"wait_for_resources_s": wait_for_resources}),
             )
         try:
             outcome = run_search(options, resume=resume, log=typer.echo, verbose=verbose)

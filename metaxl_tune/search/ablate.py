@@ -108,6 +108,7 @@ def run_ablation(options: AblationOptions, *, resume: bool = False, log: Callabl
                           "pass --resume to continue it or choose another --name")
     check_storage_retry(options)
     the_plan = plan(options)
+    check_cells_fit(the_plan)
     tracking_uri = options.tracking_uri or default_tracking_uri(create=True)
     check_tracking_uri(tracking_uri)
     from metaxl_tune.search.cluster import check_address, connect, resolve_address
@@ -125,12 +126,15 @@ def run_ablation(options: AblationOptions, *, resume: bool = False, log: Callabl
     from metaxl_tune.search.ending import tune_failures
     from metaxl_tune.search.interrupt import Interruption
     from metaxl_tune.search.persistence import StorageWatch
+    from metaxl_tune.search.resource_fit import TrialRequest, check_trial_fits
 
     connect(address)
     # After ray.init, which installs a SIGTERM handler of its own (sys.exit).
     interruption = Interruption(say=log).install()
     try:
         log(describe(address))
+        check_trial_fits(TrialRequest(options.cpus_per_trial, resolve_gpus(options)),
+                         wait_s=options.wait_for_resources_s, log=log)
         check_shared_storage(options.storage)
         _warm_cache(the_plan)
         options.save()
@@ -176,6 +180,20 @@ def run_ablation(options: AblationOptions, *, resume: bool = False, log: Callabl
     return {"name": options.name, "runs": len(the_plan.cells), "completed": done, "failed": failures.failed,
             "finished": finished, "parent_run_id": parent_id, "tracking_uri": tracking_uri,
             "interrupted": interruption.signal_name, "failures": failures}
+
+
+def check_cells_fit(the_plan: Plan) -> None:
+    """Every cell's config against its model (RTN depth and size, lengths), before Ray starts:
+    a cell that cannot fit would otherwise fail as a trial, once per seed and target."""
+    from metaxl_tune.model.fit import check_fit  # torch and transformers: only once the cheap checks pass
+
+    seen = set()
+    for config in the_plan.configs():
+        key = (config.model, config.method, config.task, config.max_length, config.eval_max_length,
+               str(config.rtn_layers), config.rtn_bottleneck)
+        if key not in seen:
+            seen.add(key)
+            check_fit(config)
 
 
 def _warm_cache(the_plan: Plan) -> None:

@@ -70,6 +70,9 @@ class SearchOptions:
     max_failures: int = 2
     storage_retry_s: float = DEFAULT_STORAGE_RETRY_S
     """How long a trial waits for unwritable storage before its checkpoint write counts as a failure."""
+    wait_for_resources_s: float = 0.0
+    """When no node can hold one trial: seconds to wait for one (an autoscaling cluster adding
+    nodes) before refusing; 0 refuses at once (resource_fit.py)."""
 
     @property
     def experiment_dir(self) -> Path:
@@ -320,6 +323,7 @@ def run_search(
     from metaxl_tune.search.interrupt import Interruption
     from metaxl_tune.search.persistence import StorageWatch
     from metaxl_tune.search.pruning import PruningAwareOptunaSearch
+    from metaxl_tune.search.resource_fit import TrialRequest, check_trial_fits
     from metaxl_tune.search.trial_configs import TrialConfigs
 
     connect(prepared.address)
@@ -327,6 +331,8 @@ def run_search(
     interruption = Interruption(say=log).install()
     try:
         log(describe(prepared.address))
+        check_trial_fits(TrialRequest(options.cpus_per_trial, resolve_gpus(options)),
+                         wait_s=options.wait_for_resources_s, log=log)
         check_shared_storage(options.storage)
         warm_data_cache(prepared, log)
         options.save()
