@@ -10,9 +10,10 @@ from rich.console import Console
 from rich.table import Table
 
 from metaxl_tune.names import check_name
+from metaxl_tune.origins import storage_named
 from metaxl_tune.paths import default_storage
 
-from .common import check_output_dir, check_positive, user_errors
+from .common import check_cache_dir, check_output_dir, check_positive, user_errors
 from .options import pop_config_overrides, with_config_options
 
 EXAMPLES = """
@@ -59,7 +60,7 @@ def ablate(
     gpus_per_trial: Optional[float] = typer.Option(None, "--gpus-per-trial", help="GPUs per run (default: 1 if the cluster has GPUs)."),
     cpus_per_trial: float = typer.Option(1.0, "--cpus-per-trial", help="CPU cores per run."),
     address: Optional[str] = typer.Option(None, "--address", help="Ray cluster HOST:PORT or auto (default: a local Ray)."),
-    storage: str = typer.Option(default_storage(), "--storage", help="Tune storage path."),
+    storage: Optional[str] = typer.Option(None, "--storage", help="Tune storage path (default: $METAXL_TUNE_RUNS/metaxl-searches, else metaxl-runs/metaxl-searches)."),
     tracking_uri: Optional[str] = typer.Option(None, "--tracking-uri", help="MLflow tracking URI."),
     cache_dir: Optional[Path] = typer.Option(None, "--cache-dir", help="Encoded-data cache."),
     storage_retry_s: Optional[float] = typer.Option(None, "--storage-retry-s", help="Seconds a run waits for unwritable storage before its checkpoint write counts as a failure (default 180)."),
@@ -74,6 +75,8 @@ def ablate(
     from metaxl_tune.search.runner import OPTIONS_FILE
 
     overrides = pop_config_overrides(fields)
+    storage_flag = storage_named(storage)
+    storage = storage or default_storage()
     with user_errors():
         if name is not None:
             check_name(name)
@@ -83,9 +86,9 @@ def ablate(
         check_positive(storage_retry_s, "--storage-retry-s", allow_zero=True)
         check_positive(wait_for_resources, "--wait-for-resources", allow_zero=True)
         if not dry_run:
-            check_output_dir(Path(storage), "--storage")
-        if cache_dir is not None and not dry_run:
-            check_output_dir(cache_dir, "--cache-dir")
+            check_output_dir(Path(storage), storage_flag)
+        if not dry_run:
+            check_cache_dir(cache_dir)
         if resume:
             if name is None:
                 raise ValueError("--resume needs --name of the ablation to continue")

@@ -7,6 +7,7 @@ from typing import Optional
 
 import typer
 from metaxl_tune.names import check_name
+from metaxl_tune.origins import tracking_uri_named
 from metaxl_tune.paths import default_storage
 
 from .common import check_output_file, check_positive, user_errors
@@ -30,7 +31,7 @@ def best(
     rerun: bool = typer.Option(False, "--rerun", help="Re-run the top K configs with --seeds seeds and report mean ± std."),
     seeds: int = typer.Option(3, "--seeds", help="Seeds per config for --rerun (seed = 1..N)."),
     address: Optional[str] = typer.Option(None, "--address", help="Ray cluster for --rerun (default: a local Ray)."),
-    storage: str = typer.Option(default_storage(), "--storage", help="Tune storage path for --rerun."),
+    storage: Optional[str] = typer.Option(None, "--storage", help="Tune storage path for --rerun (default: $METAXL_TUNE_RUNS/metaxl-searches, else metaxl-runs/metaxl-searches)."),
     gpus_per_trial: Optional[float] = typer.Option(None, "--gpus-per-trial", help="GPUs per re-run (default: 1 if the cluster has GPUs)."),
     cpus_per_trial: float = typer.Option(1.0, "--cpus-per-trial", help="CPU cores per re-run."),
     wide: bool = typer.Option(False, "--wide", help="Show every column, however wide the table gets."),
@@ -42,6 +43,7 @@ def best(
     from metaxl_tune.results import best_table, export_config, ranked_trials, searched_parameters, trial_config
     from metaxl_tune.tracking import Tracker, check_tracking_uri, default_tracking_uri
 
+    storage = storage or default_storage()
     with user_errors():
         check_name(name)
         if fmt not in ("yaml", "json"):
@@ -53,7 +55,7 @@ def best(
         if output is not None:
             check_output_file(output, "--output")
         uri = tracking_uri or default_tracking_uri()
-        check_tracking_uri(uri)
+        check_tracking_uri(uri, named=tracking_uri_named(tracking_uri))
         tracker = Tracker(uri, name)
         check_some_trial_finished(tracker)
         rows = ranked_trials(tracker, metric)

@@ -10,9 +10,10 @@ from typing import Any, Optional
 import typer
 
 from metaxl_tune.names import check_name
+from metaxl_tune.origins import storage_named
 from metaxl_tune.paths import default_storage
 
-from .common import check_output_dir, check_positive, user_errors
+from .common import check_cache_dir, check_output_dir, check_positive, user_errors
 from .options import pop_config_overrides, with_config_options
 
 EXAMPLES = """
@@ -40,7 +41,7 @@ def search(
     gpus_per_trial: Optional[float] = typer.Option(None, "--gpus-per-trial", help="GPUs per trial (default: 1 if the cluster has GPUs, else 0; 0.5 packs two)."),
     cpus_per_trial: float = typer.Option(1.0, "--cpus-per-trial", help="CPU cores per trial."),
     address: Optional[str] = typer.Option(None, "--address", help="Ray cluster: HOST:PORT or auto (default: $RAY_ADDRESS, else a local Ray)."),
-    storage: str = typer.Option(default_storage(), "--storage", help="Tune storage path (shared storage for multi-node)."),
+    storage: Optional[str] = typer.Option(None, "--storage", help="Tune storage path (shared storage for multi-node) (default: $METAXL_TUNE_RUNS/metaxl-searches, else metaxl-runs/metaxl-searches)."),
     tracking_uri: Optional[str] = typer.Option(None, "--tracking-uri", help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI, else sqlite:///metaxl-runs/mlflow.db)."),
     search_seed: int = typer.Option(0, "--search-seed", help="Seed of Optuna's TPE sampler."),
     cache_dir: Optional[Path] = typer.Option(None, "--cache-dir", help="Encoded-data cache shared by the trials."),
@@ -55,6 +56,8 @@ def search(
     from metaxl_tune.search.runner import OPTIONS_FILE, SearchOptions, run_search
 
     overrides = pop_config_overrides(fields)
+    storage_flag = storage_named(storage)
+    storage = storage or default_storage()
     with user_errors():
         if name is not None:
             check_name(name)
@@ -64,9 +67,8 @@ def search(
         check_positive(gpus_per_trial, "--gpus-per-trial", allow_zero=True)
         check_positive(storage_retry_s, "--storage-retry-s", allow_zero=True)
         check_positive(wait_for_resources, "--wait-for-resources", allow_zero=True)
-        check_output_dir(Path(storage), "--storage")
-        if cache_dir is not None:
-            check_output_dir(cache_dir, "--cache-dir")
+        check_output_dir(Path(storage), storage_flag)
+        check_cache_dir(cache_dir)
         if resume:
             if name is None:
                 raise ValueError("--resume needs --name of the search to continue")

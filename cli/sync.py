@@ -22,7 +22,7 @@ Examples:
 
 def sync(
     name: str = typer.Option(..., "--name", help="The search or ablation to write to MLflow."),
-    storage: str = typer.Option(default_storage(), "--storage", help="Tune storage path it ran with."),
+    storage: Optional[str] = typer.Option(None, "--storage", help="Tune storage path it ran with (default: $METAXL_TUNE_RUNS/metaxl-searches, else metaxl-runs/metaxl-searches)."),
     tracking_uri: Optional[str] = typer.Option(None, "--tracking-uri", help="MLflow tracking URI (default: the one it ran with)."),
 ) -> None:
     """Write every trial's epoch results, tags and final status from Tune's records to MLflow (after an outage; idempotent)."""
@@ -30,6 +30,7 @@ def sync(
 
     from metaxl_tune.tracking import check_tracking_uri
 
+    storage = storage or default_storage()
     with user_errors():
         check_name(name)
         if tracking_uri is not None:

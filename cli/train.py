@@ -13,7 +13,7 @@ from metaxl_tune.checkpoint import CheckpointError, CheckpointWriteError, has_ch
 from metaxl_tune.config import ConfigError, RunConfig, build_config, load_config, refuse_ignored_options
 from metaxl_tune.run_folder import check_output, clear_run
 
-from .common import check_output_dir, user_errors
+from .common import check_cache_dir, check_output_dir, user_errors
 from .options import flag_name, pop_config_overrides, with_config_options
 
 EXAMPLES = """
@@ -83,8 +83,7 @@ def train(
             return
         output = output or _default_output(run_config.to_dict())
         check_output_dir(output, "--output")
-        if cache_dir is not None:
-            check_output_dir(cache_dir, "--cache-dir")
+        check_cache_dir(cache_dir)
         # Refuse to mix or replace a run before any work (run_folder.py states the rules).
         resume_from = check_output(output, run_config, resume=resume, overwrite=overwrite)
         from metaxl_tune.model.fit import check_fit  # torch and transformers load only when training

@@ -58,7 +58,15 @@ def default_tracking_uri(*, create: bool = False) -> str:
     from metaxl_tune.paths import runs_dir
 
     if create:
-        runs_dir().mkdir(parents=True, exist_ok=True)
+        try:
+            runs_dir().mkdir(parents=True, exist_ok=True)
+        except OSError as error:
+            # The folder came from $METAXL_TUNE_RUNS (or is the default): name that, not a flag.
+            from metaxl_tune.origins import RUNS_ENV
+
+            source = f"${RUNS_ENV} " if os.environ.get(RUNS_ENV) else ""
+            raise TrackingError(f"{source}{runs_dir()}: cannot create the runs folder "
+                                f"({(error.strerror or str(error)).lower()}); choose a writable folder") from None
     return f"sqlite:///{(runs_dir() / DEFAULT_DB).resolve()}"
 
 
@@ -66,12 +74,13 @@ def default_tracking_uri(*, create: bool = False) -> str:
 _TRACKING_SCHEMES = frozenset({"", "file", "http", "https", "sqlite", "postgresql", "mysql", "mssql", "databricks"})
 
 
-def check_tracking_uri(uri: str, *, timeout: float = 5.0) -> None:
-    """Fail fast, before Ray starts, when a tracking URI cannot work or its server does not answer."""
+def check_tracking_uri(uri: str, *, timeout: float = 5.0, named: str = "--tracking-uri") -> None:
+    """Fail fast, before Ray starts, when a tracking URI cannot work or its server does not answer.
+    ``named``: what supplied the URI (``origins.tracking_uri_named``), named in the error."""
     scheme = uri.split("://", 1)[0].split("+", 1)[0] if "://" in uri else ""
     if scheme not in _TRACKING_SCHEMES:
         raise TrackingError(
-            f"--tracking-uri {uri}: unsupported scheme '{scheme}://'; use http(s)://HOST:PORT, "
+            f"{named} {uri}: unsupported scheme '{scheme}://'; use http(s)://HOST:PORT, "
             "sqlite:///FILE.db, a database URI (postgresql://, mysql://) or a folder"
         )
     if scheme == "sqlite":
@@ -79,7 +88,7 @@ def check_tracking_uri(uri: str, *, timeout: float = 5.0) -> None:
         if not folder.is_dir():
             raise TrackingError(
                 f"no MLflow store at {uri[len('sqlite:///'):]}: its folder {folder} does not exist; "
-                "create it or check --tracking-uri"
+                f"create it or check {named}"
             )
     if scheme not in ("http", "https"):
         return
@@ -90,7 +99,8 @@ def check_tracking_uri(uri: str, *, timeout: float = 5.0) -> None:
         reason = getattr(error, "reason", error)
         raise TrackingError(
             f"cannot reach the MLflow tracking server at {uri} ({reason}); start it "
-            "(metaxl-tune ui, or mlflow server) or drop --tracking-uri to use the embedded sqlite store"
+            f"(metaxl-tune ui, or mlflow server) or {'unset' if named.startswith('$') else 'drop'} {named} "
+            "to use the embedded sqlite store"
         ) from None
 
 

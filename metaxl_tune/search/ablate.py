@@ -10,6 +10,7 @@ from typing import Any, Callable
 
 from metaxl_tune.config import RunConfig, build_config
 from metaxl_tune.names import check_name
+from metaxl_tune.origins import address_named, tracking_uri_named
 from metaxl_tune.search.runner import (
     OPTIONS_FILE,
     SearchError,
@@ -110,11 +111,11 @@ def run_ablation(options: AblationOptions, *, resume: bool = False, log: Callabl
     the_plan = plan(options)
     check_cells_fit(the_plan)
     tracking_uri = options.tracking_uri or default_tracking_uri(create=True)
-    check_tracking_uri(tracking_uri)
+    check_tracking_uri(tracking_uri, named=tracking_uri_named(options.tracking_uri))
     from metaxl_tune.search.cluster import check_address, connect, resolve_address
 
     address = resolve_address(options.address)
-    check_address(address)
+    check_address(address, named=address_named(options.address))
     log(f"ablation {options.name}: study {the_plan.study.name}, {len(the_plan.cells)} runs, tracking {tracking_uri}")
     tune_environment()
     import ray

@@ -22,6 +22,7 @@ import optuna
 import metaxl_tune
 from metaxl_tune.config import RunConfig, build_config, refuse_ignored_options
 from metaxl_tune.names import check_name
+from metaxl_tune.origins import address_named, tracking_uri_named
 from metaxl_tune.paths import default_storage
 from metaxl_tune.results import SEARCHED_TAG
 from metaxl_tune.search.hooks import NO_HOOKS, SearchHooks
@@ -181,9 +182,9 @@ def prepare(options: SearchOptions, *, resume: bool) -> PreparedSearch:
     check_fit(space.to_run_config(base, {}))
 
     tracking_uri = options.tracking_uri or default_tracking_uri(create=True)
-    check_tracking_uri(tracking_uri)
+    check_tracking_uri(tracking_uri, named=tracking_uri_named(options.tracking_uri))
     address = resolve_address(options.address)
-    check_address(address)
+    check_address(address, named=address_named(options.address))
     return PreparedSearch(options, space, base, tracking_uri, address)
 
 

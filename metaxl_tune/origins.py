@@ -1,0 +1,32 @@
+"""Which name an error gives a value: the flag the user typed, or the environment variable that
+supplied it when the flag was not given (a user who never typed ``--tracking-uri`` looks for
+the fault in ``$MLFLOW_TRACKING_URI``)."""
+
+from __future__ import annotations
+
+import os
+
+TRACKING_URI_ENV = "MLFLOW_TRACKING_URI"
+RAY_ADDRESS_ENV = "RAY_ADDRESS"
+RUNS_ENV = "METAXL_TUNE_RUNS"  # = paths.RUNS_ENV
+CACHE_ENV = "METAXL_TUNE_CACHE"
+
+
+def named(flag: str, given: object, variable: str) -> str:
+    """``flag`` when the user gave it (``given`` is not None); ``$variable`` when the environment
+    supplied the value instead; else ``flag`` (a built-in default, changed by giving the flag)."""
+    if given is None and os.environ.get(variable):
+        return f"${variable}"
+    return flag
+
+
+def tracking_uri_named(given: str | None) -> str:
+    return named("--tracking-uri", given, TRACKING_URI_ENV)
+
+
+def address_named(given: str | None) -> str:
+    return named("--address", given, RAY_ADDRESS_ENV)
+
+
+def storage_named(given: str | None) -> str:
+    return named("--storage", given, RUNS_ENV)
