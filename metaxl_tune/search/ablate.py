@@ -110,12 +110,13 @@ def run_ablation(options: AblationOptions, *, resume: bool = False, log: Callabl
     check_storage_retry(options)
     the_plan = plan(options)
     check_cells_fit(the_plan)
-    tracking_uri = options.tracking_uri or default_tracking_uri(create=True)
-    check_tracking_uri(tracking_uri, named=tracking_uri_named(options.tracking_uri))
     from metaxl_tune.search.cluster import check_address, connect, resolve_address
 
+    # The address first: the default tracking store is created on resolving it.
     address = resolve_address(options.address)
     check_address(address, named=address_named(options.address))
+    tracking_uri = options.tracking_uri or default_tracking_uri(create=True)
+    check_tracking_uri(tracking_uri, named=tracking_uri_named(options.tracking_uri))
     log(f"ablation {options.name}: study {the_plan.study.name}, {len(the_plan.cells)} runs, tracking {tracking_uri}")
     tune_environment()
     import ray

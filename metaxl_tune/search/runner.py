@@ -181,10 +181,11 @@ def prepare(options: SearchOptions, *, resume: bool) -> PreparedSearch:
     # The trials' common config against the model (RTN depth, max_length), before Ray starts.
     check_fit(space.to_run_config(base, {}))
 
-    tracking_uri = options.tracking_uri or default_tracking_uri(create=True)
-    check_tracking_uri(tracking_uri, named=tracking_uri_named(options.tracking_uri))
+    # The address first: the default tracking store is created on resolving it.
     address = resolve_address(options.address)
     check_address(address, named=address_named(options.address))
+    tracking_uri = options.tracking_uri or default_tracking_uri(create=True)
+    check_tracking_uri(tracking_uri, named=tracking_uri_named(options.tracking_uri))
     return PreparedSearch(options, space, base, tracking_uri, address)
 
 
