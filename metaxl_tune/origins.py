@@ -30,3 +30,13 @@ def address_named(given: str | None) -> str:
 
 def storage_named(given: str | None) -> str:
     return named("--storage", given, RUNS_ENV)
+
+
+def flag_for_field(message: str, given: object, origin: str = "options") -> str:
+    """A config error ``<origin>: <field>: <problem>`` about a field the command line gave
+    (``given``: its field names) as ``--<field>: <problem>``; any other message unchanged."""
+    field, _, rest = message.removeprefix(f"{origin}: ").partition(": ")
+    name = field.split(".")[0]
+    if rest and name in given:
+        return f"--{name.replace('_', '-')}{field[len(name):]}: {rest}"
+    return message

@@ -8,9 +8,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from metaxl_tune.config import RunConfig, build_config
+from metaxl_tune.config import ConfigError, RunConfig, build_config
 from metaxl_tune.names import check_name
-from metaxl_tune.origins import address_named, tracking_uri_named
+from metaxl_tune.origins import address_named, flag_for_field, tracking_uri_named
 from metaxl_tune.search.runner import (
     OPTIONS_FILE,
     SearchError,
@@ -82,7 +82,10 @@ def plan(options: AblationOptions) -> Plan:
         if options.preset not in ABLATION_PRESETS:
             raise SearchError(f"--preset {options.preset}: unknown preset; known: {', '.join(ABLATION_PRESETS)}")
         preset = ABLATION_PRESETS[options.preset]
-    base = build_config({**preset, **options.base}, origin="options")
+    try:
+        base = build_config({**preset, **options.base}, origin="options")
+    except ConfigError as error:
+        raise ConfigError(flag_for_field(str(error), options.base)) from None
     study = load_study(options.study, base.task)
     cells = grid(study, base, targets=options.targets, seeds=options.seeds, flags=options.base)
     return Plan(options, study, base, cells)

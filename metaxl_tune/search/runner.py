@@ -20,9 +20,9 @@ from typing import Any, Callable, Literal
 import optuna
 
 import metaxl_tune
-from metaxl_tune.config import RunConfig, build_config, refuse_ignored_options
+from metaxl_tune.config import ConfigError, RunConfig, build_config, refuse_ignored_options
 from metaxl_tune.names import check_name
-from metaxl_tune.origins import address_named, tracking_uri_named
+from metaxl_tune.origins import address_named, flag_for_field, tracking_uri_named
 from metaxl_tune.paths import default_storage
 from metaxl_tune.results import SEARCHED_TAG
 from metaxl_tune.search.hooks import NO_HOOKS, SearchHooks
@@ -141,7 +141,10 @@ def resolve_space(options: SearchOptions) -> tuple[SearchSpace, RunConfig]:
         )
     # Command-line fields beat the space's fixed values: the user typed them for this search.
     space = dataclasses.replace(space, fixed={k: v for k, v in space.fixed.items() if k not in options.base})
-    base = build_config(options.base, origin="options")
+    try:
+        base = build_config(options.base, origin="options")
+    except ConfigError as error:
+        raise ConfigError(flag_for_field(str(error), options.base)) from None
     if "method" not in space.names:
         # One method for every trial: a flag it ignores is a mistake (a searched method instead
         # notes the ignored fields in each trial's params, callbacks.MlflowTrialCallback).
