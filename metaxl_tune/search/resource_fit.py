@@ -55,11 +55,16 @@ def describe_node(node: Mapping[str, float]) -> str:
     return f"{node.get('CPU', 0.0):g} CPUs and {node.get('GPU', 0.0):g} GPUs"
 
 
-def unfit_message(request: TrialRequest, nodes: Sequence[Mapping[str, float]], waited_s: float) -> str:
+def unfit_message(request: TrialRequest, nodes: Sequence[Mapping[str, float]], waited_s: float | None = None) -> str:
+    """``waited_s``: how long --wait-for-resources waited (None: it did not wait)."""
     flags = _flags_at_fault(request, nodes)
-    where = f"the largest of its {len(nodes)} node{'s' * (len(nodes) != 1)} has {describe_node(largest(nodes))}" if nodes \
-        else "it has no alive node"
-    waited = f" (waited {waited_s:.0f} s)" if waited_s > 0 else ""
+    if not nodes:
+        where = "the cluster has no alive node"
+    elif len(nodes) == 1:
+        where = f"its one node has {describe_node(nodes[0])}"
+    else:
+        where = f"the largest of its {len(nodes)} nodes has {describe_node(largest(nodes))}"
+    waited = f" (waited {waited_s:.0f} s)" if waited_s is not None else ""
     return (f"{flags}: one trial needs {request.text()} on one node, but {where}{waited}; lower {flags}, "
             "add a node that fits, or on an autoscaling cluster pass --wait-for-resources SECONDS")
 
@@ -82,7 +87,7 @@ def check_trial_fits(
             return
         waited = time.monotonic() - started
         if waited >= wait_s:
-            raise ClusterError(unfit_message(request, current, waited))
+            raise ClusterError(unfit_message(request, current, waited if wait_s > 0 else None))
         if last_said is None or time.monotonic() - last_said >= PROGRESS_EVERY_S:
             largest_now = describe_node(largest(current)) if current else "none"
             log(f"waiting up to {wait_s - waited:.0f} s more for a node with {request.text()} "

@@ -44,7 +44,7 @@ def test_a_trial_no_node_can_hold_is_refused_at_once(driver, request_, flag):
     assert time.monotonic() - started < 10
     message = str(refused.value)
     assert message.startswith(f"{flag}: one trial needs {request_.text()} on one node")
-    assert "the largest of its 1 node has 2 CPUs and 0 GPUs" in message and "--wait-for-resources" in message
+    assert "but its one node has 2 CPUs and 0 GPUs; lower " in message and "--wait-for-resources" in message
 
 
 def test_a_trial_that_fits_passes(driver):
@@ -64,7 +64,7 @@ def test_waiting_for_resources_says_what_it_waits_for_then_refuses(driver):
 def test_a_request_that_no_single_node_meets_names_both_flags():
     # Enough CPUs on one node and a GPU on another: a trial needs both on the same node.
     nodes = [{"CPU": 4.0}, {"CPU": 1.0, "GPU": 1.0}]
-    message = unfit_message(TrialRequest(2, 1), nodes, 0)
+    message = unfit_message(TrialRequest(2, 1), nodes)
     assert message.startswith("--cpus-per-trial with --gpus-per-trial: one trial needs 2 CPUs and 1 GPU")
     assert "the largest of its 2 nodes has 1 CPUs and 1 GPUs" in message
 
