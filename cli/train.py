@@ -86,11 +86,12 @@ def train(
         check_cache_dir(cache_dir)
         # Refuse to mix or replace a run before any work (run_folder.py states the rules).
         resume_from = check_output(output, run_config, resume=resume, overwrite=overwrite)
-        from metaxl_tune.model.fit import check_fit  # torch and transformers load only when training
+        from metaxl_tune.model.fit import check_fit, check_value_bounds  # torch and transformers load only when training
         from metaxl_tune.trainer import DivergedError, Run
 
         try:
             check_fit(run_config)
+            check_value_bounds(run_config)
         except ValueError as error:
             # The model's checks name fields (they serve searches too); name the flag when one was given.
             field, _, rest = str(error).partition(": ")

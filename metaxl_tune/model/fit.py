@@ -42,8 +42,6 @@ def check_fit(config: RunConfig) -> ModelFit:
     model_config = _model_config(config)
     depth = model_depth(model_config)
     placements = resolve_placements(config.rtn_layers, depth, config.model) if config.uses_rtn else []
-    if config.uses_rtn:
-        check_rtn_bottleneck(config, model_config)
     # tiny-pretrained's tokenizer follows the tiny one's template (<s> ... </s>).
     tokenizer_of = TINY if config.model == PRETRAINED else config.model
     special_tokens = special_tokens_added(tokenizer_of)
@@ -63,10 +61,16 @@ def check_fit(config: RunConfig) -> ModelFit:
 RTN_BOTTLENECK_FACTOR = 4
 
 
-def check_rtn_bottleneck(config: RunConfig, model_config: PretrainedConfig) -> None:
-    """The RTN maps the hidden size d through r units and back: r past a few times d adds nothing
-    but memory (a huge r ends in an allocation failure). The task's default r is always allowed,
-    since small models (tiny: d = 64) train with it."""
+def check_value_bounds(config: RunConfig) -> None:
+    """Upper bounds on what the user asks for (flags, config files, a search's common config, an
+    ablation's cells), checked before any work: the RTN maps the hidden size d through r units
+    and back, so r past a few times d adds nothing but memory (a huge r ends in an allocation
+    failure). The task's default r is always allowed, since small models (tiny: d = 64) train
+    with it. Not part of check_fit, which every trial runs: a searched value past the bound
+    ends that trial as out_of_memory (search/trainable.py) rather than as an error."""
+    if not config.uses_rtn:
+        return
+    model_config = _model_config(config)
     size = hidden_size(model_config)
     limit = max(RTN_BOTTLENECK_FACTOR * size, TASK_DEFAULTS[config.task]["rtn_bottleneck"])
     if config.rtn_bottleneck > limit:

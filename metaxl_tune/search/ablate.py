@@ -190,7 +190,7 @@ def run_ablation(options: AblationOptions, *, resume: bool = False, log: Callabl
 def check_cells_fit(the_plan: Plan) -> None:
     """Every cell's config against its model (RTN depth and size, lengths), before Ray starts:
     a cell that cannot fit would otherwise fail as a trial, once per seed and target."""
-    from metaxl_tune.model.fit import check_fit  # torch and transformers: only once the cheap checks pass
+    from metaxl_tune.model.fit import check_fit, check_value_bounds  # torch and transformers: only once the cheap checks pass
 
     seen = set()
     for config in the_plan.configs():
@@ -199,6 +199,7 @@ def check_cells_fit(the_plan: Plan) -> None:
         if key not in seen:
             seen.add(key)
             check_fit(config)
+            check_value_bounds(config)
 
 
 def _warm_cache(the_plan: Plan) -> None:

@@ -179,10 +179,12 @@ def prepare(options: SearchOptions, *, resume: bool) -> PreparedSearch:
     check_storage_retry(options)
 
     space, base = resolve_space(options)
-    from metaxl_tune.model.fit import check_fit  # torch and transformers: only once the cheap checks pass
+    from metaxl_tune.model.fit import check_fit, check_value_bounds  # torch and transformers: only once the cheap checks pass
 
     # The trials' common config against the model (RTN depth, max_length), before Ray starts.
-    check_fit(space.to_run_config(base, {}))
+    common = space.to_run_config(base, {})
+    check_fit(common)
+    check_value_bounds(common)
 
     # The address first: the default tracking store is created on resolving it.
     address = resolve_address(options.address)
