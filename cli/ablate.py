@@ -83,7 +83,6 @@ def ablate(
         for value, flag in ((seeds, "--seeds"), (max_concurrent, "--max-concurrent"), (cpus_per_trial, "--cpus-per-trial")):
             check_positive(value, flag)
         check_positive(gpus_per_trial, "--gpus-per-trial", allow_zero=True)
-        check_positive(storage_retry_s, "--storage-retry-s", allow_zero=True)
         check_positive(wait_for_resources, "--wait-for-resources", allow_zero=True)
         if not dry_run:
             check_output_dir(Path(storage), storage_flag)

@@ -65,7 +65,6 @@ def search(
                             (cpus_per_trial, "--cpus-per-trial"), (keep_checkpoints, "--keep-checkpoints")):
             check_positive(value, flag)
         check_positive(gpus_per_trial, "--gpus-per-trial", allow_zero=True)
-        check_positive(storage_retry_s, "--storage-retry-s", allow_zero=True)
         check_positive(wait_for_resources, "--wait-for-resources", allow_zero=True)
         check_output_dir(Path(storage), storage_flag)
         check_cache_dir(cache_dir)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import math
 import os
 import subprocess
 import time
@@ -195,6 +196,8 @@ def prepare(options: SearchOptions, *, resume: bool) -> PreparedSearch:
 
 
 def check_storage_retry(options: SearchOptions) -> None:
+    if not math.isfinite(options.storage_retry_s):
+        raise SearchError(f"--storage-retry-s must be a finite number of seconds (got {options.storage_retry_s})")
     if not options.storage_retry_s >= 0:
         raise SearchError(f"--storage-retry-s must be >= 0 seconds (got {options.storage_retry_s})")
 
