@@ -21,6 +21,10 @@ def named(flag: str, given: object, variable: str) -> str:
 
 
 def tracking_uri_named(given: str | None) -> str:
+    """The flag, else $MLFLOW_TRACKING_URI, else $METAXL_TUNE_RUNS (the default store lives in
+    the runs folder it moves)."""
+    if given is None and not os.environ.get(TRACKING_URI_ENV) and os.environ.get(RUNS_ENV):
+        return f"${RUNS_ENV}"
     return named("--tracking-uri", given, TRACKING_URI_ENV)
 
 

@@ -227,6 +227,10 @@ CASES = [
          env=(("METAXL_TUNE_RUNS", "{W}/notes.txt"),)),
     Case("train $METAXL_TUNE_CACHE is a file", ["train", *TINY, "-o", "{W}/new"], "$METAXL_TUNE_CACHE {W}/notes.txt",
          env=(("METAXL_TUNE_CACHE", "{W}/notes.txt"),)),
+    Case("report store missing under $METAXL_TUNE_RUNS", ["report", "--name", "nope"], "check $METAXL_TUNE_RUNS",
+         env=(("MLFLOW_TRACKING_URI", ""), ("METAXL_TUNE_RUNS", "{W}/nowhere/runs"))),
+    Case("best store missing under $METAXL_TUNE_RUNS", ["best", "--name", "nope"], "check $METAXL_TUNE_RUNS",
+         env=(("MLFLOW_TRACKING_URI", ""), ("METAXL_TUNE_RUNS", "{W}/nowhere/runs"))),
     Case("search $METAXL_TUNE_CACHE is a file", ["search", *DEMO], "$METAXL_TUNE_CACHE",
          env=(("METAXL_TUNE_CACHE", "{W}/notes.txt"),)),
 ]
