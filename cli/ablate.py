@@ -86,7 +86,6 @@ def ablate(
         check_positive(wait_for_resources, "--wait-for-resources", allow_zero=True)
         if not dry_run:
             check_output_dir(Path(storage), storage_flag)
-        if not dry_run:
             check_cache_dir(cache_dir)
         if resume:
             if name is None:

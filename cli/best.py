@@ -94,10 +94,10 @@ def _rerun(tracker, rows, seeds, uri, address, storage, gpus_per_trial, cpus_per
     """The top configs as rows of an ablation over seeds; prints mean ± std per config."""
     import time
 
+    from metaxl_tune.names import derived_name
     from metaxl_tune.report import collect, to_markdown
     from metaxl_tune.results import trial_config
     from metaxl_tune.search.ablate import AblationOptions, rerun_study, run_ablation
-    from metaxl_tune.names import derived_name
     from metaxl_tune.tracking import Tracker
 
     configs = {row.trial_id: trial_config(tracker, row.run_id) for row in rows}
