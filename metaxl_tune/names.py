@@ -38,7 +38,8 @@ def check_name(name: str, flag: str = "--name") -> str:
     """``name`` when it follows the rule; else one line naming ``flag`` and stating the rule."""
     problem = name_problem(name)
     if problem is not None:
-        raise InvalidName(f"{flag} {name!r}: the name {problem}; {RULE}")
+        shown = repr(name) if len(name) <= 60 else repr(name[:40]) + "..."  # one readable line, however long
+        raise InvalidName(f"{flag} {shown}: the name {problem}; {RULE}")
     return name
 
 
