@@ -9,9 +9,11 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from metaxl_tune.names import check_name
+from metaxl_tune.origins import storage_named
 from metaxl_tune.paths import default_storage
 
-from .common import check_output_dir, check_positive, user_errors
+from .common import check_cache_dir, check_output_dir, check_positive, user_errors
 from .options import pop_config_overrides, with_config_options
 
 EXAMPLES = """
@@ -58,10 +60,11 @@ def ablate(
     gpus_per_trial: Optional[float] = typer.Option(None, "--gpus-per-trial", help="GPUs per run (default: 1 if the cluster has GPUs)."),
     cpus_per_trial: float = typer.Option(1.0, "--cpus-per-trial", help="CPU cores per run."),
     address: Optional[str] = typer.Option(None, "--address", help="Ray cluster HOST:PORT or auto (default: a local Ray)."),
-    storage: str = typer.Option(default_storage(), "--storage", help="Tune storage path."),
+    storage: Optional[str] = typer.Option(None, "--storage", help="Tune storage path (default: $METAXL_TUNE_RUNS/metaxl-searches, else metaxl-runs/metaxl-searches)."),
     tracking_uri: Optional[str] = typer.Option(None, "--tracking-uri", help="MLflow tracking URI."),
     cache_dir: Optional[Path] = typer.Option(None, "--cache-dir", help="Encoded-data cache."),
     storage_retry_s: Optional[float] = typer.Option(None, "--storage-retry-s", help="Seconds a run waits for unwritable storage before its checkpoint write counts as a failure (default 180)."),
+    wait_for_resources: Optional[float] = typer.Option(None, "--wait-for-resources", help="When no node can hold one trial (its CPUs and GPUs on one node): seconds to wait for one, on an autoscaling cluster (default 0: refuse at once, naming the request and the largest node)."),
     **fields: Any,
 ) -> None:
     """Run a study's grid (settings x targets x seeds) on Ray, tracked in MLflow; then `metaxl-tune report`."""
@@ -72,23 +75,33 @@ def ablate(
     from metaxl_tune.search.runner import OPTIONS_FILE
 
     overrides = pop_config_overrides(fields)
+    storage_flag = storage_named(storage)
+    storage = storage or default_storage()
     with user_errors():
+        if name is not None:
+            check_name(name)
         for value, flag in ((seeds, "--seeds"), (max_concurrent, "--max-concurrent"), (cpus_per_trial, "--cpus-per-trial")):
             check_positive(value, flag)
         check_positive(gpus_per_trial, "--gpus-per-trial", allow_zero=True)
+        check_positive(wait_for_resources, "--wait-for-resources", allow_zero=True)
         if not dry_run:
-            check_output_dir(Path(storage), "--storage")
-        if cache_dir is not None and not dry_run:
-            check_output_dir(cache_dir, "--cache-dir")
+            check_output_dir(Path(storage), storage_flag)
+            check_cache_dir(cache_dir)
         if resume:
             if name is None:
                 raise ValueError("--resume needs --name of the ablation to continue")
             options = AblationOptions.load(storage, name)
             if storage_retry_s is not None:
                 options.storage_retry_s = storage_retry_s
+            if wait_for_resources is not None:
+                options.wait_for_resources_s = wait_for_resources
         else:
+            if name is None:
+                # The study file's name starts the default; it follows the rule too.
+                name = check_name(f"{Path(study).stem}-{overrides.get('task', 'ner')}-{time.strftime('%Y%m%d-%H%M%S')}",
+                                  f"--name (default from --study {study})")
             options = AblationOptions(
-                name=name or f"{Path(study).stem}-{overrides.get('task', 'ner')}-{time.strftime('%Y%m%d-%H%M%S')}",
+                name=name,
                 study=study,
                 targets=[t.strip() for t in (targets or overrides.get("target", "")).split(",") if t.strip()],
                 seeds=seeds,
@@ -102,6 +115,7 @@ def ablate(
                 tracking_uri=tracking_uri,
                 cache_dir=str(cache_dir) if cache_dir else None,
                 **({} if storage_retry_s is None else {"storage_retry_s": storage_retry_s}),
+                **({} if wait_for_resources is None else {"wait_for_resources_s": wait_for_resources}),
             )
         if dry_run:
             _print_dry_run(plan(options))

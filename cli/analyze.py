@@ -7,6 +7,9 @@ from typing import Optional
 
 import typer
 
+from metaxl_tune.names import check_name
+from metaxl_tune.origins import tracking_uri_named
+
 from .common import check_output_dir, check_positive, user_errors
 
 EXAMPLES = """
@@ -36,9 +39,10 @@ def analyze(
     from metaxl_tune.tracking import check_tracking_uri, default_tracking_uri
 
     with user_errors():
+        check_name(run, "--run")  # a run id; it also names the default output folder
         check_positive(limit, "--limit")
         uri = tracking_uri or default_tracking_uri()
-        check_tracking_uri(uri)
+        check_tracking_uri(uri, named=tracking_uri_named(tracking_uri))
         directory = output or Path("analysis") / run
         check_output_dir(directory, "--output")
         result = analyze_mlflow_run(uri, run, cache_dir=cache_dir, output_dir=directory, limit=limit, device=device)

@@ -6,6 +6,8 @@ from pathlib import Path
 from typing import Optional
 
 import typer
+from metaxl_tune.names import check_name
+from metaxl_tune.origins import tracking_uri_named
 from metaxl_tune.paths import default_storage
 
 from .common import check_output_file, check_positive, user_errors
@@ -29,7 +31,7 @@ def best(
     rerun: bool = typer.Option(False, "--rerun", help="Re-run the top K configs with --seeds seeds and report mean ± std."),
     seeds: int = typer.Option(3, "--seeds", help="Seeds per config for --rerun (seed = 1..N)."),
     address: Optional[str] = typer.Option(None, "--address", help="Ray cluster for --rerun (default: a local Ray)."),
-    storage: str = typer.Option(default_storage(), "--storage", help="Tune storage path for --rerun."),
+    storage: Optional[str] = typer.Option(None, "--storage", help="Tune storage path for --rerun (default: $METAXL_TUNE_RUNS/metaxl-searches, else metaxl-runs/metaxl-searches)."),
     gpus_per_trial: Optional[float] = typer.Option(None, "--gpus-per-trial", help="GPUs per re-run (default: 1 if the cluster has GPUs)."),
     cpus_per_trial: float = typer.Option(1.0, "--cpus-per-trial", help="CPU cores per re-run."),
     wide: bool = typer.Option(False, "--wide", help="Show every column, however wide the table gets."),
@@ -41,15 +43,19 @@ def best(
     from metaxl_tune.results import best_table, export_config, ranked_trials, searched_parameters, trial_config
     from metaxl_tune.tracking import Tracker, check_tracking_uri, default_tracking_uri
 
+    storage = storage or default_storage()
     with user_errors():
+        check_name(name)
         if fmt not in ("yaml", "json"):
             raise ValueError(f"--format {fmt}: use yaml or json")
         check_positive(top, "--top")
         check_positive(seeds, "--seeds")
+        check_positive(cpus_per_trial, "--cpus-per-trial")
+        check_positive(gpus_per_trial, "--gpus-per-trial", allow_zero=True)
         if output is not None:
             check_output_file(output, "--output")
         uri = tracking_uri or default_tracking_uri()
-        check_tracking_uri(uri)
+        check_tracking_uri(uri, named=tracking_uri_named(tracking_uri))
         tracker = Tracker(uri, name)
         check_some_trial_finished(tracker)
         rows = ranked_trials(tracker, metric)
@@ -88,6 +94,7 @@ def _rerun(tracker, rows, seeds, uri, address, storage, gpus_per_trial, cpus_per
     """The top configs as rows of an ablation over seeds; prints mean ± std per config."""
     import time
 
+    from metaxl_tune.names import derived_name
     from metaxl_tune.report import collect, to_markdown
     from metaxl_tune.results import trial_config
     from metaxl_tune.search.ablate import AblationOptions, rerun_study, run_ablation
@@ -95,7 +102,7 @@ def _rerun(tracker, rows, seeds, uri, address, storage, gpus_per_trial, cpus_per
 
     configs = {row.trial_id: trial_config(tracker, row.run_id) for row in rows}
     first = next(iter(configs.values()))
-    name = f"{tracker.search_name}-rerun-{time.strftime('%Y%m%d-%H%M%S')}"
+    name = derived_name(tracker.search_name, f"-rerun-{time.strftime('%Y%m%d-%H%M%S')}")
     study = rerun_study(configs, Path(storage) / f"{name}.study.yaml",
                         origin=f"top {len(configs)} trials of search {tracker.search_name}")
     options = AblationOptions(

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import math
 import os
 import sys
 import tempfile
@@ -163,9 +164,22 @@ def check_output_file(path: Path, flag: str = "--output") -> None:
         raise fail(f"{flag} {path}: the folder {parent} is not writable; choose a writable folder")
 
 
+def check_cache_dir(cache_dir: Path | None) -> None:
+    """The encoded-data cache: --cache-dir when given, else $METAXL_TUNE_CACHE when set (named as
+    such in the error: the user never typed --cache-dir); the built-in default is left to the run."""
+    from metaxl_tune.origins import CACHE_ENV
+
+    if cache_dir is not None:
+        check_output_dir(cache_dir, "--cache-dir")
+    elif os.environ.get(CACHE_ENV):
+        check_output_dir(Path(os.environ[CACHE_ENV]), f"${CACHE_ENV}")
+
+
 def check_positive(value: float | None, flag: str, *, allow_zero: bool = False) -> None:
     if value is None:
         return
+    if not math.isfinite(value):  # nan passes every comparison below; inf is no amount
+        raise fail(f"{flag}: must be a finite number (got {value})")
     if value < 0 or (value == 0 and not allow_zero):
         bound = ">= 0" if allow_zero else "> 0"
         raise fail(f"{flag}: must be {bound} (got {value})")

@@ -7,6 +7,9 @@ from typing import Optional
 
 import typer
 
+from metaxl_tune.names import check_name
+from metaxl_tune.origins import tracking_uri_named
+
 from .common import check_output_file, user_errors
 
 EXAMPLES = """
@@ -32,11 +35,12 @@ def report(
     from metaxl_tune.tracking import Tracker, check_tracking_uri, default_tracking_uri
 
     with user_errors():
+        check_name(name)
         for path, flag in ((output, "--output"), (plot_path, "--plot")):
             if path is not None:
                 check_output_file(path, flag)
         uri = tracking_uri or default_tracking_uri()
-        check_tracking_uri(uri)
+        check_tracking_uri(uri, named=tracking_uri_named(tracking_uri))
         result = make_report(Tracker(uri, name), fmt, metric=metric, output=output, plot_path=plot_path)
     # The table alone goes to stdout (pipeable csv); what happened goes to stderr.
     if output is None:

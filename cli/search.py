@@ -9,9 +9,11 @@ from typing import Any, Optional
 
 import typer
 
+from metaxl_tune.names import check_name
+from metaxl_tune.origins import storage_named
 from metaxl_tune.paths import default_storage
 
-from .common import check_output_dir, check_positive, user_errors
+from .common import check_cache_dir, check_output_dir, check_positive, user_errors
 from .options import pop_config_overrides, with_config_options
 
 EXAMPLES = """
@@ -39,12 +41,13 @@ def search(
     gpus_per_trial: Optional[float] = typer.Option(None, "--gpus-per-trial", help="GPUs per trial (default: 1 if the cluster has GPUs, else 0; 0.5 packs two)."),
     cpus_per_trial: float = typer.Option(1.0, "--cpus-per-trial", help="CPU cores per trial."),
     address: Optional[str] = typer.Option(None, "--address", help="Ray cluster: HOST:PORT or auto (default: $RAY_ADDRESS, else a local Ray)."),
-    storage: str = typer.Option(default_storage(), "--storage", help="Tune storage path (shared storage for multi-node)."),
+    storage: Optional[str] = typer.Option(None, "--storage", help="Tune storage path, shared by every node of a multi-node search (default: $METAXL_TUNE_RUNS/metaxl-searches, else metaxl-runs/metaxl-searches)."),
     tracking_uri: Optional[str] = typer.Option(None, "--tracking-uri", help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI, else sqlite:///metaxl-runs/mlflow.db)."),
     search_seed: int = typer.Option(0, "--search-seed", help="Seed of Optuna's TPE sampler."),
     cache_dir: Optional[Path] = typer.Option(None, "--cache-dir", help="Encoded-data cache shared by the trials."),
     keep_checkpoints: int = typer.Option(1, "--keep-checkpoints", help="Newest resume checkpoints kept per trial (with 2, a damaged one falls back to the one before)."),
     storage_retry_s: Optional[float] = typer.Option(None, "--storage-retry-s", help="Seconds a trial waits for unwritable storage before its checkpoint write counts as a failure (default 180)."),
+    wait_for_resources: Optional[float] = typer.Option(None, "--wait-for-resources", help="When no node can hold one trial (its CPUs and GPUs on one node): seconds to wait for one, on an autoscaling cluster (default 0: refuse at once, naming the request and the largest node)."),
     verbose: bool = typer.Option(False, "--verbose", help="Also show Ray's own banners, hints and status tables."),
     **fields: Any,
 ) -> None:
@@ -53,14 +56,18 @@ def search(
     from metaxl_tune.search.runner import OPTIONS_FILE, SearchOptions, run_search
 
     overrides = pop_config_overrides(fields)
+    storage_flag = storage_named(storage)
+    storage = storage or default_storage()
     with user_errors():
+        if name is not None:
+            check_name(name)
         for value, flag in ((max_concurrent, "--max-concurrent"), (time_budget, "--time-budget"), (grace_period, "--grace-period"),
                             (cpus_per_trial, "--cpus-per-trial"), (keep_checkpoints, "--keep-checkpoints")):
             check_positive(value, flag)
         check_positive(gpus_per_trial, "--gpus-per-trial", allow_zero=True)
-        check_output_dir(Path(storage), "--storage")
-        if cache_dir is not None:
-            check_output_dir(cache_dir, "--cache-dir")
+        check_positive(wait_for_resources, "--wait-for-resources", allow_zero=True)
+        check_output_dir(Path(storage), storage_flag)
+        check_cache_dir(cache_dir)
         if resume:
             if name is None:
                 raise ValueError("--resume needs --name of the search to continue")
@@ -73,6 +80,8 @@ def search(
                 options.tracking_uri = tracking_uri or options.tracking_uri
             if storage_retry_s is not None:
                 options.storage_retry_s = storage_retry_s
+            if wait_for_resources is not None:
+                options.wait_for_resources_s = wait_for_resources
         else:
             task, target = overrides.get("task", "ner"), overrides.get("target", "tk")
             options = SearchOptions(
@@ -94,6 +103,7 @@ def search(
                 cache_dir=str(cache_dir) if cache_dir else None,
                 keep_checkpoints=keep_checkpoints,
                 **({} if storage_retry_s is None else {"storage_retry_s": storage_retry_s}),
+                **({} if wait_for_resources is None else {"wait_for_resources_s": wait_for_resources}),
             )
         try:
             outcome = run_search(options, resume=resume, log=typer.echo, verbose=verbose)

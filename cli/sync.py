@@ -6,6 +6,7 @@ from typing import Optional
 
 import typer
 
+from metaxl_tune.names import check_name
 from metaxl_tune.paths import default_storage
 
 from .common import user_errors
@@ -21,7 +22,7 @@ Examples:
 
 def sync(
     name: str = typer.Option(..., "--name", help="The search or ablation to write to MLflow."),
-    storage: str = typer.Option(default_storage(), "--storage", help="Tune storage path it ran with."),
+    storage: Optional[str] = typer.Option(None, "--storage", help="Tune storage path it ran with (default: $METAXL_TUNE_RUNS/metaxl-searches, else metaxl-runs/metaxl-searches)."),
     tracking_uri: Optional[str] = typer.Option(None, "--tracking-uri", help="MLflow tracking URI (default: the one it ran with)."),
 ) -> None:
     """Write every trial's epoch results, tags and final status from Tune's records to MLflow (after an outage; idempotent)."""
@@ -29,7 +30,9 @@ def sync(
 
     from metaxl_tune.tracking import check_tracking_uri
 
+    storage = storage or default_storage()
     with user_errors():
+        check_name(name)
         if tracking_uri is not None:
             check_tracking_uri(tracking_uri)
         report = sync_experiment(storage, name, tracking_uri=tracking_uri, log=typer.echo)

@@ -13,7 +13,7 @@ from metaxl_tune.checkpoint import CheckpointError, CheckpointWriteError, has_ch
 from metaxl_tune.config import ConfigError, RunConfig, build_config, load_config, refuse_ignored_options
 from metaxl_tune.run_folder import check_output, clear_run
 
-from .common import check_output_dir, user_errors
+from .common import check_cache_dir, check_output_dir, user_errors
 from .options import flag_name, pop_config_overrides, with_config_options
 
 EXAMPLES = """
@@ -83,15 +83,15 @@ def train(
             return
         output = output or _default_output(run_config.to_dict())
         check_output_dir(output, "--output")
-        if cache_dir is not None:
-            check_output_dir(cache_dir, "--cache-dir")
+        check_cache_dir(cache_dir)
         # Refuse to mix or replace a run before any work (run_folder.py states the rules).
         resume_from = check_output(output, run_config, resume=resume, overwrite=overwrite)
-        from metaxl_tune.model.fit import check_fit  # torch and transformers load only when training
-        from metaxl_tune.trainer import Run
+        from metaxl_tune.model.fit import check_fit, check_value_bounds  # torch and transformers load only when training
+        from metaxl_tune.trainer import DivergedError, Run
 
         try:
             check_fit(run_config)
+            check_value_bounds(run_config)
         except ValueError as error:
             # The model's checks name fields (they serve searches too); name the flag when one was given.
             field, _, rest = str(error).partition(": ")
@@ -108,6 +108,13 @@ def train(
                 resume_from=resume_from,
                 wait_for_checkpoints=False,
             )
+        except DivergedError as error:
+            # Not a bad input (exit 1): the values were valid, training with them was not stable.
+            # The folder keeps what was written; --overwrite replaces it (a resume would need the
+            # same, diverging, config).
+            typer.secho(f"error: training diverged: {error}; then start again with --overwrite (output {output})",
+                        err=True, fg=typer.colors.RED)
+            raise typer.Exit(code=1) from None
         except CheckpointError as error:
             raise error.advise(
                 f"no earlier checkpoint is kept in a train folder: start again with --overwrite (output {output})"

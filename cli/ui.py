@@ -10,6 +10,9 @@ from typing import Optional
 
 import typer
 
+from metaxl_tune.bind_check import check_bind, check_port
+from metaxl_tune.names import check_name
+
 from .common import user_errors
 
 EXAMPLES = """
@@ -32,6 +35,9 @@ def ui(
     from metaxl_tune.tracking import Tracker, default_tracking_uri, search_runs_url, server_command, server_environment
 
     with user_errors():
+        if name is not None:
+            check_name(name)
+        check_port(port)
         uri = tracking_uri or default_tracking_uri(create=name is None)
         command = server_command(uri, host=host, port=port)
         base = f"http://{'127.0.0.1' if host == '0.0.0.0' else host}:{port}"
@@ -39,6 +45,8 @@ def ui(
         if name is not None:
             tracker = Tracker(uri, name)
             url = search_runs_url(base, _experiment_of(tracker), tracker.share_search_view())
+        # Last, just before the server takes the port: a taken port or unknown host is one line here.
+        check_bind(host, port)
     typer.echo(f"MLflow UI for {uri} at {base}")
     if name is not None:
         typer.echo(f"search {name}: {url}")

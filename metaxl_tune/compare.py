@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from metaxl_tune.config import RunConfig
+from metaxl_tune.names import derived_name
 from metaxl_tune.terminal import Column, render_table
 
 SETTINGS = ("target-only", "jt", "metaxl")
@@ -79,7 +80,7 @@ def run_comparison(tracker, winner_run_id: str, *, seeds: int, uri: str, storage
     from metaxl_tune.tracking import Tracker
 
     winner = trial_config(tracker, winner_run_id)
-    name = f"{tracker.search_name}-compare-{time.strftime('%Y%m%d-%H%M%S')}"
+    name = derived_name(tracker.search_name, f"-compare-{time.strftime('%Y%m%d-%H%M%S')}")
     study = rerun_study(comparison_configs(winner), Path(storage) / f"{name}.study.yaml",
                         origin=f"target-only and JT against the best trial of search {tracker.search_name}")
     options = AblationOptions(

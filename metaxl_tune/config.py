@@ -79,7 +79,9 @@ class ConfigError(ValueError):
 class RunConfig(BaseModel):
     """Everything that determines one training run (and so one search trial)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
+    # allow_inf_nan=False: a NaN or infinite rate, decay or norm is refused when parsed, naming the
+    # field, instead of surfacing as a diverged run or a PyTorch error after the data is tokenized.
+    model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True, allow_inf_nan=False)
 
     task: Task = "ner"
     """Task: 'ner' (WikiAnn entity F1) or 'sa' (positive-class F1)."""
@@ -119,7 +121,8 @@ class RunConfig(BaseModel):
     rtn_layers: list[Placement] = Field(default_factory=lambda: ["last"])
     """RTN placements: layer indices (0 = after embeddings) or 'middle'/'last', e.g. [0, 'last']."""
     rtn_bottleneck: int | None = None
-    """RTN bottleneck size r (default: 384 for NER, 192 for SA)."""
+    """RTN bottleneck size r (default: 384 for NER, 192 for SA); at most 4 x the model's hidden size
+    (or the task default, where that is larger: tiny's hidden size is 64)."""
     rtn_gate: bool = True
     """RTN with a sigmoid gate: the RTN outputs d+1 units and sigmoid of the last one scales the other
     d (default true: the reference recipe's --tied --transfer_component_add_weights); false = ungated."""
@@ -172,7 +175,8 @@ class RunConfig(BaseModel):
     batch_size: int | None = None
     """Examples per source and per target batch (default: 16 for NER, 12 for SA)."""
     max_length: int | None = None
-    """Maximum sub-word sequence length of the training batches (default: 200 for NER, 256 for SA)."""
+    """Maximum sub-word sequence length of the training batches (default: 200 for NER, 256 for SA); at
+    most the model's position embeddings (512 for XLM-R), 4096 for tiny (which sizes its table from it)."""
     eval_max_length: int | None = None
     """Maximum sub-word length of the dev and test sentences (default: the reference's 512 for NER,
     256 for SA); capped, with a notice, to the model's position embeddings. Words past it count as O."""

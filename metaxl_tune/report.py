@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Iterable, Sequence
 
 from metaxl_tune.results import SEARCHED_TAG, ResultsError, format_value, metric_mode
+from metaxl_tune.mlflow_filters import tags_equal
 from metaxl_tune.tracking import OUTCOME_TAG, PARENT_TAG, SEARCH_TAG, TRIAL_TAG, Tracker
 
 SETTING_TAG = "metaxl.setting"
@@ -134,7 +135,7 @@ def _ordered(names: Iterable[str], preferred: str) -> list[str]:
 
 
 def _parent(tracker: Tracker):
-    query = f"tags.`{SEARCH_TAG}` = '{tracker.search_name}' and tags.`metaxl.role` = 'search'"
+    query = tags_equal({SEARCH_TAG: tracker.search_name, "metaxl.role": "search"})
     parents = tracker.client.search_runs([tracker.experiment_id], filter_string=query, max_results=1)
     return parents[0] if parents else None
 

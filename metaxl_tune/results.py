@@ -14,6 +14,7 @@ from typing import Any
 
 from metaxl_tune.config import RunConfig, load_config
 from metaxl_tune.terminal import Column, display_value, render_table, short_ids
+from metaxl_tune.mlflow_filters import tags_equal
 from metaxl_tune.tracking import OUTCOME_TAG, SEARCH_TAG, TRIAL_TAG, Tracker
 
 SEARCHED_TAG = "metaxl.searched"
@@ -65,7 +66,7 @@ def ranked_trials(tracker: Tracker, metric: str) -> list[TrialRow]:
 
 
 def searched_parameters(tracker: Tracker) -> list[str]:
-    query = f"tags.`{SEARCH_TAG}` = '{tracker.search_name}' and tags.`metaxl.role` = 'search'"
+    query = tags_equal({SEARCH_TAG: tracker.search_name, "metaxl.role": "search"})
     parents = tracker.client.search_runs([tracker.experiment_id], filter_string=query, max_results=1)
     if not parents:
         return []

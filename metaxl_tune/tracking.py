@@ -26,6 +26,8 @@ from typing import Any, Iterable, Iterator, Mapping
 from mlflow.entities import Metric, Param, RunTag
 from mlflow.tracking import MlflowClient
 
+from metaxl_tune.mlflow_filters import tag_equals, tags_equal
+
 EXPERIMENT = "metaxl-tune"
 SEARCH_TAG = "metaxl.search"
 TRIAL_TAG = "metaxl.trial_id"
@@ -59,7 +61,15 @@ def default_tracking_uri(*, create: bool = False) -> str:
     from metaxl_tune.paths import runs_dir
 
     if create:
-        runs_dir().mkdir(parents=True, exist_ok=True)
+        try:
+            runs_dir().mkdir(parents=True, exist_ok=True)
+        except OSError as error:
+            # The folder came from $METAXL_TUNE_RUNS (or is the default): name that, not a flag.
+            from metaxl_tune.origins import RUNS_ENV
+
+            source = f"${RUNS_ENV} " if os.environ.get(RUNS_ENV) else ""
+            raise TrackingError(f"{source}{runs_dir()}: cannot create the runs folder "
+                                f"({(error.strerror or str(error)).lower()}); choose a writable folder") from None
     return f"sqlite:///{(runs_dir() / DEFAULT_DB).resolve()}"
 
 
@@ -67,12 +77,13 @@ def default_tracking_uri(*, create: bool = False) -> str:
 _TRACKING_SCHEMES = frozenset({"", "file", "http", "https", "sqlite", "postgresql", "mysql", "mssql", "databricks"})
 
 
-def check_tracking_uri(uri: str, *, timeout: float = 5.0) -> None:
-    """Fail fast, before Ray starts, when a tracking URI cannot work or its server does not answer."""
+def check_tracking_uri(uri: str, *, timeout: float = 5.0, named: str = "--tracking-uri") -> None:
+    """Fail fast, before Ray starts, when a tracking URI cannot work or its server does not answer.
+    ``named``: what supplied the URI (``origins.tracking_uri_named``), named in the error."""
     scheme = uri.split("://", 1)[0].split("+", 1)[0] if "://" in uri else ""
     if scheme not in _TRACKING_SCHEMES:
         raise TrackingError(
-            f"--tracking-uri {uri}: unsupported scheme '{scheme}://'; use http(s)://HOST:PORT, "
+            f"{named} {uri}: unsupported scheme '{scheme}://'; use http(s)://HOST:PORT, "
             "sqlite:///FILE.db, a database URI (postgresql://, mysql://) or a folder"
         )
     if scheme == "sqlite":
@@ -80,7 +91,7 @@ def check_tracking_uri(uri: str, *, timeout: float = 5.0) -> None:
         if not folder.is_dir():
             raise TrackingError(
                 f"no MLflow store at {uri[len('sqlite:///'):]}: its folder {folder} does not exist; "
-                "create it or check --tracking-uri"
+                f"create it or check {named}"
             )
     if scheme not in ("http", "https"):
         return
@@ -91,7 +102,8 @@ def check_tracking_uri(uri: str, *, timeout: float = 5.0) -> None:
         reason = getattr(error, "reason", error)
         raise TrackingError(
             f"cannot reach the MLflow tracking server at {uri} ({reason}); start it "
-            "(metaxl-tune ui, or mlflow server) or drop --tracking-uri to use the embedded sqlite store"
+            f"(metaxl-tune ui, or mlflow server) or {'unset' if named.startswith('$') else 'drop'} {named} "
+            "to use the embedded sqlite store"
         ) from None
 
 
@@ -236,8 +248,7 @@ class Tracker:
     # ---- runs ------------------------------------------------------------------------------
 
     def _find(self, tags: Mapping[str, str]) -> str | None:
-        query = " and ".join(f"tags.`{key}` = '{value}'" for key, value in tags.items())
-        runs = self.client.search_runs([self.experiment_id], filter_string=query, max_results=1)
+        runs = self.client.search_runs([self.experiment_id], filter_string=tags_equal(tags), max_results=1)
         return runs[0].info.run_id if runs else None
 
     def parent_run(self, tags: Mapping[str, str], *, reopen: bool = True) -> str:
@@ -360,7 +371,7 @@ class Tracker:
         return self._find({SEARCH_TAG: self.search_name}) is not None
 
     def trial_runs(self) -> list:
-        query = f"tags.`{SEARCH_TAG}` = '{self.search_name}' and tags.`metaxl.role` = 'trial'"
+        query = tags_equal({SEARCH_TAG: self.search_name, "metaxl.role": "trial"})
         return self.client.search_runs([self.experiment_id], filter_string=query, max_results=50_000)
 
 
@@ -377,7 +388,7 @@ def search_view_state(search_name: str, searched: list[str], metric: str) -> dic
     with the metric and every searched parameter as columns."""
     metrics = dict.fromkeys([metric, "best_test_f1", "trials_completed", "trials_pruned", "device_hours"])
     return {
-        "searchFilter": f"tags.`{SEARCH_TAG}` = '{search_name}'",
+        "searchFilter": tag_equals(SEARCH_TAG, search_name),
         "orderByKey": "attributes.start_time",
         "orderByAsc": True,
         "selectedColumns": [*(_column("metrics", key) for key in metrics), *(_column("params", key) for key in searched)],

@@ -68,7 +68,16 @@ def _of_epoch(epoch: int, job: Callable[[], None]) -> Callable[[], None]:
 
 
 class DivergedError(RuntimeError):
-    """The training loss became NaN or infinite."""
+    """The training or meta loss became NaN or infinite; the message says where and what to lower."""
+
+
+def divergence_message(config: RunConfig, loss: str, value: float, epoch: int, step: int, steps: int) -> str:
+    """``<loss> became <value> at epoch E, step S of N; lower <the rates that feed it>``."""
+    rates = [f"--lr (now {config.lr:g})"]
+    if config.uses_rtn:
+        meta = f"--meta-lr (now {config.meta_lr:g})"
+        rates = [meta, *rates] if loss == "meta loss" else [*rates, meta]
+    return f"{loss} became {value} at epoch {epoch}, step {step} of {steps}; lower {' or '.join(rates)}"
 
 
 DIVERGED = "diverged"
@@ -382,7 +391,7 @@ class Run:
             disable=not self.progress,
             leave=False,
         )
-        for language, source_indices, target_indices in plan:
+        for step_number, (language, source_indices, target_indices) in enumerate(plan, start=1):
             # ``language`` is a stream: one source language, or (mixed) all of them merged.
             source = self.source_streams[language].batch(source_indices, self.device) if language is not None else None
             # The RTN set (and mixture logits) of the step's language when each source language has
@@ -390,8 +399,11 @@ class Run:
             # reference's merged loader always passes set 0.
             rtn_set = language if language is not None and self.config.rtn_per_source else 0
             losses = step(source, data.target_train.batch(target_indices, self.device), source_index=rtn_set)
-            if not math.isfinite(losses.train_loss):
-                raise DivergedError(f"training loss became {losses.train_loss} at epoch {epoch}")
+            for loss, value in (("training loss", losses.train_loss), ("meta loss", losses.meta_loss)):
+                if value is not None and not math.isfinite(value):
+                    raise DivergedError(
+                        divergence_message(self.config, loss, value, epoch, step_number, self.steps_per_epoch)
+                    )
             if language is not None:
                 steps_per_language[language] += 1
                 for row in source_indices:

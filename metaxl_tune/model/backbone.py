@@ -25,6 +25,8 @@ from metaxl_tune.model.sa_head import FRESH_POOLER, PooledRobertaClassifier, use
 TINY = "tiny"
 BASE_RANDOM = "base-random"
 RANDOM_INIT = frozenset({TINY, BASE_RANDOM})
+TINY_MAX_LENGTH = 4096
+"""tiny's position table is sized from max_length; past this a length only allocates memory."""
 """Models built from a config alone (no download); their tokenizer is trained on the run's text."""
 
 # xlm-roberta-base's shape (278 M parameters, 192 M of them in the 250002 x 768 embedding),
@@ -104,7 +106,12 @@ def check_max_length(max_length: int, model_config: PretrainedConfig, *, special
             f"--max-length {max_length}: too short; the tokenizer of {model_name} adds {special_tokens} "
             f"special tokens to every sequence, so use at least {special_tokens + 1}"
         )
-    limit = None if name_is_tiny(model_name) else position_limit(model_config)
+    if name_is_tiny(model_name):
+        if max_length > TINY_MAX_LENGTH:
+            raise ModelError(f"--max-length {max_length}: model {model_name} sizes its position table from it; "
+                             f"use at most {TINY_MAX_LENGTH}")
+        return
+    limit = position_limit(model_config)
     if limit is not None and max_length > limit:
         raise ModelError(
             f"--max-length {max_length}: model {model_name} has position embeddings for {limit} tokens; use at most {limit}"

@@ -9,9 +9,9 @@ from dataclasses import dataclass
 
 from transformers import PretrainedConfig, XLMRobertaConfig
 
-from metaxl_tune.config import RunConfig
+from metaxl_tune.config import TASK_DEFAULTS, RunConfig
 from metaxl_tune.model.backbone import (
-    TINY, ModelError, check_max_length, load_model_config, model_depth, position_limit,
+    TINY, ModelError, check_max_length, hidden_size, load_model_config, model_depth, position_limit,
 )
 from metaxl_tune.model.pretrain import PRETRAINED, default_recipe
 from metaxl_tune.model.rtn import resolve_placements
@@ -56,6 +56,28 @@ def check_fit(config: RunConfig) -> ModelFit:
     limit = position_limit(model_config)
     eval_length = config.eval_max_length if limit is None else min(config.eval_max_length, limit)
     return ModelFit(model_config, depth, placements, eval_length)
+
+
+RTN_BOTTLENECK_FACTOR = 4
+
+
+def check_value_bounds(config: RunConfig) -> None:
+    """Upper bounds on what the user asks for (flags, config files, a search's common config, an
+    ablation's cells), checked before any work: the RTN maps the hidden size d through r units
+    and back, so r past a few times d adds nothing but memory (a huge r ends in an allocation
+    failure). The task's default r is always allowed, since small models (tiny: d = 64) train
+    with it. Not part of check_fit, which every trial runs: a searched value past the bound
+    ends that trial as out_of_memory (search/trainable.py) rather than as an error."""
+    if not config.uses_rtn:
+        return
+    model_config = _model_config(config)
+    size = hidden_size(model_config)
+    limit = max(RTN_BOTTLENECK_FACTOR * size, TASK_DEFAULTS[config.task]["rtn_bottleneck"])
+    if config.rtn_bottleneck > limit:
+        raise ModelError(
+            f"--rtn-bottleneck {config.rtn_bottleneck}: at most {limit} for model {config.model} "
+            f"({RTN_BOTTLENECK_FACTOR} x its hidden size {size}, or the {config.task} default if larger); lower it"
+        )
 
 
 def _model_config(config: RunConfig) -> PretrainedConfig:

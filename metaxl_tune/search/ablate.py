@@ -8,7 +8,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from metaxl_tune.config import RunConfig, build_config
+from metaxl_tune.config import ConfigError, RunConfig, build_config
+from metaxl_tune.names import check_name
+from metaxl_tune.origins import address_named, flag_for_field, tracking_uri_named
 from metaxl_tune.search.runner import (
     OPTIONS_FILE,
     SearchError,
@@ -80,7 +82,10 @@ def plan(options: AblationOptions) -> Plan:
         if options.preset not in ABLATION_PRESETS:
             raise SearchError(f"--preset {options.preset}: unknown preset; known: {', '.join(ABLATION_PRESETS)}")
         preset = ABLATION_PRESETS[options.preset]
-    base = build_config({**preset, **options.base}, origin="options")
+    try:
+        base = build_config({**preset, **options.base}, origin="options")
+    except ConfigError as error:
+        raise ConfigError(flag_for_field(str(error), options.base)) from None
     study = load_study(options.study, base.task)
     cells = grid(study, base, targets=options.targets, seeds=options.seeds, flags=options.base)
     return Plan(options, study, base, cells)
@@ -103,6 +108,8 @@ def run_ablation(options: AblationOptions, *, resume: bool = False, log: Callabl
     """The ablation's runs on Ray Tune, one driver at a time (driver_lock.py, as a search)."""
     from metaxl_tune.search.driver_lock import driver_lock
 
+    # The name is checked before the lock: the lock file is named after it.
+    check_name(options.name)
     with driver_lock(options.storage, options.name, command="ablate", log=log):
         return _run_locked_ablation(options, resume=resume, log=log)
 
@@ -114,12 +121,14 @@ def _run_locked_ablation(options: AblationOptions, *, resume: bool, log: Callabl
                           "pass --resume to continue it or choose another --name")
     check_storage_retry(options)
     the_plan = plan(options)
-    tracking_uri = options.tracking_uri or default_tracking_uri(create=True)
-    check_tracking_uri(tracking_uri)
+    check_cells_fit(the_plan)
     from metaxl_tune.search.cluster import check_address, connect, resolve_address
 
+    # The address first: the default tracking store is created on resolving it.
     address = resolve_address(options.address)
-    check_address(address)
+    check_address(address, named=address_named(options.address))
+    tracking_uri = options.tracking_uri or default_tracking_uri(create=True)
+    check_tracking_uri(tracking_uri, named=tracking_uri_named(options.tracking_uri))
     log(f"ablation {options.name}: study {the_plan.study.name}, {len(the_plan.cells)} runs, tracking {tracking_uri}")
     tune_environment()
     import ray
@@ -131,12 +140,15 @@ def _run_locked_ablation(options: AblationOptions, *, resume: bool, log: Callabl
     from metaxl_tune.search.ending import tune_failures
     from metaxl_tune.search.interrupt import Interruption
     from metaxl_tune.search.persistence import StorageWatch
+    from metaxl_tune.search.resource_fit import TrialRequest, check_trial_fits
 
     connect(address)
     # After ray.init, which installs a SIGTERM handler of its own (sys.exit).
     interruption = Interruption(say=log).install()
     try:
         log(describe(address))
+        check_trial_fits(TrialRequest(options.cpus_per_trial, resolve_gpus(options)),
+                         wait_s=options.wait_for_resources_s, log=log)
         check_shared_storage(options.storage)
         _warm_cache(the_plan)
         options.save()
@@ -182,6 +194,21 @@ def _run_locked_ablation(options: AblationOptions, *, resume: bool, log: Callabl
     return {"name": options.name, "runs": len(the_plan.cells), "completed": done, "failed": failures.failed,
             "finished": finished, "parent_run_id": parent_id, "tracking_uri": tracking_uri,
             "interrupted": interruption.signal_name, "failures": failures}
+
+
+def check_cells_fit(the_plan: Plan) -> None:
+    """Every cell's config against its model (RTN depth and size, lengths), before Ray starts:
+    a cell that cannot fit would otherwise fail as a trial, once per seed and target."""
+    from metaxl_tune.model.fit import check_fit, check_value_bounds  # torch and transformers: only once the cheap checks pass
+
+    seen = set()
+    for config in the_plan.configs():
+        key = (config.model, config.method, config.task, config.max_length, config.eval_max_length,
+               str(config.rtn_layers), config.rtn_bottleneck)
+        if key not in seen:
+            seen.add(key)
+            check_fit(config)
+            check_value_bounds(config)
 
 
 def _warm_cache(the_plan: Plan) -> None:

@@ -24,17 +24,18 @@ class ClusterError(ValueError):
     """Ray cannot be reached; the message says what to change."""
 
 
-def probe(address: str, *, timeout: float = 3.0) -> None:
+def probe(address: str, *, timeout: float = 3.0, named: str = "--address") -> None:
     host, _, port = address.rpartition(":")
     if not host or not port.isdigit():
-        raise ClusterError(f"--address {address}: expected HOST:PORT (e.g. 10.0.0.5:6379), 'auto' or 'local'")
+        raise ClusterError(f"{named} {address}: expected HOST:PORT (e.g. 10.0.0.5:6379), 'auto' or 'local'")
     try:
         with socket.create_connection((host, int(port)), timeout=timeout):
             pass
     except OSError as error:
         raise ClusterError(
             f"cannot reach a Ray head at {address} ({error.strerror or error}); start one with "
-            f"`ray start --head --port {port}` there, or drop --address to run on a local Ray"
+            f"`ray start --head --port {port}` there, or {'unset' if named.startswith('$') else 'drop'} {named} "
+            "to run on a local Ray"
         ) from None
 
 
@@ -42,10 +43,11 @@ def resolve_address(address: str | None) -> str:
     return address or os.environ.get("RAY_ADDRESS") or LOCAL
 
 
-def check_address(address: str) -> None:
-    """Cheap reachability check, done before any data or model work."""
+def check_address(address: str, *, named: str = "--address") -> None:
+    """Cheap reachability check, done before any data or model work; ``named``: what supplied
+    the address (the flag, or $RAY_ADDRESS), named in the error."""
     if address not in (LOCAL, "auto"):
-        probe(address.removeprefix("ray://"))
+        probe(address.removeprefix("ray://"), named=named)
 
 
 def connect(address: str) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import math
 import os
 import subprocess
 import time
@@ -20,7 +21,9 @@ from typing import Any, Callable, Literal
 import optuna
 
 import metaxl_tune
-from metaxl_tune.config import RunConfig, build_config, refuse_ignored_options
+from metaxl_tune.config import ConfigError, RunConfig, build_config, refuse_ignored_options
+from metaxl_tune.names import check_name
+from metaxl_tune.origins import address_named, flag_for_field, tracking_uri_named
 from metaxl_tune.paths import default_storage
 from metaxl_tune.results import SEARCHED_TAG
 from metaxl_tune.search.hooks import NO_HOOKS, SearchHooks
@@ -69,6 +72,9 @@ class SearchOptions:
     max_failures: int = 2
     storage_retry_s: float = DEFAULT_STORAGE_RETRY_S
     """How long a trial waits for unwritable storage before its checkpoint write counts as a failure."""
+    wait_for_resources_s: float = 0.0
+    """When no node can hold one trial: seconds to wait for one (an autoscaling cluster adding
+    nodes) before refusing; 0 refuses at once (resource_fit.py)."""
 
     @property
     def experiment_dir(self) -> Path:
@@ -80,7 +86,7 @@ class SearchOptions:
 
     @classmethod
     def load(cls, storage: str, name: str) -> "SearchOptions":
-        path = Path(storage) / name / OPTIONS_FILE
+        path = Path(storage) / check_name(name) / OPTIONS_FILE
         if not path.is_file():
             raise SearchError(f"no search named {name} in {storage} (no {path}); check --name and --storage")
         raw = read_options_file(path)
@@ -136,7 +142,10 @@ def resolve_space(options: SearchOptions) -> tuple[SearchSpace, RunConfig]:
         )
     # Command-line fields beat the space's fixed values: the user typed them for this search.
     space = dataclasses.replace(space, fixed={k: v for k, v in space.fixed.items() if k not in options.base})
-    base = build_config(options.base, origin="options")
+    try:
+        base = build_config(options.base, origin="options")
+    except ConfigError as error:
+        raise ConfigError(flag_for_field(str(error), options.base)) from None
     if "method" not in space.names:
         # One method for every trial: a flag it ignores is a mistake (a searched method instead
         # notes the ignored fields in each trial's params, callbacks.MlflowTrialCallback).
@@ -150,6 +159,7 @@ def prepare(options: SearchOptions, *, resume: bool) -> PreparedSearch:
     from metaxl_tune.search.cluster import check_address, resolve_address
 
     options = apply_preset(options)
+    check_name(options.name)
     if "://" in options.storage:
         raise SearchError(
             f"--storage {options.storage}: bucket URIs are not supported (the driver keeps the Optuna "
@@ -170,19 +180,24 @@ def prepare(options: SearchOptions, *, resume: bool) -> PreparedSearch:
     check_storage_retry(options)
 
     space, base = resolve_space(options)
-    from metaxl_tune.model.fit import check_fit  # torch and transformers: only once the cheap checks pass
+    from metaxl_tune.model.fit import check_fit, check_value_bounds  # torch and transformers: only once the cheap checks pass
 
     # The trials' common config against the model (RTN depth, max_length), before Ray starts.
-    check_fit(space.to_run_config(base, {}))
+    common = space.to_run_config(base, {})
+    check_fit(common)
+    check_value_bounds(common)
 
-    tracking_uri = options.tracking_uri or default_tracking_uri(create=True)
-    check_tracking_uri(tracking_uri)
+    # The address first: the default tracking store is created on resolving it.
     address = resolve_address(options.address)
-    check_address(address)
+    check_address(address, named=address_named(options.address))
+    tracking_uri = options.tracking_uri or default_tracking_uri(create=True)
+    check_tracking_uri(tracking_uri, named=tracking_uri_named(options.tracking_uri))
     return PreparedSearch(options, space, base, tracking_uri, address)
 
 
 def check_storage_retry(options: SearchOptions) -> None:
+    if not math.isfinite(options.storage_retry_s):
+        raise SearchError(f"--storage-retry-s must be a finite number of seconds (got {options.storage_retry_s})")
     if not options.storage_retry_s >= 0:
         raise SearchError(f"--storage-retry-s must be >= 0 seconds (got {options.storage_retry_s})")
 
@@ -308,6 +323,8 @@ def run_search(
     is taken before the check for an existing search and before anything of the search is made."""
     from metaxl_tune.search.driver_lock import driver_lock
 
+    # The name is checked before the lock: the lock file is named after it.
+    check_name(options.name)
     with driver_lock(options.storage, options.name, command="search", log=log):
         return _run_locked_search(options, resume=resume, log=log, verbose=verbose, hooks=hooks)
 
@@ -332,6 +349,7 @@ def _run_locked_search(
     from metaxl_tune.search.interrupt import Interruption
     from metaxl_tune.search.persistence import StorageWatch
     from metaxl_tune.search.pruning import PruningAwareOptunaSearch
+    from metaxl_tune.search.resource_fit import TrialRequest, check_trial_fits
     from metaxl_tune.search.trial_configs import TrialConfigs
 
     connect(prepared.address)
@@ -339,6 +357,8 @@ def _run_locked_search(
     interruption = Interruption(say=log).install()
     try:
         log(describe(prepared.address))
+        check_trial_fits(TrialRequest(options.cpus_per_trial, resolve_gpus(options)),
+                         wait_s=options.wait_for_resources_s, log=log)
         check_shared_storage(options.storage)
         warm_data_cache(prepared, log)
         options.save()

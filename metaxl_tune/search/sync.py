@@ -16,6 +16,8 @@ from pathlib import Path
 from typing import Any, Callable
 
 from metaxl_tune.config import RunConfig
+from metaxl_tune.names import check_name
+from metaxl_tune.origins import tracking_uri_named
 from metaxl_tune.search.callbacks import epoch_metrics, outcome, placement_tags, stop_tags, used_size_params
 from metaxl_tune.search.pruning import stopped_because
 from metaxl_tune.search.restarts import TrialLedger
@@ -57,7 +59,7 @@ class _Experiment:
 
 
 def _load(storage: str, name: str) -> _Experiment:
-    path = Path(storage).resolve() / name / OPTIONS_FILE
+    path = Path(storage).resolve() / check_name(name) / OPTIONS_FILE
     if not path.is_file():
         raise SearchError(f"no search or ablation named {name} in {Path(storage).resolve()} (no {path}); "
                           "check --name and --storage")
@@ -107,7 +109,9 @@ def sync(storage: str, name: str, *, tracking_uri: str | None = None, log: Calla
     options = experiment.options
     experiment_dir = Path(storage).resolve() / name
     uri = tracking_uri or options.tracking_uri or default_tracking_uri()
-    check_tracking_uri(uri)
+    saved = tracking_uri is None and options.tracking_uri is not None
+    check_tracking_uri(uri, named=f"the tracking URI saved in {experiment_dir / OPTIONS_FILE}" if saved
+                       else tracking_uri_named(tracking_uri))
     tracker = Tracker(uri, name)
     client = tracker.client
     parent_id = tracker.parent_run(experiment.parent_tags, reopen=False)

@@ -35,6 +35,8 @@ class Case:
     names: str
     """What the one line must name: the flag or the file to change."""
     needs_locked: bool = False
+    env: tuple[tuple[str, str], ...] = ()
+    """Environment variables the case sets (values may hold ``{W}``)."""
 
 
 CASES = [
@@ -144,7 +146,102 @@ CASES = [
     Case("analyze output is a file", ["analyze", "--run", "0123abcd", "-o", "{W}/notes.txt"], "--output"),
     Case("ui port not a number", ["ui", "--port", "http"], "--port"),
     Case("unknown command", ["trian"], "trian"),
+    # ---- #19: names, values, resources, environment variables --------------------------------------
+    # Names: one rule (metaxl_tune/names.py) on every command that takes one.
+    Case("search name climbs out", ["search", *DEMO, "--name", "../x"], "--name '../x'"),
+    Case("search name nests", ["search", *DEMO, "--name", "a/b"], "--name 'a/b'"),
+    Case("search name empty", ["search", *DEMO, "--name", ""], "--name '': the name is empty"),
+    Case("search name with a newline", ["search", *DEMO, "--name", "a\nb"], "--name 'a\\nb'"),
+    Case("search name of 101 characters", ["search", *DEMO, "--name", "n" * 101], "has 101 characters"),
+    Case("search name with a quote", ["search", *DEMO, "--name", "o'x"], "--name \"o'x\""),
+    Case("search name hidden", ["search", *DEMO, "--name", ".hidden"], "starts with '.'"),
+    Case("search resume name climbs out", ["search", "--resume", "--name", "../searches", "--storage", "{W}/searches"], "--name"),
+    Case("best name climbs out", ["best", "--name", "../x"], "--name '../x'"),
+    Case("best name with a quote", ["best", "--name", "o'x"], "--name \"o'x\""),
+    Case("best name empty", ["best", "--name", ""], "--name ''"),
+    Case("report name nests", ["report", "--name", "a/b"], "--name 'a/b'"),
+    Case("report name with a newline", ["report", "--name", "a\nb"], "--name 'a\\nb'"),
+    Case("ui name with a quote", ["ui", "--name", "o'x"], "--name \"o'x\""),
+    Case("ui name of 101 characters", ["ui", "--name", "u" * 101], "has 101 characters"),
+    Case("ablate name climbs out", ["ablate", "--preset", "demo", "--targets", "tk", "--name", "../x"], "--name '../x'"),
+    Case("ablate default name from a study file with a space", ["ablate", "--study", "{W}/my study.yaml", "--targets", "tk"],
+         "--name (default from --study"),
+    Case("sync name hidden", ["sync", "--name", ".hidden", "--storage", "{W}/searches"], "--name '.hidden'"),
+    Case("analyze run climbs out", ["analyze", "--run", "../../etc"], "--run '../../etc'"),
+    # NaN and inf: refused when parsed, naming the flag or the file's field.
+    Case("train lr nan", ["train", *TINY, "--lr", "nan"], "--lr: Input should be a finite number"),
+    Case("train meta-lr inf", ["train", *TINY, "--meta-lr", "inf"], "--meta-lr: Input should be a finite number"),
+    Case("train meta-lr -inf", ["train", *TINY, "--meta-lr", "-inf"], "--meta-lr"),
+    Case("train weight-decay nan", ["train", *TINY, "--weight-decay", "nan"], "--weight-decay"),
+    Case("train lookahead-lr inf", ["train", *TINY, "--lookahead-lr", "inf"], "--lookahead-lr"),
+    Case("train max-grad-norm nan", ["train", *TINY, "--max-grad-norm", "nan"], "--max-grad-norm"),
+    Case("train warmup-ratio nan", ["train", *TINY, "--warmup-ratio", "nan"], "--warmup-ratio"),
+    Case("config lr .nan", ["train", "--config", "{W}/nan.yaml"], "nan.yaml: lr"),
+    Case("config meta_lr .inf under a flag", ["train", "--config", "{W}/inf.yaml", "--epochs", "1"], "inf.yaml: meta_lr"),
+    Case("search lr nan", ["search", *DEMO, "--lr", "nan"], "--lr: Input should be a finite number"),
+    Case("search time-budget nan", ["search", *DEMO, "--time-budget", "nan"], "--time-budget: must be a finite number"),
+    Case("search gpus-per-trial inf", ["search", *DEMO, "--gpus-per-trial", "inf"], "--gpus-per-trial: must be a finite"),
+    Case("search cpus-per-trial nan", ["search", *DEMO, "--cpus-per-trial", "nan"], "--cpus-per-trial: must be a finite"),
+    Case("search storage-retry-s inf", ["search", *DEMO, "--storage-retry-s", "inf"], "--storage-retry-s"),
+    Case("search wait-for-resources nan", ["search", *DEMO, "--wait-for-resources", "nan"], "--wait-for-resources"),
+    Case("search wait-for-resources negative", ["search", *DEMO, "--wait-for-resources", "-5"], "--wait-for-resources"),
+    Case("search space categorical nan", ["search", "--space", "{W}/nan-space.yaml", "--model", "tiny", "--data", "synthetic",
+                                          "--storage", "{W}/searches"], "nan-space.yaml"),
+    Case("search space bound inf", ["search", "--space", "{W}/inf-space.yaml", "--model", "tiny", "--data", "synthetic",
+                                    "--storage", "{W}/searches"], "inf-space.yaml: parameters.lr.high"),
+    Case("ablate gpus-per-trial nan", ["ablate", "--preset", "demo", "--targets", "tk", "--gpus-per-trial", "nan"],
+         "--gpus-per-trial"),
+    Case("ablate meta-lr inf", ["ablate", "--preset", "demo", "--targets", "tk", "--meta-lr", "inf", "--dry-run"], "--meta-lr: Input should"),
+    Case("best cpus-per-trial nan", ["best", "--name", "nope", "--cpus-per-trial", "nan"], "--cpus-per-trial"),
+    # Upper bounds (stated in --help).
+    Case("train rtn-bottleneck 1e12 on tiny", ["train", *TINY, "--rtn-bottleneck", "1000000000000", "-o", "{W}/new"],
+         "--rtn-bottleneck 1000000000000: at most 384"),
+    Case("train max-length 1e12 on tiny", ["train", *TINY, "--max-length", "1000000000000", "-o", "{W}/new"],
+         "--max-length 1000000000000"),
+    Case("train max-length 4097 on tiny", ["train", *TINY, "--max-length", "4097", "-o", "{W}/new"], "use at most 4096"),
+    Case("search max-length 5000 on tiny", ["search", *DEMO, "--max-length", "5000"], "--max-length 5000"),
+    Case("ablate rtn-bottleneck past 4 x hidden", ["ablate", "--preset", "demo", "--targets", "tk", "--study", "methods",
+                                                   "--rtn-bottleneck", "100000", "--storage", "{W}/searches"],
+         "--rtn-bottleneck 100000"),
+    # ui: the port and the host, before the server starts.
+    Case("ui port 70000", ["ui", "--port", "70000"], "--port 70000: must be a port number from 1 to 65535"),
+    Case("ui port 0", ["ui", "--port", "0"], "--port 0"),
+    Case("ui port negative", ["ui", "--port", "-1"], "--port -1"),
+    Case("ui host that does not resolve", ["ui", "--host", "no-such-host.invalid"], "--host no-such-host.invalid"),
+    # Values the environment supplied: the error names the variable, not a flag never given.
+    Case("search bad $MLFLOW_TRACKING_URI", ["search", *DEMO], "$MLFLOW_TRACKING_URI ftp://host/x",
+         env=(("MLFLOW_TRACKING_URI", "ftp://host/x"),)),
+    Case("best bad $MLFLOW_TRACKING_URI", ["best", "--name", "nope"], "$MLFLOW_TRACKING_URI",
+         env=(("MLFLOW_TRACKING_URI", "sqlite:///{W}/nowhere/m.db"),)),
+    Case("report bad $MLFLOW_TRACKING_URI", ["report", "--name", "nope"], "$MLFLOW_TRACKING_URI ftp://host/x",
+         env=(("MLFLOW_TRACKING_URI", "ftp://host/x"),)),
+    Case("analyze bad $MLFLOW_TRACKING_URI", ["analyze", "--run", "0123abcd"], "$MLFLOW_TRACKING_URI ftp://host/x",
+         env=(("MLFLOW_TRACKING_URI", "ftp://host/x"),)),
+    Case("search bad $RAY_ADDRESS", ["search", *DEMO], "$RAY_ADDRESS nohostport", env=(("RAY_ADDRESS", "nohostport"),)),
+    Case("search unreachable $RAY_ADDRESS", ["search", *DEMO], "unset $RAY_ADDRESS", env=(("RAY_ADDRESS", "127.0.0.1:1"),)),
+    Case("ablate bad $RAY_ADDRESS", ["ablate", "--preset", "demo", "--targets", "tk", "--storage", "{W}/searches"],
+         "$RAY_ADDRESS nohostport", env=(("RAY_ADDRESS", "nohostport"),)),
+    Case("search $METAXL_TUNE_RUNS is a file", ["search", "--preset", "demo"], "$METAXL_TUNE_RUNS {W}/notes.txt",
+         env=(("METAXL_TUNE_RUNS", "{W}/notes.txt"),)),
+    Case("ablate $METAXL_TUNE_RUNS is a file", ["ablate", "--preset", "demo", "--targets", "tk"], "$METAXL_TUNE_RUNS",
+         env=(("METAXL_TUNE_RUNS", "{W}/notes.txt"),)),
+    Case("train $METAXL_TUNE_CACHE is a file", ["train", *TINY, "-o", "{W}/new"], "$METAXL_TUNE_CACHE {W}/notes.txt",
+         env=(("METAXL_TUNE_CACHE", "{W}/notes.txt"),)),
+    Case("report store missing under $METAXL_TUNE_RUNS", ["report", "--name", "nope"], "check $METAXL_TUNE_RUNS",
+         env=(("MLFLOW_TRACKING_URI", ""), ("METAXL_TUNE_RUNS", "{W}/nowhere/runs"))),
+    Case("best store missing under $METAXL_TUNE_RUNS", ["best", "--name", "nope"], "check $METAXL_TUNE_RUNS",
+         env=(("MLFLOW_TRACKING_URI", ""), ("METAXL_TUNE_RUNS", "{W}/nowhere/runs"))),
+    Case("search $METAXL_TUNE_CACHE is a file", ["search", *DEMO], "$METAXL_TUNE_CACHE",
+         env=(("METAXL_TUNE_CACHE", "{W}/notes.txt"),)),
 ]
+
+# Inputs of the #19 block, written into the world next to the others.
+WORLD_FILES_19 = {
+    "nan.yaml": "model: tiny\nlr: .nan\n",
+    "inf.yaml": "model: tiny\nmeta_lr: .inf\n",
+    "nan-space.yaml": "parameters:\n  lr: {type: categorical, values: [.nan, 1.0e-3]}\n",
+    "inf-space.yaml": "parameters:\n  lr: {type: uniform, low: 1.0e-5, high: .inf}\n",
+}
 
 
 def _write_world(world: Path) -> None:
@@ -168,6 +265,8 @@ def _write_world(world: Path) -> None:
     (world / "typo-space.yaml").write_text("paramters:\n  lr: {type: loguniform, low: 1.0e-5, high: 1.0e-3}\n")
     (world / "jt-space.yaml").write_text("fixed: {method: jt}\nparameters:\n  lr: {type: loguniform, low: 1.0e-5, high: 1.0e-3}\n")
     (world / "typo-study.yaml").write_text("settings:\n  jt: {methd: jt}\n")
+    for name, text in WORLD_FILES_19.items():
+        (world / name).write_text(text)
     panx = world / "panx" / "tk"
     panx.mkdir(parents=True)
     (panx / "train").write_text("tk:Maru\tB-PER\ntk:Tessa I-PER\n")
@@ -233,6 +332,8 @@ def test_bad_input_is_one_line_naming_what_to_change(case, world, monkeypatch, s
     monkeypatch.setenv("METAXL_TUNE_CACHE", str(shared_cache))
     monkeypatch.setenv("MLFLOW_TRACKING_URI", store)
     monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    for variable, value in case.env:
+        monkeypatch.setenv(variable, value.replace("{W}", str(folder)))
     before = _snapshot(folder)
     args = [part.replace("{W}", str(folder)) for part in case.args]
 

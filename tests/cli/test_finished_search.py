@@ -5,6 +5,7 @@ parameters), and `best --compare` with a reduced budget (the table's layout, not
 from __future__ import annotations
 
 import html
+import json
 import re
 import shutil
 import signal
@@ -15,10 +16,12 @@ import urllib.request
 import pytest
 from mlflow.tracking import MlflowClient
 
+from metaxl_tune.mlflow_filters import tag_equals
 from processes import CLI, cli_env, free_port, kill_session, run_cli
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-NAME = "browsed"
+# A dot and a dash: the name rule allows both, and every command must find the search by it.
+NAME = "browsed-v1.2"
 
 
 @pytest.fixture(scope="module")
@@ -29,7 +32,7 @@ def finished_search(tmp_path_factory, shared_cache):
     assert result.returncode == 0, result.stdout + result.stderr
     client = MlflowClient(f"sqlite:///{workdir / 'mlflow.db'}")
     experiment = client.get_experiment_by_name("metaxl-tune")
-    runs = client.search_runs([experiment.experiment_id], f"tags.`metaxl.search` = '{NAME}'")
+    runs = client.search_runs([experiment.experiment_id], tag_equals("metaxl.search", NAME))
     return workdir, client, experiment, runs
 
 
@@ -111,5 +114,29 @@ def test_best_compare_prints_the_comparison_table(finished_search, shared_cache)
     assert all(re.fullmatch(r"[+-]\d+\.\d\d", row[-1]) for row in (target_only, metaxl))
     assert lines[rule + 4] == "F1 in percent, mean ± std over 1 runs (seeds); test F1 at the best dev epoch"
     assert lines[rule + 5] == f"see them in MLflow: metaxl-tune ui --name {NAME}"
-    assert re.fullmatch(rf" +metaxl-tune ui --name {NAME}-compare-\d{{8}}-\d{{6}}", lines[rule + 6])
+    assert re.fullmatch(rf" +metaxl-tune ui --name {re.escape(NAME)}-compare-\d{{8}}-\d{{6}}", lines[rule + 6])
     assert all(len(line) <= 80 for line in table), table
+
+
+def test_the_dotted_name_round_trips_through_best_report_and_ui(finished_search, shared_cache):
+    workdir, client, experiment, runs = finished_search
+    best = run_cli(["best", "--name", NAME, "-o", "winner.yaml"], cwd=workdir, cache_dir=shared_cache)
+    assert best.returncode == 0, best.stdout + best.stderr
+    assert best.stdout.startswith(f"{NAME}: top 2 of 2 trials by best_dev_f1") and (workdir / "winner.yaml").is_file()
+    report = run_cli(["report", "--name", NAME, "--format", "csv"], cwd=workdir, cache_dir=shared_cache)
+    assert report.returncode == 0, report.stdout + report.stderr
+    assert report.stdout.splitlines()[0].startswith("setting,")
+    # ui --name prints its view's URL before the server starts; the view's stored filter must
+    # select exactly this search's runs.
+    server = subprocess.Popen([*CLI, "ui", "--name", NAME, "--port", str(free_port())], cwd=workdir,
+                              env=cli_env(workdir), stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                              text=True, start_new_session=True)
+    try:
+        lines = [server.stdout.readline(), server.stdout.readline()]
+    finally:
+        kill_session(server.pid, signal.SIGTERM)
+        server.wait(timeout=30)
+    assert lines[1].startswith(f"search {NAME}: ") and "viewStateShareKey=metaxl-browsed-v1.2" in lines[1], lines
+    view = json.loads(client.get_experiment(experiment.experiment_id).tags[f"mlflow.sharedViewState.metaxl-{NAME}"])
+    shown = client.search_runs([experiment.experiment_id], view["searchFilter"])
+    assert {run.info.run_id for run in shown} == {run.info.run_id for run in runs} and len(runs) == 3

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 from typer.testing import CliRunner
@@ -272,3 +273,18 @@ def test_train_end_to_end_in_mixed_precision_on_cpu(tmp_path, precision):
     results = json.loads((tmp_path / "results.json").read_text())
     assert results["config"]["precision"] == precision and results["config"]["attention"] == "sdpa"
     assert results["history"][0]["peak_memory_mib"] > 0
+
+
+def test_a_diverging_run_is_one_line_and_its_folder_is_replaced_with_overwrite(tmp_path):
+    tiny = ["train", "--model", "tiny", "--data", "synthetic", "--epochs", "1", *FAST, "--target-size", "20",
+            "--output", str(tmp_path), "--no-progress"]
+    result = runner.invoke(app, [*tiny, "--lr", "1e30", "--meta-lr", "1e30"])
+    assert result.exit_code == 1, result.output
+    errors = result.stderr.splitlines()
+    assert len(errors) == 1 and "Traceback" not in result.output, result.output
+    assert re.fullmatch(r"error: training diverged: (training|meta) loss became (nan|inf|-inf) at epoch 1, step \d+ of \d+; "
+                        r"lower (--lr \(now 1e\+30\) or --meta-lr \(now 1e\+30\)|--meta-lr \(now 1e\+30\) or --lr \(now 1e\+30\)); "
+                        rf"then start again with --overwrite \(output {re.escape(str(tmp_path))}\)", errors[0]), errors[0]
+    again = runner.invoke(app, [*tiny, "--overwrite"])
+    assert again.exit_code == 0, again.output
+    assert json.loads((tmp_path / "results.json").read_text())["config"]["lr"] == RunConfig().lr

@@ -27,3 +27,19 @@ def test_ui_serves_the_store_on_localhost_with_few_processes(tmp_path, shared_ca
     finally:
         kill_session(process.pid, signal.SIGTERM)
         process.wait(timeout=30)
+
+
+def test_a_port_in_use_is_one_line_with_exit_status_2(tmp_path, shared_cache):
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        # A subprocess: had the check missed, ui would exec the MLflow server in its place.
+        result = subprocess.run([*CLI, "ui", "--port", str(port)], cwd=tmp_path, env=cli_env(shared_cache),
+                                capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert result.stdout == ""
+    assert result.stderr.splitlines() == [
+        f"error: --port {port}: already in use on 127.0.0.1; choose another port or stop what listens there"]

@@ -52,3 +52,19 @@ def test_eval_max_length_is_capped_to_the_model_positions_with_one_notice():
 def test_eval_max_length_must_leave_a_word_after_the_special_tokens():
     with pytest.raises(ModelError, match=r"^--eval-max-length 2: too short"):
         check_fit(RunConfig(model="tiny", data="synthetic", eval_max_length=2))
+
+
+def test_the_rtn_bottleneck_is_bounded_by_four_hidden_sizes_or_the_task_default():
+    from metaxl_tune.model.fit import check_value_bounds
+
+    check_value_bounds(RunConfig(model="tiny", data="synthetic"))  # the NER default 384 > 4 x 64 stays allowed
+    check_value_bounds(RunConfig(model="base-random", data="synthetic", rtn_bottleneck=3072))  # 4 x 768
+    with pytest.raises(ModelError, match=r"^--rtn-bottleneck 3073: at most 3072 for model base-random"):
+        check_value_bounds(RunConfig(model="base-random", data="synthetic", rtn_bottleneck=3073))
+    check_value_bounds(RunConfig(model="tiny", data="synthetic", method="jt", rtn_bottleneck=10**12))  # jt has no RTN
+
+
+def test_the_bounds_are_stated_in_the_help():
+    fields = RunConfig.model_fields
+    assert "at most 4 x the model's hidden size" in fields["rtn_bottleneck"].description
+    assert "4096 for tiny" in fields["max_length"].description
