@@ -10,7 +10,9 @@ from typing import Any, Optional
 import typer
 
 from metaxl_tune.checkpoint import CheckpointError, CheckpointWriteError, has_checkpoint
-from metaxl_tune.config import ConfigError, RunConfig, build_config, load_config, refuse_ignored_options
+from metaxl_tune.config import (
+    ConfigError, RunConfig, build_config, load_config, refuse_ignored_options, refuse_task_ignored_options,
+)
 from metaxl_tune.run_folder import check_output, clear_run
 
 from .common import check_output_dir, user_errors
@@ -50,6 +52,7 @@ def resolve_config(config: Path | None, overrides: dict[str, Any]) -> RunConfig:
             raise ConfigError(f"{flag_name(field.split('.')[0])}: {rest}") from None
         raise ConfigError(message.removeprefix("options: ")) from None
     refuse_ignored_options(run_config.method, set(overrides) - {"method"})
+    refuse_task_ignored_options(run_config.task, set(overrides) - {"task"})
     return run_config
 
 

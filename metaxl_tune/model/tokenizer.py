@@ -96,8 +96,11 @@ def special_tokens_added(name: str) -> int:
 
 def load_tokenizer(name: str) -> PreTrainedTokenizerFast:
     """The pre-trained model's fast tokenizer (word alignment for NER needs a fast one)."""
+    from metaxl_tune.model.hub_quiet import quiet_hub
+
     try:
-        tokenizer = AutoTokenizer.from_pretrained(name)
+        with quiet_hub(name):
+            tokenizer = AutoTokenizer.from_pretrained(name)
     except (OSError, ValueError):
         raise ModelError(
             f"cannot load the tokenizer of '{name}'; pass --model with a local model directory, "

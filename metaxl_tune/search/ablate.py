@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from metaxl_tune.config import RunConfig, build_config
+from metaxl_tune.config import RunConfig, build_config, refuse_task_ignored_options
 from metaxl_tune.search.runner import (
     OPTIONS_FILE,
     SearchError,
@@ -81,6 +81,7 @@ def plan(options: AblationOptions) -> Plan:
             raise SearchError(f"--preset {options.preset}: unknown preset; known: {', '.join(ABLATION_PRESETS)}")
         preset = ABLATION_PRESETS[options.preset]
     base = build_config({**preset, **options.base}, origin="options")
+    refuse_task_ignored_options(base.task, set(options.base) - {"task"})
     study = load_study(options.study, base.task)
     cells = grid(study, base, targets=options.targets, seeds=options.seeds, flags=options.base)
     return Plan(options, study, base, cells)
