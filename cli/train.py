@@ -13,6 +13,7 @@ from metaxl_tune.checkpoint import CheckpointError, CheckpointWriteError, has_ch
 from metaxl_tune.config import (
     ConfigError, RunConfig, build_config, load_config, refuse_ignored_options, refuse_task_ignored_options,
 )
+from metaxl_tune.interruptible import nothing_left_to_save
 from metaxl_tune.run_folder import check_output, clear_run
 
 from .common import check_output_dir, user_errors
@@ -54,6 +55,18 @@ def resolve_config(config: Path | None, overrides: dict[str, Any]) -> RunConfig:
     refuse_ignored_options(run_config.method, set(overrides) - {"method"})
     refuse_task_ignored_options(run_config.task, set(overrides) - {"task"})
     return run_config
+
+
+INTERRUPTED_EXIT = 130
+"""Exit status after Ctrl-C (128 + SIGINT, as a shell reports it), as search and ablate use."""
+
+
+def _interrupted_line(output: Path) -> str:
+    """What an interrupted run kept, and how to go on from it."""
+    if has_checkpoint(output / "checkpoint"):
+        return (f"interrupted; the run is kept up to its last checkpoint; continue it with: "
+                f"metaxl-tune train --config {output / 'config.yaml'} -o {output} --resume")
+    return f"interrupted before the first checkpoint; start it again with --overwrite (output {output})"
 
 
 def _print_epoch(entry, epochs: int) -> None:
@@ -100,7 +113,13 @@ def train(
             field, _, rest = str(error).partition(": ")
             raise ConfigError(f"{flag_name(field)}: {rest}" if field in overrides else str(error)) from None
 
-        run = Run(run_config, output, cache_dir=cache_dir, progress=progress, log=typer.echo)
+        try:
+            run = Run(run_config, output, cache_dir=cache_dir, progress=progress, log=typer.echo)
+        except KeyboardInterrupt:
+            # Data preparation and the tiny tokenizer's training write nothing in the run folder.
+            typer.echo(f"interrupted before training started; nothing was written to {output}", err=True)
+            nothing_left_to_save()
+            raise typer.Exit(code=INTERRUPTED_EXIT) from None
         # Printed once the run is built, so that a bad input stays the only line.
         typer.echo(f"training {run_config.method} on {run_config.task}/{run_config.target}; output in {output}")
         if overwrite:
@@ -111,6 +130,9 @@ def train(
                 resume_from=resume_from,
                 wait_for_checkpoints=False,
             )
+        except KeyboardInterrupt:
+            typer.echo("\n" + _interrupted_line(output), err=True)
+            raise typer.Exit(code=INTERRUPTED_EXIT) from None
         except CheckpointError as error:
             raise error.advise(
                 f"no earlier checkpoint is kept in a train folder: start again with --overwrite (output {output})"
