@@ -9,7 +9,7 @@ from typing import Any, Optional
 
 import typer
 
-from metaxl_tune.checkpoint import CheckpointError, CheckpointWriteError, has_checkpoint
+from metaxl_tune.checkpoint import CheckpointError, CheckpointWriteError, has_checkpoint, verify_checkpoint
 from metaxl_tune.config import (
     ConfigError, RunConfig, build_config, load_config, refuse_ignored_options, refuse_task_ignored_options,
 )
@@ -57,6 +57,7 @@ def resolve_config(config: Path | None, overrides: dict[str, Any]) -> RunConfig:
     return run_config
 
 
+_NO_EARLIER_CHECKPOINT = "no earlier checkpoint is kept in a train folder: start again with --overwrite (output {output})"
 INTERRUPTED_EXIT = 130
 """Exit status after Ctrl-C (128 + SIGINT, as a shell reports it), as search and ablate use."""
 
@@ -103,6 +104,11 @@ def train(
             check_output_dir(cache_dir, "--cache-dir")
         # Refuse to mix or replace a run before any work (run_folder.py states the rules).
         resume_from = check_output(output, run_config, resume=resume, overwrite=overwrite)
+        if resume_from is not None:
+            try:
+                verify_checkpoint(resume_from)
+            except CheckpointError as error:
+                raise error.advise(_NO_EARLIER_CHECKPOINT.format(output=output)) from None
         from metaxl_tune.model.fit import check_fit  # torch and transformers load only when training
         from metaxl_tune.trainer import Run
 
@@ -134,9 +140,7 @@ def train(
             typer.echo("\n" + _interrupted_line(output), err=True)
             raise typer.Exit(code=INTERRUPTED_EXIT) from None
         except CheckpointError as error:
-            raise error.advise(
-                f"no earlier checkpoint is kept in a train folder: start again with --overwrite (output {output})"
-            ) from None
+            raise error.advise(_NO_EARLIER_CHECKPOINT.format(output=output)) from None
         except CheckpointWriteError as error:
             # A user error (exit status 2, one line), like the other file-system failures.
             fix = "free some space" if error.cause.errno in (errno.ENOSPC, errno.EDQUOT) else "check the disk"
