@@ -11,7 +11,7 @@ import string
 import subprocess
 import time
 
-from tests.processes import CLI, cli_env
+from processes import CLI, cli_env
 
 LINES = 4_000
 WORDS_PER_LINE = 400  # 1.6 million distinct-ish words: tens of seconds of WordPiece training
