@@ -11,7 +11,7 @@ import typer
 
 from metaxl_tune.checkpoint import CheckpointError, CheckpointWriteError, has_checkpoint, verify_checkpoint
 from metaxl_tune.config import (
-    ConfigError, RunConfig, build_config, load_config, refuse_ignored_options, refuse_task_ignored_options,
+    ConfigError, ConfigFileError, RunConfig, build_config, load_config, refuse_ignored_options, refuse_task_ignored_options,
 )
 from metaxl_tune.interruptible import nothing_left_to_save
 from metaxl_tune.run_folder import check_output, clear_run
@@ -46,6 +46,8 @@ def resolve_config(config: Path | None, overrides: dict[str, Any]) -> RunConfig:
             run_config = load_config(config, overrides)
         else:
             run_config = build_config(overrides, origin="options")
+    except ConfigFileError:
+        raise  # the file's own value: the file is what to change, even where a flag overrides it
     except ConfigError as error:
         message = str(error)
         field, _, rest = message.removeprefix(f"{origin}: ").partition(": ")

@@ -89,6 +89,10 @@ class ConfigError(ValueError):
     """A config value is invalid; the message is one line naming the field to change."""
 
 
+class ConfigFileError(ConfigError):
+    """A config file's own value is invalid (whatever flags override it): the file is to change."""
+
+
 class RunConfig(BaseModel):
     """Everything that determines one training run (and so one search trial)."""
 
@@ -515,7 +519,7 @@ def check_fields(values: dict[str, Any], origin: str) -> None:
         # Field errors carry their field's location; the cross-field checks run only once every
         # field is valid, and carry none.
         if error.errors()[0]["loc"]:
-            raise ConfigError(format_validation_error(error, origin)) from None
+            raise ConfigFileError(format_validation_error(error, origin)) from None
 
 
 def read_text_file(path: str | Path, expected: str, error: type[ValueError] = ConfigError) -> str:

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from metaxl_tune.config import RunConfig, build_config, refuse_task_ignored_options
+from metaxl_tune.config import ConfigError, RunConfig, build_config, refuse_task_ignored_options
 from metaxl_tune.search.runner import (
     OPTIONS_FILE,
     SearchError,
@@ -80,7 +80,14 @@ def plan(options: AblationOptions) -> Plan:
         if options.preset not in ABLATION_PRESETS:
             raise SearchError(f"--preset {options.preset}: unknown preset; known: {', '.join(ABLATION_PRESETS)}")
         preset = ABLATION_PRESETS[options.preset]
-    base = build_config({**preset, **options.base}, origin="options")
+    try:
+        base = build_config({**preset, **options.base}, origin="options")
+    except ConfigError as error:
+        # Name the flag when the user's own value is at fault, as train does.
+        field, _, rest = str(error).removeprefix("options: ").partition(": ")
+        if field.split(".")[0] in options.base:
+            raise ConfigError(f"--{field.split('.')[0].replace('_', '-')}: {rest}") from None
+        raise
     refuse_task_ignored_options(base.task, set(options.base) - {"task"})
     study = load_study(options.study, base.task)
     cells = grid(study, base, targets=options.targets, seeds=options.seeds, flags=options.base)
