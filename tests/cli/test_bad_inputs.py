@@ -186,6 +186,9 @@ CASES = [
     Case("search resume with another source size", [*RESUME_SEARCH, "--source-size", "10"], "--source-size"),
     Case("search resume with another scheduler", [*RESUME_SEARCH, "--scheduler", "fifo"], "--scheduler"),
     Case("search resume with another search seed", [*RESUME_SEARCH, "--search-seed", "3"], "--search-seed"),
+    Case("search resume repeating its saved preset passes on", ["search", "--name", "demo-search", "--resume", "--storage",
+                                                                "{W}/searches", "--preset", "demo", "--address", "127.0.0.1:1"],
+         "127.0.0.1:1"),
     Case("ablate resume with another study", [*RESUME_ABLATION, "--study", "placement"], "--study"),
     Case("ablate resume with other targets", [*RESUME_ABLATION, "--targets", "tk"], "--targets"),
     Case("ablate resume with more seeds", [*RESUME_ABLATION, "--seeds", "3"], "--seeds"),
@@ -269,6 +272,11 @@ def _write_world_19(world: Path) -> None:
                        ("bad-device.yaml", "device: gpu\n"), ("bad-target.yaml", "target: zz9\n"),
                        ("bad-layers.yaml", "rtn_layers: [top]\n")):
         (world / name).write_text(text)
+    demo = world / "searches" / "demo-search"
+    demo.mkdir(parents=True)
+    (demo / "metaxl-search.json").write_text(json.dumps({"name": "demo-search", "storage": str(world / "searches"),
+                                                         "space": "demo", "preset": "demo",
+                                                         "base": {"model": "tiny", "data": "synthetic"}}))
     ablation = world / "searches" / "finished-ablation"
     ablation.mkdir(parents=True)
     (ablation / "metaxl-search.json").write_text(json.dumps(
