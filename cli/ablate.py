@@ -15,6 +15,7 @@ from metaxl_tune.paths import default_storage
 
 from .common import check_cache_dir, check_output_dir, check_positive, user_errors
 from .options import pop_config_overrides, with_config_options
+from .resume_flags import given_values, refuse_changes, saved_config_fields
 
 EXAMPLES = """
 Examples:
@@ -47,8 +48,19 @@ def _print_dry_run(the_plan) -> None:
     )
 
 
+def _saved_ablation_flags(options) -> dict[str, Any]:
+    """The saved value each flag that defines an ablation would change on --resume."""
+    return {
+        "study": options.study, "targets": ",".join(options.targets), "seeds": options.seeds, "preset": options.preset,
+        "max_concurrent": options.max_concurrent, "gpus_per_trial": options.gpus_per_trial,
+        "cpus_per_trial": options.cpus_per_trial, "address": options.address, "tracking_uri": options.tracking_uri,
+        "cache_dir": options.cache_dir, **saved_config_fields(options.base),
+    }
+
+
 @with_config_options
 def ablate(
+    ctx: typer.Context,
     study: str = typer.Option("methods", "--study", help="Study: methods, placement, jt-rtn, source-size, source-language, paper, or a YAML path."),
     targets: Optional[str] = typer.Option(None, "--targets", help="Comma-separated target languages, e.g. qu,cdo,tk."),
     seeds: int = typer.Option(1, "--seeds", help="Seeds per setting and target (seed = 1..N)."),
@@ -91,6 +103,8 @@ def ablate(
             if name is None:
                 raise ValueError("--resume needs --name of the ablation to continue")
             options = AblationOptions.load(storage, name)
+            refuse_changes(ctx, given_values(ctx, overrides), _saved_ablation_flags(options), what="ablation",
+                           name=name, options_file=options.experiment_dir / OPTIONS_FILE)
             if storage_retry_s is not None:
                 options.storage_retry_s = storage_retry_s
             if wait_for_resources is not None:

@@ -49,4 +49,13 @@ app.command(help=sync.__doc__)(sync)
 
 
 def main() -> None:
-    app()
+    try:
+        app()
+    except SystemExit as ending:
+        # Ctrl-C answered during data preparation's native work (metaxl_tune/interruptible.py):
+        # nothing is left to save, so the process ends now rather than after finalization.
+        if ending.code == 130:
+            from metaxl_tune.interruptible import exit_at_once_if_interrupted
+
+            exit_at_once_if_interrupted(ending.code)
+        raise

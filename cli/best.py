@@ -71,12 +71,19 @@ def best(
         typer.echo(text, nl=False)
     else:
         typer.echo(f"wrote {output}; reproduce with: metaxl-tune train --config {output}")
-    if compare:
-        with user_errors():
-            _compare(tracker, winner.run_id, seeds, uri, address, storage, gpus_per_trial, cpus_per_trial)
-    if rerun:
-        with user_errors():
-            _rerun(tracker, rows[:top], seeds, uri, address, storage, gpus_per_trial, cpus_per_trial)
+    from metaxl_tune.search.generated_study import AblationInterrupted
+    from metaxl_tune.search.interrupt import EXIT_CODE
+
+    try:
+        if compare:
+            with user_errors():
+                _compare(tracker, winner.run_id, seeds, uri, address, storage, gpus_per_trial, cpus_per_trial)
+        if rerun:
+            with user_errors():
+                _rerun(tracker, rows[:top], seeds, uri, address, storage, gpus_per_trial, cpus_per_trial)
+    except AblationInterrupted as stop:
+        typer.echo("\n" + stop.line)
+        raise typer.Exit(code=EXIT_CODE) from None
 
 
 def _compare(tracker, run_id, seeds, uri, address, storage, gpus_per_trial, cpus_per_trial) -> None:
@@ -97,7 +104,8 @@ def _rerun(tracker, rows, seeds, uri, address, storage, gpus_per_trial, cpus_per
     from metaxl_tune.names import derived_name
     from metaxl_tune.report import collect, to_markdown
     from metaxl_tune.results import trial_config
-    from metaxl_tune.search.ablate import AblationOptions, rerun_study, run_ablation
+    from metaxl_tune.search.ablate import AblationOptions, rerun_study
+    from metaxl_tune.search.generated_study import run_generated_ablation
     from metaxl_tune.tracking import Tracker
 
     configs = {row.trial_id: trial_config(tracker, row.run_id) for row in rows}
@@ -109,7 +117,7 @@ def _rerun(tracker, rows, seeds, uri, address, storage, gpus_per_trial, cpus_per
         name=name, study=str(study), targets=[first.target], seeds=seeds, base={"task": first.task},
         address=address, storage=storage, tracking_uri=uri, gpus_per_trial=gpus_per_trial, cpus_per_trial=cpus_per_trial,
     )
-    outcome = run_ablation(options, log=typer.echo)
+    outcome = run_generated_ablation(options, study, what="re-run", log=typer.echo)
     rerun_tracker = Tracker(uri, name)
     for metric in ("best_dev_f1", "best_test_f1"):
         typer.echo(to_markdown(collect(rerun_tracker, metric=metric)))

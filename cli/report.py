@@ -32,6 +32,7 @@ def report(
     """Tabulate a search's completed trials per setting and target (mean ± std over seeds, avg, Δ vs jt),
     plot them, and attach table and plot to the search's MLflow run under report/."""
     from metaxl_tune.report import make_report
+    from metaxl_tune.search.interrupt import EXIT_CODE
     from metaxl_tune.tracking import Tracker, check_tracking_uri, default_tracking_uri
 
     with user_errors():
@@ -41,7 +42,13 @@ def report(
                 check_output_file(path, flag)
         uri = tracking_uri or default_tracking_uri()
         check_tracking_uri(uri, named=tracking_uri_named(tracking_uri))
-        result = make_report(Tracker(uri, name), fmt, metric=metric, output=output, plot_path=plot_path)
+        try:
+            result = make_report(Tracker(uri, name), fmt, metric=metric, output=output, plot_path=plot_path)
+        except KeyboardInterrupt:
+            # The report only reads the search, and writes its files whole (report.py) or not at all.
+            typer.echo(f"\ninterrupted; the runs of {name} are unchanged and no partial file was left; "
+                       "run the same command again for the report", err=True)
+            raise typer.Exit(code=EXIT_CODE) from None
     # The table alone goes to stdout (pipeable csv); what happened goes to stderr.
     if output is None:
         typer.echo(result.text, nl=False)

@@ -15,6 +15,7 @@ from metaxl_tune.paths import default_storage
 
 from .common import check_cache_dir, check_output_dir, check_positive, user_errors
 from .options import pop_config_overrides, with_config_options
+from .resume_flags import given_values, refuse_changes, saved_config_fields
 
 EXAMPLES = """
 Examples:
@@ -27,8 +28,22 @@ Examples:
 """
 
 
+def _saved_search_flags(options) -> dict[str, Any]:
+    """The saved value each flag that defines a search would change on --resume (the cluster,
+    the tracking server and the storage wait may change: where it runs, not what it is)."""
+    return {
+        "space": options.space, "preset": options.preset, "num_samples": options.num_samples,
+        "max_concurrent": options.max_concurrent, "time_budget": options.time_budget_s,
+        "scheduler": options.scheduler, "grace_period": options.grace_period,
+        "gpus_per_trial": options.gpus_per_trial, "cpus_per_trial": options.cpus_per_trial,
+        "search_seed": options.seed, "cache_dir": options.cache_dir, "keep_checkpoints": options.keep_checkpoints,
+        **saved_config_fields(options.base),
+    }
+
+
 @with_config_options
 def search(
+    ctx: typer.Context,
     space: str = typer.Option("ner", "--space", help="Search space: a shipped name (ner, sa, paper-grid, demo) or a YAML path."),
     preset: Optional[str] = typer.Option(None, "--preset", help="demo = tiny model + synthetic data + demo space (offline, minutes on 2 CPUs)."),
     name: Optional[str] = typer.Option(None, "--name", help="Search name (default: <task>-<target>-<time>)."),
@@ -75,6 +90,8 @@ def search(
 
             refuse_while_held(storage, name, command="search")
             options = SearchOptions.load(storage, name)
+            refuse_changes(ctx, given_values(ctx, overrides), _saved_search_flags(options), what="search", name=name,
+                           options_file=options.experiment_dir / OPTIONS_FILE)
             if address is not None or tracking_uri is not None:
                 options.address = address or options.address
                 options.tracking_uri = tracking_uri or options.tracking_uri

@@ -9,8 +9,11 @@ from typing import Any, Optional
 
 import typer
 
-from metaxl_tune.checkpoint import CheckpointError, CheckpointWriteError, has_checkpoint
-from metaxl_tune.config import ConfigError, RunConfig, build_config, load_config, refuse_ignored_options
+from metaxl_tune.checkpoint import CheckpointError, CheckpointWriteError, has_checkpoint, verify_checkpoint
+from metaxl_tune.config import (
+    ConfigError, ConfigFileError, RunConfig, build_config, load_config, refuse_ignored_options, refuse_task_ignored_options,
+)
+from metaxl_tune.interruptible import nothing_left_to_save
 from metaxl_tune.run_folder import check_output, clear_run
 
 from .common import check_cache_dir, check_output_dir, user_errors
@@ -43,6 +46,8 @@ def resolve_config(config: Path | None, overrides: dict[str, Any]) -> RunConfig:
             run_config = load_config(config, overrides)
         else:
             run_config = build_config(overrides, origin="options")
+    except ConfigFileError:
+        raise  # the file's own value: the file is what to change, even where a flag overrides it
     except ConfigError as error:
         message = str(error)
         field, _, rest = message.removeprefix(f"{origin}: ").partition(": ")
@@ -50,7 +55,21 @@ def resolve_config(config: Path | None, overrides: dict[str, Any]) -> RunConfig:
             raise ConfigError(f"{flag_name(field.split('.')[0])}: {rest}") from None
         raise ConfigError(message.removeprefix("options: ")) from None
     refuse_ignored_options(run_config.method, set(overrides) - {"method"})
+    refuse_task_ignored_options(run_config.task, set(overrides) - {"task"})
     return run_config
+
+
+_NO_EARLIER_CHECKPOINT = "no earlier checkpoint is kept in a train folder: start again with --overwrite (output {output})"
+INTERRUPTED_EXIT = 130
+"""Exit status after Ctrl-C (128 + SIGINT, as a shell reports it), as search and ablate use."""
+
+
+def _interrupted_line(output: Path) -> str:
+    """What an interrupted run kept, and how to go on from it."""
+    if has_checkpoint(output / "checkpoint"):
+        return (f"interrupted; the run is kept up to its last checkpoint; continue it with: "
+                f"metaxl-tune train --config {output / 'config.yaml'} -o {output} --resume")
+    return f"interrupted before the first checkpoint; start it again with --overwrite (output {output})"
 
 
 def _print_epoch(entry, epochs: int) -> None:
@@ -86,6 +105,11 @@ def train(
         check_cache_dir(cache_dir)
         # Refuse to mix or replace a run before any work (run_folder.py states the rules).
         resume_from = check_output(output, run_config, resume=resume, overwrite=overwrite)
+        if resume_from is not None:
+            try:
+                verify_checkpoint(resume_from)
+            except CheckpointError as error:
+                raise error.advise(_NO_EARLIER_CHECKPOINT.format(output=output)) from None
         from metaxl_tune.model.fit import check_fit, check_value_bounds  # torch and transformers load only when training
         from metaxl_tune.trainer import DivergedError, Run
 
@@ -97,7 +121,13 @@ def train(
             field, _, rest = str(error).partition(": ")
             raise ConfigError(f"{flag_name(field)}: {rest}" if field in overrides else str(error)) from None
 
-        run = Run(run_config, output, cache_dir=cache_dir, progress=progress, log=typer.echo)
+        try:
+            run = Run(run_config, output, cache_dir=cache_dir, progress=progress, log=typer.echo)
+        except KeyboardInterrupt:
+            # Data preparation and the tiny tokenizer's training write nothing in the run folder.
+            typer.echo(f"interrupted before training started; nothing was written to {output}", err=True)
+            nothing_left_to_save()
+            raise typer.Exit(code=INTERRUPTED_EXIT) from None
         # Printed once the run is built, so that a bad input stays the only line.
         typer.echo(f"training {run_config.method} on {run_config.task}/{run_config.target}; output in {output}")
         if overwrite:
@@ -115,10 +145,11 @@ def train(
             typer.secho(f"error: training diverged: {error}; then start again with --overwrite (output {output})",
                         err=True, fg=typer.colors.RED)
             raise typer.Exit(code=1) from None
+        except KeyboardInterrupt:
+            typer.echo("\n" + _interrupted_line(output), err=True)
+            raise typer.Exit(code=INTERRUPTED_EXIT) from None
         except CheckpointError as error:
-            raise error.advise(
-                f"no earlier checkpoint is kept in a train folder: start again with --overwrite (output {output})"
-            ) from None
+            raise error.advise(_NO_EARLIER_CHECKPOINT.format(output=output)) from None
         except CheckpointWriteError as error:
             # A user error (exit status 2, one line), like the other file-system failures.
             fix = "free some space" if error.cause.errno in (errno.ENOSPC, errno.EDQUOT) else "check the disk"

@@ -339,6 +339,15 @@ def load_checkpoint(directory: Path) -> dict[str, Any]:
         raise CheckpointError(path, f"payload does not load ({type(error).__name__})") from None
 
 
+def verify_checkpoint(directory: Path) -> None:
+    """Check a resume checkpoint's files (state checksum, best-dev weights) before any data or
+    model is loaded for it, so that a damaged one costs seconds, not a data load."""
+    read_verified(Path(directory) / STATE_FILE)
+    best = Path(directory) / BEST_FILE
+    if best.is_file():
+        load_best(best)
+
+
 # ---- best-dev weights -----------------------------------------------------------------------
 
 

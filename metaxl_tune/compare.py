@@ -76,7 +76,8 @@ def run_comparison(tracker, winner_run_id: str, *, seeds: int, uri: str, storage
     import time
 
     from metaxl_tune.results import trial_config
-    from metaxl_tune.search.ablate import AblationOptions, rerun_study, run_ablation
+    from metaxl_tune.search.ablate import AblationOptions, rerun_study
+    from metaxl_tune.search.generated_study import run_generated_ablation
     from metaxl_tune.tracking import Tracker
 
     winner = trial_config(tracker, winner_run_id)
@@ -87,7 +88,7 @@ def run_comparison(tracker, winner_run_id: str, *, seeds: int, uri: str, storage
         name=name, study=str(study), targets=[winner.target], seeds=seeds, base={"task": winner.task},
         address=address, storage=storage, tracking_uri=uri, gpus_per_trial=gpus_per_trial, cpus_per_trial=cpus_per_trial,
     )
-    run_ablation(options, log=log)
+    run_generated_ablation(options, study, what="comparison", log=log)
     compared = Tracker(uri, name)
     table = comparison_table(values_by_setting(compared, "best_dev_f1"), values_by_setting(compared, "best_test_f1"))
     return name, table

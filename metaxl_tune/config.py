@@ -72,8 +72,25 @@ TASK_DEFAULTS: dict[str, dict[str, int]] = {
 }
 
 
+# Integer fields that must be >= 1. The task-dependent ones are None only until the task's
+# defaults fill them (RunConfig._task_defaults), so a None that reaches the check is an error.
+POSITIVE_FIELDS: tuple[str, ...] = (
+    "rtn_bottleneck", "epochs", "batch_size", "max_length", "eval_max_length", "source_size", "target_size", "portion",
+)
+
+# Fields only one task reads: the SA readers' label formats and columns (data/sa.py). An NER
+# run would accept them and change nothing, so they are refused as a method's ignored fields are.
+TASKS_USING: dict[str, tuple[str, ...]] = {
+    name: ("sa",) for name in ("label_format", "source_label_format", "text_column", "label_column")
+}
+
+
 class ConfigError(ValueError):
     """A config value is invalid; the message is one line naming the field to change."""
+
+
+class ConfigFileError(ConfigError):
+    """A config file's own value is invalid (whatever flags override it): the file is to change."""
 
 
 class RunConfig(BaseModel):
@@ -263,32 +280,45 @@ class RunConfig(BaseModel):
         defaults = TASK_DEFAULTS.get(task, {})
         return {**values, **{k: v for k, v in defaults.items() if values.get(k) is None}}
 
+    @field_validator(*POSITIVE_FIELDS)
+    @classmethod
+    def _positive(cls, value: int | None) -> int | None:
+        # Single-field ranges are field validators, so that a config file's own values are
+        # checked whole even where a flag later overrides them (load_config).
+        if value is None or value < 1:
+            raise ValueError(f"must be a positive integer (got {value})")
+        return value
+
+    @field_validator("lr", "meta_lr")
+    @classmethod
+    def _above_zero(cls, value: float) -> float:
+        if value <= 0:
+            raise ValueError(f"must be > 0 (got {value})")
+        return value
+
+    @field_validator("lookahead_lr", "max_grad_norm")
+    @classmethod
+    def _above_zero_or_null(cls, value: float | None) -> float | None:
+        if value is not None and value <= 0:
+            raise ValueError(f"must be > 0 or null (got {value})")
+        return value
+
+    @field_validator("weight_decay")
+    @classmethod
+    def _not_negative(cls, value: float) -> float:
+        if value < 0:
+            raise ValueError(f"must be >= 0 (got {value})")
+        return value
+
+    @field_validator("warmup_ratio")
+    @classmethod
+    def _fraction(cls, value: float) -> float:
+        if not 0 <= value < 1:
+            raise ValueError(f"must be in [0, 1) (got {value})")
+        return value
+
     @model_validator(mode="after")
     def _cross_field_checks(self) -> "RunConfig":
-        positive = {
-            "rtn_bottleneck": self.rtn_bottleneck,
-            "epochs": self.epochs,
-            "batch_size": self.batch_size,
-            "max_length": self.max_length,
-            "eval_max_length": self.eval_max_length,
-            "source_size": self.source_size,
-            "target_size": self.target_size,
-            "portion": self.portion,
-        }
-        for name, value in positive.items():
-            if value is None or value < 1:
-                raise _field_error(name, f"must be a positive integer (got {value})")
-        for name in ("lr", "meta_lr"):
-            if getattr(self, name) <= 0:
-                raise _field_error(name, f"must be > 0 (got {getattr(self, name)})")
-        if self.lookahead_lr is not None and self.lookahead_lr <= 0:
-            raise _field_error("lookahead_lr", f"must be > 0 or null (got {self.lookahead_lr})")
-        if self.weight_decay < 0:
-            raise _field_error("weight_decay", f"must be >= 0 (got {self.weight_decay})")
-        if not 0 <= self.warmup_ratio < 1:
-            raise _field_error("warmup_ratio", f"must be in [0, 1) (got {self.warmup_ratio})")
-        if self.max_grad_norm is not None and self.max_grad_norm <= 0:
-            raise _field_error("max_grad_norm", f"must be > 0 or null (got {self.max_grad_norm})")
         if self.portion > self.batch_size:
             raise _field_error(
                 "portion", f"must be <= batch_size ({self.batch_size}) so the training share n // portion is not empty"
@@ -402,6 +432,26 @@ def refuse_ignored_options(method: str, given: Any, *, flags: bool = True) -> No
     )
 
 
+def ignored_by_task(task: str, fields: Any) -> list[str]:
+    """The ``fields`` (names) that ``task`` does not read, in RunConfig's field order."""
+    given = set(fields)
+    return [name for name in RunConfig.model_fields if name in given and task not in TASKS_USING.get(name, (task,))]
+
+
+def refuse_task_ignored_options(task: str, given: Any, *, flags: bool = True) -> None:
+    """Raise ConfigError when the user explicitly set a field that ``task`` never reads (the
+    SA readers' options on an NER run), as refuse_ignored_options does for methods."""
+    ignored = ignored_by_task(task, given)
+    if not ignored:
+        return
+    name = ignored[0]
+    shown = "--" + name.replace("_", "-") if flags else name
+    users = TASKS_USING[name]
+    raise ConfigError(
+        f"{shown}: task {task} ignores it (only {', '.join(users)} reads it); drop {shown} or choose --task {users[-1]}"
+    )
+
+
 def _is_placement(value: Any) -> bool:
     if isinstance(value, bool):
         return False
@@ -456,7 +506,24 @@ def load_config(path: str | Path, overrides: dict[str, Any] | None = None) -> Ru
         raise ConfigError(f"{path}:{where} is not valid YAML") from None
     if not isinstance(values, dict):
         raise ConfigError(f"{path}: must be a mapping of config fields, not {type(values).__name__}")
+    if not values:
+        # An empty file trains on every default, which is never what naming a file asked for.
+        raise ConfigError(f"{path}: the config file sets no field; write the fields to set "
+                          "(e.g. a file written by metaxl-tune best) or drop --config")
+    check_fields(values, origin=str(path))
     return build_config({**values, **(overrides or {})}, origin=str(path))
+
+
+def check_fields(values: dict[str, Any], origin: str) -> None:
+    """Every field of ``values`` alone: known names, types and ranges (not the checks across
+    fields, which the flags that override some of them may still satisfy)."""
+    try:
+        RunConfig.model_validate(values)
+    except ValidationError as error:
+        # Field errors carry their field's location; the cross-field checks run only once every
+        # field is valid, and carry none.
+        if error.errors()[0]["loc"]:
+            raise ConfigFileError(format_validation_error(error, origin)) from None
 
 
 def read_text_file(path: str | Path, expected: str, error: type[ValueError] = ConfigError) -> str:

@@ -479,8 +479,20 @@ def plot(source: Table | ReportData, path: Path) -> Path:
     figure.tight_layout()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path, format="png", metadata={"Software": None})
+    _replace_atomically(path, lambda partial: figure.savefig(partial, format="png", metadata={"Software": None}))
     return path
+
+
+def _replace_atomically(path: Path, write) -> None:
+    """``write(partial)`` then rename over ``path``: an interrupt (Ctrl-C) leaves the old file or
+    the new one, never half of one, and no partial file behind."""
+    partial = path.with_name(f".{path.name}.partial")
+    try:
+        write(partial)
+        partial.replace(path)
+    except BaseException:
+        partial.unlink(missing_ok=True)
+        raise
 
 
 def attach(tracker: Tracker, parent_run_id: str, files: Iterable[Path]) -> list[str]:
@@ -527,7 +539,7 @@ def make_report(
         plot_path = output.with_suffix(".png") if output is not None else Path(f"report-{data.name}.png")
     if output is not None:
         output.parent.mkdir(parents=True, exist_ok=True)
-        output.write_text(text, encoding="utf-8")
+        _replace_atomically(output, lambda partial: partial.write_text(text, encoding="utf-8"))
     plot(table, plot_path)
     report = Report(data=data, table=table, text=text, plot_path=plot_path)
     if attach_to_run and data.parent_run_id:

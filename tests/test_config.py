@@ -19,7 +19,7 @@ def test_evaluation_length_defaults_to_the_reference_recipe_and_is_dumped_resolv
     assert (RunConfig(task="ner").eval_max_length, RunConfig(task="sa").eval_max_length) == (512, 256)
     assert yaml.safe_load(RunConfig(task="ner", max_length=64).to_yaml())["eval_max_length"] == 512
     assert RunConfig(task="ner").replace(task="sa").eval_max_length == 256
-    with pytest.raises(ValueError, match="eval_max_length: must be a positive integer"):
+    with pytest.raises(ValueError, match=r"eval_max_length\s+Value error, must be a positive integer"):
         RunConfig(eval_max_length=0)
 
 
@@ -161,3 +161,38 @@ def test_rtn_per_source_is_accepted_with_one_language_per_batch_or_one_source():
     assert build_config({"target": "tk", "source": "en,related", "rtn_per_source": True,
                          "source_strategy": "sequential"}).rtn_per_source
     assert build_config({"target": "tk", "source": "en", "rtn_per_source": True}).rtn_per_source
+
+
+def test_a_config_files_own_values_are_checked_whole_before_flags_override_them(tmp_path):
+    from metaxl_tune.config import ConfigFileError, load_config
+
+    path = tmp_path / "run.yaml"
+    path.write_text("model: tiny\nepochs: abc\n")
+    with pytest.raises(ConfigFileError, match=rf"^{path}: epochs: Input should be a valid integer"):
+        load_config(path, {"epochs": 2})
+
+
+def test_a_file_value_that_only_clashes_with_another_field_may_be_fixed_by_a_flag(tmp_path):
+    from metaxl_tune.config import load_config
+
+    path = tmp_path / "run.yaml"
+    path.write_text("batch_size: 2\nportion: 4\n")  # portion above batch_size: fixed by --batch-size
+    assert load_config(path, {"batch_size": 8}).portion == 4
+
+
+def test_an_empty_config_file_is_refused(tmp_path):
+    from metaxl_tune.config import load_config
+
+    path = tmp_path / "run.yaml"
+    path.write_text("# only a comment\n")
+    with pytest.raises(ConfigError, match=rf"^{path}: the config file sets no field"):
+        load_config(path)
+
+
+def test_sa_only_fields_are_refused_on_ner_and_accepted_on_sa():
+    from metaxl_tune.config import ignored_by_task, refuse_task_ignored_options
+
+    assert ignored_by_task("ner", {"label_format", "text_column", "epochs"}) == ["label_format", "text_column"]
+    assert ignored_by_task("sa", {"label_format", "text_column", "epochs"}) == []
+    with pytest.raises(ConfigError, match=r"^--text-column: task ner ignores it \(only sa reads it\)"):
+        refuse_task_ignored_options("ner", {"text_column"})

@@ -24,6 +24,7 @@ import torch
 from transformers import DataCollatorForTokenClassification, DataCollatorWithPadding, PreTrainedTokenizerFast
 
 from metaxl_tune.data import NER_LABELS, NerExample, SaExample
+from metaxl_tune.interruptible import run_interruptibly
 
 IGNORE_INDEX = -100
 # Part of every cache key: bumped whenever the encoded columns change, so a cache written in an
@@ -85,7 +86,8 @@ def cached_encoding(
         if progress:
             progress(f"tokenizing into {directory}")
         partial = directory.with_name(f"{directory.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.partial")
-        datasets.Dataset.from_dict(build()).save_to_disk(str(partial))
+        # One tokenizer call over the whole split: native, so run where Ctrl-C can end it.
+        datasets.Dataset.from_dict(run_interruptibly(build, name="tokenizing")).save_to_disk(str(partial))
         try:
             partial.rename(directory)
         except OSError:

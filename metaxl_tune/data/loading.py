@@ -18,7 +18,7 @@ from metaxl_tune.data.synthetic import synthetic_splits
 from metaxl_tune.data.tables import find_parquet_files, is_saved_dataset_dict, read_parquet_splits, read_saved_splits
 
 # Part of every non-synthetic fingerprint: bump it whenever a reader's output changes.
-READER_VERSION = "2"  # 2: Sentiraama split by the reference's index; separator lines dropped
+READER_VERSION = "3"  # 2: Sentiraama split by the reference's index; separator lines dropped; 3: size and label checks
 
 
 def load_splits(config: RunConfig, language: str) -> Splits:

@@ -13,6 +13,7 @@ from pathlib import Path
 from metaxl_tune.data.errors import DataError
 from metaxl_tune.data.examples import NER_LABELS, NerExample, Splits
 from metaxl_tune.data.layout import find_split_files, require_split_files
+from metaxl_tune.data.limits import check_line, check_tokens
 from metaxl_tune.languages import is_language_code
 
 PANX_SUFFIXES: tuple[str, ...] = ("", ".txt", ".tsv")
@@ -37,6 +38,7 @@ def read_panx_file(path: Path, language: str) -> list[NerExample]:
         with path.open(encoding="utf-8-sig") as lines:
             for number, line in enumerate(lines, start=1):
                 line = line.rstrip("\r\n")
+                check_line(path, number, line)
                 if not line.strip() or line.startswith("-DOCSTART-"):
                     if tokens:
                         examples.append(NerExample(tuple(tokens), tuple(tags)))
@@ -52,6 +54,7 @@ def read_panx_file(path: Path, language: str) -> list[NerExample]:
                 if prefix is None:
                     prefix = _file_prefix(path, number, token, language)
                 token = _strip_prefix(path, number, token, prefix, language)
+                check_tokens(path, number, token)
                 if tag not in _TAGS:
                     raise DataError(f"{path}:{number}: unknown tag {tag!r}; allowed tags: {', '.join(NER_LABELS)}")
                 tokens.append(token)

@@ -122,7 +122,7 @@ def prepare_data(
             progress(splits.note)  # read once per cache entry, so said when the files are read
         return splits
 
-    tokenizer = _tokenizer(config, cache_dir, fingerprints, raw)
+    tokenizer = _tokenizer(config, cache_dir, fingerprints, raw, progress)
     token_key = tokenizer_fingerprint(tokenizer)
     encode = encode_ner if config.task == "ner" else encode_sa
 
@@ -167,7 +167,8 @@ def prepare_data(
     )
 
 
-def _tokenizer(config: RunConfig, cache_dir: Path, fingerprints: dict, raw) -> PreTrainedTokenizerFast:
+def _tokenizer(config: RunConfig, cache_dir: Path, fingerprints: dict, raw,
+               progress: Callable[[str], None] | None = None) -> PreTrainedTokenizerFast:
     if config.model == PRETRAINED:
         # The pre-trained model's own multilingual vocabulary, as with XLM-R.
         return load_tokenizer(pretrained_model(config, cache_dir))
@@ -179,6 +180,8 @@ def _tokenizer(config: RunConfig, cache_dir: Path, fingerprints: dict, raw) -> P
     if (directory / "tokenizer.json").is_file():
         return PreTrainedTokenizerFast.from_pretrained(str(directory))
     texts = [text for language in fingerprints for text in _example_texts(raw(language))]
+    if progress is not None:
+        progress(f"training the tiny tokenizer on {len(texts)} sentences ({', '.join(fingerprints)}); cached for later runs")
     # Parallel trials may train it at once: each saves privately and renames into place.
     partial = directory.with_name(f"{directory.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.partial")
     train_tiny_tokenizer(texts, partial, max_length=config.max_length)

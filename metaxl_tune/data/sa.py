@@ -25,7 +25,8 @@ from metaxl_tune.config import RunConfig
 from metaxl_tune.data.errors import DataError
 from metaxl_tune.data.examples import SaExample, Splits
 from metaxl_tune.data.layout import SPLITS, find_split_files, require_split_files
-from metaxl_tune.data.sa_labels import EXPECTED, RawLabel, detect_format, normalize, to_label
+from metaxl_tune.data.limits import check_line, check_tokens
+from metaxl_tune.data.sa_labels import EXPECTED, RawLabel, check_label_counts, detect_format, normalize, to_label
 from metaxl_tune.data.sentiraama import FILES as SENTIRAAMA_FILES
 from metaxl_tune.data.sentiraama import sentiraama_splits
 
@@ -59,11 +60,13 @@ def read_sa_splits(folder: Path, config: RunConfig, language: str) -> Splits:
     label_format, flag = config.label_format_of(language), config.label_format_flag(language)
     if label_format == "auto":
         label_format = detect_format((label for _, _, label in records["train"]), str(files["train"]), flag=flag)
-    return Splits(**{split: _examples(files[split], records[split], label_format, flag) for split in SPLITS})
+    return Splits(**{split: _examples(files[split], records[split], label_format, flag, train=split == "train")
+                     for split in SPLITS})
 
 
-def _examples(path: Path, records: list[Record], label_format: str, flag: str) -> list[SaExample]:
+def _examples(path: Path, records: list[Record], label_format: str, flag: str, *, train: bool) -> list[SaExample]:
     examples = []
+    labels: list[int | None] = []
     for line, text, raw in records:
         try:
             label = to_label(raw, label_format)
@@ -72,10 +75,12 @@ def _examples(path: Path, records: list[Record], label_format: str, flag: str) -
                 f"{path}:{line}: label {raw!r} is not a {label_format} label ({EXPECTED[label_format]}); "
                 f"fix the value or pass another {flag}"
             ) from None
+        labels.append(label)
         if label is not None:
             examples.append(SaExample(text, label))
     if not examples:
         raise DataError(f"{path}: no reviews left once neutral labels are dropped; add positive and negative ones")
+    check_label_counts(str(path), label_format, flag, [raw for _, _, raw in records], labels, train=train)
     return examples
 
 
@@ -95,6 +100,7 @@ def _read_records(path: Path, config: RunConfig) -> list[Record]:
                 )
             if label is None or label == "":
                 raise DataError(f"{path}:{line}: {label_column!r} is missing or empty; give every review a label")
+            check_tokens(path, line, text)
             records.append((line, text.strip(), normalize(label)))
     except UnicodeDecodeError:
         raise DataError(f"{path}: is not UTF-8 text; re-encode it as UTF-8") from None
@@ -122,6 +128,7 @@ def _pick_column(path: Path, row: dict, chosen: str | None, candidates: tuple[st
 def _read_jsonl(path: Path) -> Iterator[tuple[int, dict]]:
     with path.open(encoding="utf-8-sig") as lines:
         for number, line in enumerate(lines, start=1):
+            check_line(path, number, line.rstrip("\r\n"))
             if not line.strip():
                 continue
             try:
@@ -141,11 +148,26 @@ def _read_delimited(path: Path) -> Iterator[tuple[int, dict]]:
     tsv = path.suffix == ".tsv"
     with path.open(encoding="utf-8-sig", newline="") as handle:
         quoting = csv.QUOTE_NONE if tsv else csv.QUOTE_MINIMAL
-        reader = csv.DictReader(handle, delimiter="\t" if tsv else ",", quoting=quoting)
-        for row in reader:
+        reader = csv.DictReader(_checked_lines(path, handle), delimiter="\t" if tsv else ",", quoting=quoting)
+        for row in _csv_rows(path, reader):
             if None in row or None in row.values():
                 raise DataError(
                     f"{path}:{reader.line_num}: expected {len(reader.fieldnames or ())} fields like the header "
                     f"({', '.join(reader.fieldnames or ())}); fix the separators on this line"
                 )
             yield reader.line_num, row
+
+
+def _checked_lines(path: Path, handle) -> Iterator[str]:
+    """The file's physical lines, each within the line limit (before csv joins quoted ones)."""
+    for number, line in enumerate(handle, start=1):
+        check_line(path, number, line.rstrip("\r\n"))
+        yield line
+
+
+def _csv_rows(path: Path, reader: csv.DictReader) -> Iterator[dict]:
+    try:
+        yield from reader
+    except csv.Error as error:
+        # A quoted field running over many lines (an unclosed quote) exceeds csv's field limit.
+        raise DataError(f"{path}:{reader.line_num}: {error}; check the quotes on this line") from None

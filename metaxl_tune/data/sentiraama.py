@@ -33,6 +33,7 @@ from importlib import resources
 from pathlib import Path
 
 from metaxl_tune.data.errors import DataError
+from metaxl_tune.data.limits import check_text
 from metaxl_tune.data.examples import SaExample, Splits
 from metaxl_tune.data.layout import SPLITS
 
@@ -123,6 +124,8 @@ def _read_lines(path: Path) -> list[str]:
             lines = [line.strip() for line in handle.readlines()]
     except UnicodeDecodeError:
         raise DataError(f"{path}: is not UTF-8 text; re-encode it as UTF-8") from None
+    for number, line in enumerate(lines, start=1):
+        check_text(path, number, line)
     lines = ["" if set(line) == {"_"} else line for line in lines]
     if not any(lines):
         raise DataError(f"{path}: has no reviews; write one review per line")

@@ -12,6 +12,7 @@ import datasets
 import pyarrow
 
 from metaxl_tune.data.errors import DataError
+from metaxl_tune.data.limits import check_text
 from metaxl_tune.data.examples import NER_LABELS, NerExample, Splits
 from metaxl_tune.data.layout import SPLIT_NAMES, SPLITS, find_split_files, require_split_files
 
@@ -83,6 +84,7 @@ def dataset_to_examples(dataset: datasets.Dataset, where: str) -> list[NerExampl
             )
         if not all(isinstance(token, str) and token.strip() for token in tokens):
             raise DataError(f"{where}: row {row}: empty or non-string token in {tokens!r}; drop or fix it")
+        check_text(where, f"row {row}", " ".join(tokens))
         examples.append(NerExample(tuple(tokens), tuple(tags)))
     return examples
 

@@ -77,8 +77,11 @@ def load_model_config(name: str, *, max_length: int, vocab_size: int = 8) -> Pre
         )
     if name == BASE_RANDOM:
         return XLMRobertaConfig(pad_token_id=1, bos_token_id=0, eos_token_id=2, **BASE_ARCHITECTURE)
+    from metaxl_tune.model.hub_quiet import quiet_hub
+
     try:
-        return AutoConfig.from_pretrained(name)
+        with quiet_hub(name):
+            return AutoConfig.from_pretrained(name)
     except (OSError, ValueError) as error:
         if Path(name).exists():
             raise ModelError(f"--model {name}: not a saved Hugging Face model ({error})".splitlines()[0]) from None
@@ -160,10 +163,13 @@ def load_backbone(
     verbosity = hf_logging.get_verbosity()
     if quiet:
         hf_logging.set_verbosity_error()
+    from metaxl_tune.model.hub_quiet import quiet_hub
+
     try:
-        model, loading = head.from_pretrained(
-            name, config=model_config, attn_implementation=attention, output_loading_info=True
-        )
+        with quiet_hub(name):
+            model, loading = head.from_pretrained(
+                name, config=model_config, attn_implementation=attention, output_loading_info=True
+            )
     except OSError:
         raise ModelError(_offline_hint(name)) from None
     finally:

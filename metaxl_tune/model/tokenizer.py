@@ -52,12 +52,12 @@ _SPECIAL_LIST = [_SPECIALS[key] for key in ("bos", "pad", "eos", "unk", "mask")]
 
 def train_tiny_tokenizer(texts: Iterable[str], directory: Path, *, max_length: int) -> PreTrainedTokenizerFast:
     """Train a WordPiece tokenizer with XLM-R's special tokens and save it to ``directory``."""
+    from metaxl_tune.interruptible import run_interruptibly
+
     backend = _backend(models.WordPiece(unk_token=_SPECIALS["unk"]))
-    # No progress bar: where output is not a terminal (a search's log) it prints only blank lines.
-    backend.train_from_iterator(
-        texts, trainer=trainers.WordPieceTrainer(vocab_size=TINY_VOCAB_SIZE, special_tokens=_SPECIAL_LIST,
-                                              show_progress=False)
-    )
+    trainer = trainers.WordPieceTrainer(vocab_size=TINY_VOCAB_SIZE, special_tokens=_SPECIAL_LIST, show_progress=False)
+    # Native code that ignores Ctrl-C until it returns (minutes on a large file).
+    run_interruptibly(lambda: backend.train_from_iterator(texts, trainer=trainer), name="tokenizer-training")
     return _save(backend, directory, max_length=max_length)
 
 
@@ -98,8 +98,11 @@ def special_tokens_added(name: str) -> int:
 
 def load_tokenizer(name: str) -> PreTrainedTokenizerFast:
     """The pre-trained model's fast tokenizer (word alignment for NER needs a fast one)."""
+    from metaxl_tune.model.hub_quiet import quiet_hub
+
     try:
-        tokenizer = AutoTokenizer.from_pretrained(name)
+        with quiet_hub(name):
+            tokenizer = AutoTokenizer.from_pretrained(name)
     except (OSError, ValueError):
         raise ModelError(
             f"cannot load the tokenizer of '{name}'; pass --model with a local model directory, "

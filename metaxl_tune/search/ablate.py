@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from metaxl_tune.config import ConfigError, RunConfig, build_config
+from metaxl_tune.config import ConfigError, RunConfig, build_config, refuse_task_ignored_options
 from metaxl_tune.names import check_name
 from metaxl_tune.origins import address_named, flag_for_field, tracking_uri_named
 from metaxl_tune.search.runner import (
@@ -86,6 +86,7 @@ def plan(options: AblationOptions) -> Plan:
         base = build_config({**preset, **options.base}, origin="options")
     except ConfigError as error:
         raise ConfigError(flag_for_field(str(error), options.base)) from None
+    refuse_task_ignored_options(base.task, set(options.base) - {"task"})
     study = load_study(options.study, base.task)
     cells = grid(study, base, targets=options.targets, seeds=options.seeds, flags=options.base)
     return Plan(options, study, base, cells)

@@ -21,7 +21,7 @@ from typing import Any, Callable, Literal
 import optuna
 
 import metaxl_tune
-from metaxl_tune.config import ConfigError, RunConfig, build_config, refuse_ignored_options
+from metaxl_tune.config import ConfigError, RunConfig, build_config, refuse_ignored_options, refuse_task_ignored_options
 from metaxl_tune.names import check_name
 from metaxl_tune.origins import address_named, flag_for_field, tracking_uri_named
 from metaxl_tune.paths import default_storage
@@ -150,6 +150,8 @@ def resolve_space(options: SearchOptions) -> tuple[SearchSpace, RunConfig]:
         # One method for every trial: a flag it ignores is a mistake (a searched method instead
         # notes the ignored fields in each trial's params, callbacks.MlflowTrialCallback).
         refuse_ignored_options(space.fixed.get("method", base.method), set(options.base) - {"method"})
+    if "task" not in space.names:
+        refuse_task_ignored_options(space.fixed.get("task", base.task), set(options.base) - {"task"})
     space.validate(base)
     return space, base
 

@@ -88,6 +88,9 @@ _SPEC_KEYS = {
 _FIELDS = tuple(RunConfig.model_fields)
 # Numbers YAML 1.1 (PyYAML) leaves as strings: 1e-7, 3e5, 1.0e7 (no dot or no exponent sign).
 _SCIENTIFIC = re.compile(r"^[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+$")
+# The per-epoch numbers every trial reports that a search can rank by (trainer.EpochResult;
+# tests/search/test_space.py checks they are its fields).
+REPORTED_METRICS: tuple[str, ...] = ("dev_f1", "test_f1", "best_dev_f1", "best_test_f1", "train_loss", "meta_loss")
 _METRIC = re.compile(r"^[A-Za-z_][\w./-]*$")
 # Finite spaces up to this many corner points are checked combination by combination.
 _MAX_CORNERS = 4096
@@ -344,6 +347,10 @@ class SearchSpace:
         metric = data.get("metric", "dev_f1")
         if not isinstance(metric, str) or not _METRIC.match(metric):
             raise SpaceError(f"{origin}: metric: must be a reported metric name such as dev_f1 (got {metric!r})")
+        if metric not in REPORTED_METRICS:
+            # A name no trial reports would rank every trial as missing the metric (0.00).
+            raise SpaceError(f"{origin}: metric: {metric} is not a metric that trials report; "
+                             f"use one of {', '.join(REPORTED_METRICS)}{_closest(metric, REPORTED_METRICS)}")
         direction = "max" if metric.lower().endswith("f1") else "min" if metric.lower().endswith("loss") else None
         mode = data.get("mode", direction)
         if mode is None:
@@ -380,6 +387,12 @@ class SearchSpace:
                 raise SpaceError(f"{origin}: parameters.{parameter.name}: also set in fixed; keep one of the two")
         by_name = {p.name: p for p in parameters}
         parameters = [_parse_when(p, fixed, by_name, origin) if p.when != {} else p for p in parameters]
+        if not parameters:
+            # Without one, every trial would train the same config: a search of nothing.
+            raise SpaceError(
+                f"{origin}: parameters: none given; a search needs at least one parameter to sample (for one "
+                "fixed config use metaxl-tune train --config, for several seeds metaxl-tune ablate)"
+            )
         return cls(_sampling_order(parameters, origin), fixed, metric, mode, origin, description)
 
     # ---- what a search calls ----

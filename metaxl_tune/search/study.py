@@ -127,6 +127,16 @@ def grid(study: Study, base: RunConfig, *, targets: list[str], seeds: int, flags
         raise StudyError("--seeds must be >= 1")
     if not targets:
         raise StudyError("--targets needs at least one language code, e.g. qu,tk")
+    repeated = next((target for index, target in enumerate(targets) if target in targets[:index]), None)
+    if repeated is not None:
+        # Each repeat would run every row again and report the copies as extra seeds.
+        raise StudyError(f"--targets names {repeated} twice ({','.join(targets)}); list each target once")
+    same = _identical_settings(study)
+    if same:
+        raise StudyError(
+            f"{study.name}: settings {same[0]} and {same[1]} set the same values; each would run the same "
+            "runs, reported as two settings; remove one"
+        )
     varied = sorted({key for values in study.settings.values() for key in values} & set(flags))
     if varied:
         raise StudyError(f"{study.name}: settings vary {', '.join(varied)}; drop the flag for it")
@@ -143,6 +153,16 @@ def grid(study: Study, base: RunConfig, *, targets: list[str], seeds: int, flags
                     raise StudyError(f"{study.name}: settings.{label} for target {target}: {message}") from None
                 cells.append(Cell(label, target, seed, values))
     return cells
+
+
+def _identical_settings(study: Study) -> tuple[str, str] | None:
+    seen: dict[str, str] = {}
+    for label, values in study.settings.items():
+        key = repr(sorted((name, repr(value)) for name, value in values.items()))
+        if key in seen:
+            return seen[key], label
+        seen[key] = label
+    return None
 
 
 def estimated_seconds(config: RunConfig) -> float:

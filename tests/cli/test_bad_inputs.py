@@ -25,6 +25,9 @@ runner = CliRunner()
 
 TINY = ["--model", "tiny", "--data", "synthetic", "--no-progress"]
 DEMO = ["--preset", "demo", "--storage", "{W}/searches"]
+RESUME_SEARCH = ["search", "--name", "finished-search", "--resume", "--storage", "{W}/searches"]
+RESUME_ABLATION = ["ablate", "--name", "finished-ablation", "--resume", "--storage", "{W}/searches"]
+SA_RUN = ["train", "--model", "tiny", "--task", "sa", "--target", "fa", "--method", "target-only", "-o", "{W}/new", "--data"]
 
 
 @dataclass(frozen=True)
@@ -233,6 +236,86 @@ CASES = [
          env=(("MLFLOW_TRACKING_URI", ""), ("METAXL_TUNE_RUNS", "{W}/nowhere/runs"))),
     Case("search $METAXL_TUNE_CACHE is a file", ["search", *DEMO], "$METAXL_TUNE_CACHE",
          env=(("METAXL_TUNE_CACHE", "{W}/notes.txt"),)),
+    # ---- #19: config, resume, studies, spaces, labels, data limits --------------------------------
+    # A config file is checked whole before flags override it; an empty one is refused.
+    Case("config empty file", ["train", "--config", "{W}/empty.yaml"], "empty.yaml: the config file sets no field"),
+    Case("config empty mapping", ["train", "--config", "{W}/empty-mapping.yaml"], "empty-mapping.yaml"),
+    Case("config only comments", ["train", "--config", "{W}/comments.yaml"], "comments.yaml"),
+    Case("config epochs text under --epochs", ["train", "--config", "{W}/epochs-text.yaml", "--epochs", "2"],
+         "epochs-text.yaml: epochs"),
+    Case("config bad value under its flag", ["train", "--config", "{W}/negative.yaml", "--batch-size", "4"],
+         "negative.yaml: batch_size"),
+    Case("config zero lr under --lr", ["train", "--config", "{W}/zero-lr.yaml", "--lr", "1e-3"], "zero-lr.yaml: lr"),
+    Case("config warmup above 1 under its flag", ["train", "--config", "{W}/warmup.yaml", "--warmup-ratio", "0.1"],
+         "warmup.yaml: warmup_ratio"),
+    Case("config unknown method under --method", ["train", "--config", "{W}/bad-method.yaml", "--method", "jt"],
+         "bad-method.yaml: method"),
+    Case("config bad device under --device", ["train", "--config", "{W}/bad-device.yaml", "--device", "cpu"],
+         "bad-device.yaml: device"),
+    Case("config unknown target under --target", ["train", "--config", "{W}/bad-target.yaml", "--target", "qu"],
+         "bad-target.yaml: target"),
+    Case("config bad placement under --rtn-layers", ["train", "--config", "{W}/bad-layers.yaml", "--rtn-layers", "last"],
+         "bad-layers.yaml: rtn_layers"),
+    Case("config field typo with flags", ["train", "--config", "{W}/typo.yaml", "--epochs", "2"], "typo.yaml: epoch"),
+    # Options the task never reads.
+    Case("train label-format on NER", ["train", *TINY, "--label-format", "polarity"], "--label-format"),
+    Case("train text-column on NER", ["train", *TINY, "--text-column", "review"], "--text-column"),
+    Case("train label-column on NER", ["train", *TINY, "--label-column", "stars"], "--label-column"),
+    Case("train source-label-format on NER", ["train", *TINY, "--source-label-format", "stars"], "--source-label-format"),
+    Case("search label-format on NER", ["search", *DEMO, "--label-format", "binary"], "--label-format"),
+    Case("ablate text-column on NER", ["ablate", "--study", "methods", "--targets", "qu", "--text-column", "x", "--dry-run"],
+         "--text-column"),
+    # --resume continues what was started: flags that would change it are refused.
+    Case("search resume with another space", [*RESUME_SEARCH, "--space", "demo"], "--space"),
+    Case("search resume with another target", [*RESUME_SEARCH, "--target", "qu"], "--target"),
+    Case("search resume with another task", [*RESUME_SEARCH, "--task", "sa"], "--task"),
+    Case("search resume with another method", [*RESUME_SEARCH, "--method", "jt"], "--method"),
+    Case("search resume with more samples", [*RESUME_SEARCH, "--num-samples", "3"], "--num-samples"),
+    Case("search resume with a preset", [*RESUME_SEARCH, "--preset", "demo"], "--preset"),
+    Case("search resume with another source size", [*RESUME_SEARCH, "--source-size", "10"], "--source-size"),
+    Case("search resume with another scheduler", [*RESUME_SEARCH, "--scheduler", "fifo"], "--scheduler"),
+    Case("search resume with another search seed", [*RESUME_SEARCH, "--search-seed", "3"], "--search-seed"),
+    Case("search resume repeating its saved preset passes on", ["search", "--name", "demo-search", "--resume", "--storage",
+                                                                "{W}/searches", "--preset", "demo", "--address", "127.0.0.1:1"],
+         "127.0.0.1:1"),
+    Case("ablate resume with another study", [*RESUME_ABLATION, "--study", "placement"], "--study"),
+    Case("ablate resume with other targets", [*RESUME_ABLATION, "--targets", "tk"], "--targets"),
+    Case("ablate resume with more seeds", [*RESUME_ABLATION, "--seeds", "3"], "--seeds"),
+    # Studies: no repeated target, source or setting.
+    Case("ablate repeated target", ["ablate", "--study", "methods", "--targets", "tk,tk", "--dry-run"], "--targets names tk twice"),
+    Case("ablate target repeated later", ["ablate", "--study", "methods", "--targets", "qu,tk,qu", "--dry-run"],
+         "--targets names qu twice"),
+    Case("ablate repeated source", ["ablate", "--study", "methods", "--targets", "qu", "--source", "en,en", "--dry-run"],
+         "--source"),
+    Case("ablate study with identical settings", ["ablate", "--study", "{W}/twin-study.yaml", "--targets", "qu", "--dry-run"],
+         "twin-study: settings a and b set the same values"),
+    # Spaces: a metric trials report, and at least one parameter.
+    Case("search space metric no trial reports", ["search", "--space", "{W}/bogus-metric.yaml", "--storage", "{W}/searches"],
+         "bogus-metric.yaml: metric: bogus_metric"),
+    Case("search space metric misspelt", ["search", "--space", "{W}/misspelt-metric.yaml", "--storage", "{W}/searches"],
+         "misspelt-metric.yaml: metric"),
+    Case("search empty space", ["search", "--space", "{W}/empty-space.yaml", "--storage", "{W}/searches"],
+         "empty-space.yaml: parameters"),
+    Case("search space with fixed values only", ["search", "--space", "{W}/fixed-space.yaml", "--storage", "{W}/searches"],
+         "fixed-space.yaml: parameters"),
+    # Labels: a format that leaves one class or drops over half a split.
+    Case("SA polarity on 0/1 labels", [*SA_RUN, "{W}/sa-binary", "--label-format", "polarity"],
+         "sa-binary/fa/train.jsonl: --label-format polarity leaves one class"),
+    Case("SA stars on 1/2 labels", [*SA_RUN, "{W}/sa-low-stars", "--label-format", "stars"],
+         "sa-low-stars/fa/train.jsonl: --label-format stars leaves one class"),
+    Case("SA stars dropping most of dev", [*SA_RUN, "{W}/sa-neutral-dev"], "sa-neutral-dev/fa/dev.jsonl: --label-format stars drops"),
+    # Data limits: over-long tokens and lines, named by file and line, before any tokenizer trains.
+    Case("panx token over 1,000 characters", ["train", "--model", "tiny", "--data", "{W}/panx-long-token", "--method", "target-only",
+                                              "-o", "{W}/new"], "panx-long-token/tk/train:2: a token of 1,001 characters"),
+    Case("panx line over 100,000 characters", ["train", "--model", "tiny", "--data", "{W}/panx-long-line", "--method", "target-only",
+                                               "-o", "{W}/new"], "panx-long-line/tk/dev:1: the line holds"),
+    Case("SA review token over 1,000 characters", [*SA_RUN, "{W}/sa-long-token"], "sa-long-token/fa/train.jsonl:2: a token"),
+    Case("SA TSV line over 100,000 characters", [*SA_RUN, "{W}/sa-long-line"], "sa-long-line/fa/train.tsv:3: the line holds"),
+    # Checkpoints are verified before data and model load (the run's data folder is missing).
+    Case("train resume from a truncated checkpoint", ["train", "--config", "{W}/truncated-run/config.yaml", "-o",
+                                                      "{W}/truncated-run", "--resume"], "truncated-run/checkpoint/state.pt"),
+    Case("train resume from a foreign checkpoint", ["train", "--config", "{W}/foreign-run/config.yaml", "-o",
+                                                    "{W}/foreign-run", "--resume"], "foreign-run/checkpoint/state.pt"),
 ]
 
 # Inputs of the #19 block, written into the world next to the others.
@@ -280,6 +363,55 @@ def _write_world(world: Path) -> None:
             (world / "sa" / language / f"{split}.jsonl").write_text(row + "\n")
 
 
+def _write_world_19(world: Path) -> None:
+    """#19's inputs: config files, a saved ablation, spaces, studies, label and size cases."""
+    for name, text in (("empty.yaml", ""), ("empty-mapping.yaml", "{}\n"), ("comments.yaml", "# nothing set\n"),
+                       ("epochs-text.yaml", "model: tiny\nepochs: abc\n"), ("zero-lr.yaml", "model: tiny\nlr: 0\n"),
+                       ("warmup.yaml", "model: tiny\nwarmup_ratio: 2\n"), ("bad-method.yaml", "method: maml\n"),
+                       ("bad-device.yaml", "device: gpu\n"), ("bad-target.yaml", "target: zz9\n"),
+                       ("bad-layers.yaml", "rtn_layers: [top]\n")):
+        (world / name).write_text(text)
+    demo = world / "searches" / "demo-search"
+    demo.mkdir(parents=True)
+    (demo / "metaxl-search.json").write_text(json.dumps({"name": "demo-search", "storage": str(world / "searches"),
+                                                         "space": "demo", "preset": "demo",
+                                                         "base": {"model": "tiny", "data": "synthetic"}}))
+    ablation = world / "searches" / "finished-ablation"
+    ablation.mkdir(parents=True)
+    (ablation / "metaxl-search.json").write_text(json.dumps(
+        {"name": "finished-ablation", "storage": str(world / "searches"), "study": "methods", "targets": ["qu"], "seeds": 1}))
+    (world / "twin-study.yaml").write_text("settings:\n  a: {method: jt}\n  b: {method: jt}\n")
+    parameter = "parameters:\n  meta_lr: {type: loguniform, low: 1.0e-5, high: 1.0e-3}\n"
+    (world / "bogus-metric.yaml").write_text("metric: bogus_metric\nmode: max\n" + parameter)
+    (world / "misspelt-metric.yaml").write_text("metric: dev_f2\nmode: max\n" + parameter)
+    (world / "empty-space.yaml").write_text("")
+    (world / "fixed-space.yaml").write_text("fixed: {method: metaxl, epochs: 3}\n")
+
+    def sa_folder(name: str, splits: dict[str, str], suffix: str = ".jsonl") -> None:
+        (world / name / "fa").mkdir(parents=True)
+        for split in ("train", "dev", "test"):
+            (world / name / "fa" / f"{split}{suffix}").write_text(splits.get(split, splits["train"]))
+
+    rows = lambda *pairs: "".join(json.dumps({"text": text, "label": label}) + "\n" for text, label in pairs)  # noqa: E731
+    sa_folder("sa-binary", {"train": rows(("good", 1), ("bad", 0), ("fine", 1), ("awful", 0))})
+    sa_folder("sa-low-stars", {"train": rows(("bad", 1), ("poor", 2))})
+    sa_folder("sa-neutral-dev", {"train": rows(("bad", 1), ("good", 5)), "dev": rows(("bad", 1), ("meh", 3), ("so-so", 3))})
+    sa_folder("sa-long-token", {"train": rows(("good", 1), ("bad " + "x" * 1001, 0))})
+    sa_folder("sa-long-line", {"train": "text\tlabel\ngood\t1\n" + " ".join(["fine"] * 25_001) + "\t0\n"}, ".tsv")
+    for name, train, dev in (("panx-long-token", "tk:Maru\tB-PER\ntk:" + "a" * 1001 + "\tO\n", "tk:Kalo\tB-ORG\n"),
+                             ("panx-long-line", "tk:Maru\tB-PER\n", "tk:" + " ".join(["word"] * 20_001) + "\tO\n")):
+        (world / name / "tk").mkdir(parents=True)
+        for split, text in (("train", train), ("dev", dev), ("test", "tk:gitdi\tO\n")):
+            (world / name / "tk" / split).write_text(text)
+    # Runs to resume whose checkpoint is damaged; their data folder is missing, so a check that
+    # came after the data load would name the data instead.
+    for name, state in (("truncated-run", b"metaxl-tune checkpoint v1\n" + b"\0" * 64),
+                        ("foreign-run", b"PK\x03\x04 not a checkpoint")):
+        (world / name / "checkpoint").mkdir(parents=True)
+        RunConfig(model="tiny", data=str(world / "nodata"), epochs=2).dump(world / name / "config.yaml")
+        (world / name / "checkpoint" / "state.pt").write_bytes(state)
+
+
 def _lock(folder: Path) -> bool:
     """Make ``folder`` unwritable (chmod for users; an immutable folder for root)."""
     folder.mkdir()
@@ -313,6 +445,7 @@ def world(tmp_path_factory):
     root = tmp_path_factory.mktemp("bad-inputs")
     world = root / "world"
     _write_world(world)
+    _write_world_19(world)
     locked = _lock(world / "locked")
     # An empty MLflow store, created once: its first use logs the schema migration.
     store = root / "mlflow.db"

@@ -104,3 +104,27 @@ def test_two_files_for_one_split_is_an_error(panx, write, load_error, tmp_path):
     write(tmp_path / "tk" / "dev.txt", DEV)
     message = load_error(config, "tk")
     assert "both dev and dev.txt hold the dev split; keep one" in message
+
+
+def test_a_token_over_the_limit_is_refused_with_its_line(panx, load_error):
+    from metaxl_tune.data.limits import MAX_TOKEN_CHARS
+
+    long_token = "a" * (MAX_TOKEN_CHARS + 1)
+    message = load_error(panx(train=f"tk:Maru\tB-PER\ntk:{long_token}\tO\n"), "tk")
+    assert "tk/train:2: a token of 1,001 characters" in message
+    assert "limit of 1,000 characters a token" in message
+
+
+def test_a_token_at_the_limit_is_read(panx):
+    from metaxl_tune.data.limits import MAX_TOKEN_CHARS
+
+    splits = load_splits(panx(train=f"tk:{'a' * MAX_TOKEN_CHARS}\tO\n"), "tk")
+    assert len(splits.train[0].tokens[0]) == MAX_TOKEN_CHARS
+
+
+def test_a_line_over_the_limit_is_refused_with_its_line(panx, load_error):
+    from metaxl_tune.data.limits import MAX_LINE_CHARS
+
+    words = " ".join(["word"] * (MAX_LINE_CHARS // 5 + 1))
+    message = load_error(panx(dev=f"tk:Kalo\tB-ORG\ntk:{words}\tO\n"), "tk")
+    assert "tk/dev:2: the line holds" in message and "over the limit of 100,000 characters a line" in message

@@ -53,11 +53,31 @@ def test_binary_zero_one_labels_are_detected(sa):
     assert splits.train == [SaExample("a", 0), SaExample("b", 1)]
 
 
-def test_explicit_label_format_overrides_detection(sa):
-    # Only 1 and 2 would be ambiguous for auto; as stars both are negative.
+def test_explicit_label_format_overrides_detection(sa, load_error):
+    # Only 1 and 2 would be ambiguous for auto; as stars both are negative, which leaves one class.
     train = jsonl({"text": "a", "stars": 1}, {"text": "b", "stars": 2})
+    message = load_error(sa(train, label_format="stars"), "fa")
+    assert "train.jsonl: --label-format stars leaves one class (negative only) (0 positive, 2 negative" in message
+
+
+def test_polarity_on_zero_one_labels_is_refused_with_the_counts(sa, load_error):
+    train = jsonl(*({"text": f"r{i}", "label": i % 2} for i in range(6)))
+    message = load_error(sa(train, label_format="polarity"), "fa")
+    assert "fa/train.jsonl: --label-format polarity leaves one class (positive only)" in message
+    assert "(3 positive, 0 negative, 3 dropped as neutral of 6)" in message
+
+
+def test_a_format_dropping_more_than_half_of_a_split_is_refused(sa, load_error):
+    train = jsonl({"text": "a", "stars": 1}, {"text": "b", "stars": 5})
+    dev = jsonl({"text": "a", "stars": 1}, {"text": "b", "stars": 3}, {"text": "c", "stars": 3})
+    message = load_error(sa(train, dev=dev, label_format="stars"), "fa")
+    assert "dev.jsonl: --label-format stars drops more than half of the split (0 positive, 1 negative, 2 dropped" in message
+
+
+def test_a_format_dropping_half_of_a_split_is_kept(sa):
+    train = jsonl({"text": "a", "stars": 1}, {"text": "b", "stars": 5}, {"text": "c", "stars": 3}, {"text": "d", "stars": 3})
     splits = load_splits(sa(train, label_format="stars"), "fa")
-    assert [example.label for example in splits.train] == [0, 0]
+    assert [example.label for example in splits.train] == [0, 1]
 
 
 def test_configured_columns_are_used(sa):
@@ -248,3 +268,15 @@ def test_a_source_label_outside_its_format_names_the_source_flag(sentipers_targe
     # One format for both languages: MARC stars 3, 4 and 5 are no polarity labels.
     with pytest.raises(DataError, match=r"en/train\.jsonl:3: label 3 is not a polarity label .*--source-label-format$"):
         load_splits(sentipers_target_marc_source(label_format="polarity"), "en")
+
+
+def test_a_review_with_a_token_over_the_limit_is_refused_with_its_line(sa, load_error):
+    train = jsonl({"text": "fine", "label": 1}, {"text": "bad " + "x" * 1001, "label": 0})
+    message = load_error(sa(train), "fa")
+    assert "fa/train.jsonl:2: a token of 1,001 characters ('xxxxxxxxxxxxxxxxxxxx'...), over the limit" in message
+
+
+def test_a_tsv_line_over_the_limit_is_refused_with_its_line(sa, load_error):
+    long_review = " ".join(["fine"] * 25_001)
+    message = load_error(sa(f"text\tlabel\ngood\t1\n{long_review}\t0\n", suffix=".tsv"), "fa")
+    assert "fa/train.tsv:3: the line holds 125,006 characters, over the limit of 100,000" in message

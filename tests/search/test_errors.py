@@ -49,6 +49,13 @@ CASES = {
     "bad mode": ("mode: maximise", "my.yaml: mode: must be max or min (got 'maximise')"),
     "mode against metric": ("metric: dev_f1\nmode: min", "my.yaml: mode: min would pick the worst trial by dev_f1; use max"),
     "bad metric": ("metric: [dev_f1]", "my.yaml: metric: must be a reported metric name"),
+    "metric no trial reports": (
+        "metric: bogus_metric\nmode: max",
+        "my.yaml: metric: bogus_metric is not a metric that trials report; use one of dev_f1, test_f1",
+    ),
+    "metric misspelt": ("metric: dev_f2", "my.yaml: metric: dev_f2 is not a metric that trials report"),
+    "no parameters": ("fixed: {epochs: 3}", "my.yaml: parameters: none given; a search needs at least one parameter"),
+    "empty space": ("", "my.yaml: parameters: none given"),
     "float type on int field": (
         "parameters: {rtn_bottleneck: {type: uniform, low: 8, high: 64}}",
         "my.yaml: parameters.rtn_bottleneck.type: uniform samples floats but rtn_bottleneck is an integer field; use type: int",
@@ -108,7 +115,7 @@ def test_numeric_bound_the_run_config_rejects():
 
 
 def test_fixed_value_the_run_config_rejects():
-    message = error("fixed: {method: meta}", validate=True)
+    message = error("fixed: {method: meta}\nparameters: {lr: {type: uniform, low: 1.0e-5, high: 1.0e-4}}", validate=True)
     assert message.startswith("my.yaml: fixed.method: rejected by the run config (")
 
 

@@ -172,3 +172,13 @@ def test_ner_space_searches_source_sets_with_per_source_rtn_only_for_two():
     assert all(not config.rtn_per_source for config in configs if config.source != "en,related")
     # one RTN per source language only with one language per batch (mixed batches use one RTN)
     assert all(config.source_strategy == "sequential" for config in configs if config.rtn_per_source)
+
+
+def test_the_metrics_a_space_may_name_are_the_ones_each_epoch_reports():
+    import dataclasses
+
+    from metaxl_tune.search.space import REPORTED_METRICS
+    from metaxl_tune.trainer import EpochResult
+
+    fields = {field.name for field in dataclasses.fields(EpochResult)}
+    assert set(REPORTED_METRICS) <= fields

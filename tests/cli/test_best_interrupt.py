@@ -1,0 +1,57 @@
+"""Ctrl-C in `best --rerun`: one line saying what was kept, exit status 130, and no study file
+left behind for an ablation that never started (it used to leave one each time)."""
+
+from __future__ import annotations
+
+import select
+import signal
+import subprocess
+import time
+
+from processes import CLI, cli_env, kill_session
+from search_store import NAME, build_search_store
+
+
+def _read_until(process, needle: str, timeout: float) -> str:
+    deadline = time.monotonic() + timeout
+    seen = ""
+    while time.monotonic() < deadline:
+        ready, _, _ = select.select([process.stdout], [], [], 1.0)
+        if ready:
+            line = process.stdout.readline()
+            if not line:
+                break
+            seen += line
+            if needle in line:
+                return seen
+    raise AssertionError(f"never printed {needle!r}; stdout so far: {seen!r}")
+
+
+def test_ctrl_c_in_best_rerun_says_what_was_kept_and_leaves_no_study_file(tmp_path):
+    (tmp_path / "store").mkdir()
+    store = build_search_store(tmp_path / "store")
+    storage = tmp_path / "searches"
+    process = subprocess.Popen(
+        [*CLI, "best", "--name", NAME, "--rerun", "--top", "1", "--seeds", "1", "--tracking-uri", store,
+         "--storage", str(storage)],
+        cwd=tmp_path, env=cli_env(tmp_path / "cache"), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        start_new_session=True,
+    )
+    try:
+        # Logged by the re-run's ablation once its offline checks pass, before Ray starts.
+        before = _read_until(process, f"ablation {NAME}-rerun-", timeout=300)
+        assert list(storage.glob("*.study.yaml")), "the re-run's study file is written before it starts"
+        process.send_signal(signal.SIGINT)
+        status = process.wait(timeout=120)
+        stdout, stderr = process.stdout.read(), process.stderr.read()
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+        kill_session(process.pid)  # anything a half-started Ray left in the session
+    name = before.rsplit("ablation ", 1)[1].split(":", 1)[0]
+    assert status == 130, (stdout, stderr)
+    assert stdout.strip().splitlines()[-1] == f"interrupted before re-run {name} started; nothing was kept", stdout
+    assert "Traceback" not in stdout + stderr and "Aborted" not in stdout + stderr
+    assert not list(storage.glob("*.study.yaml"))
+    assert not (storage / name).exists()
