@@ -127,8 +127,9 @@ def sync(storage: str, name: str, *, tracking_uri: str | None = None, log: Calla
         tags = experiment.trial_tags(trial_config) if experiment.trial_tags is not None else {}
         run_id = tracker.trial_run(parent_id, trial_id, config.to_dict(), config.to_yaml(), tags, reopen=False)
         logged = {metric.step for metric in client.get_metric_history(run_id, "dev_f1")}
-        # result.json holds every attempt's rows in order: the time spent is counted from the
-        # first, and a redone epoch is written once, as the driver does (restarts.py).
+        # result.json holds the rows of every attempt Tune retried, in order (a search restored by
+        # --resume keeps only the new attempt's): the time is counted from the first row, and a
+        # redone epoch is written once, as the driver does (restarts.py).
         ledger = TrialLedger()
         for row in rows:
             if stopped_because(row) is not None:

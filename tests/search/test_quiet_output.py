@@ -11,6 +11,8 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 SOURCES = r"""
 import logging, sys, warnings
 from metaxl_tune.search.quiet_output import quiet_foreign_output
@@ -53,15 +55,20 @@ def printed(mode: str) -> str:
     return result.stdout + result.stderr
 
 
-def test_without_verbose_none_of_the_libraries_fault_reports_is_printed():
-    output = printed("quiet")
+@pytest.fixture(scope="module")
+def quiet() -> str:
+    return printed("quiet")
+
+
+def test_without_verbose_none_of_the_libraries_fault_reports_is_printed(quiet):
+    output = quiet
     assert [mark for mark in FOREIGN if mark in output] == [], output
     assert "\x1b[" not in output
     assert "mlflow url lines: true" in output
 
 
-def test_without_verbose_a_failed_save_of_the_search_state_is_still_said_on_one_line():
-    saved = [line for line in printed("quiet").splitlines() if "Saving experiment state" in line]
+def test_without_verbose_a_failed_save_of_the_search_state_is_still_said_on_one_line(quiet):
+    saved = [line for line in quiet.splitlines() if "Saving experiment state" in line]
     assert len(saved) == 1 and saved[0].endswith(
         "Saving experiment state to storage at '/s/e' failed with exception: PermissionError: [Errno 13] Permission denied")
 
