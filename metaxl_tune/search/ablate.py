@@ -232,10 +232,13 @@ def rerun_study(configs: dict[str, RunConfig], path: Path, *, origin: str) -> Pa
     the re-run is an ordinary ablation: resumable, tracked, and reportable."""
     import yaml
 
-    settings = {
-        label: {key: value for key, value in config.to_dict().items() if key not in ("seed", "target", "task")}
-        for label, config in configs.items()
-    }
+    settings: dict[str, dict] = {}
+    for label, config in configs.items():
+        values = {key: value for key, value in config.to_dict().items() if key not in ("seed", "target", "task")}
+        # A sampler may propose one config twice (all-categorical spaces); the study refuses
+        # identical settings (study.py), and a copy would only re-run the same config.
+        if values not in settings.values():
+            settings[label] = values
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(f"# {origin}\n" + yaml.safe_dump({"description": origin, "settings": settings}, sort_keys=False))
     return path

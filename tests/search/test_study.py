@@ -20,3 +20,17 @@ def test_estimate_counts_every_source_languages_sample():
     two = one.replace(source="en,related")
     assert estimated_seconds(one) == pytest.approx(2 * 10 * 0.08 * 1.7)
     assert estimated_seconds(two) == pytest.approx(2 * estimated_seconds(one))
+
+
+def test_rerun_study_keeps_one_row_per_distinct_config(tmp_path):
+    # best --rerun of a search whose sampler proposed one config twice: the copy is dropped, so
+    # the generated study passes the identical-settings check and runs each config once.
+    from metaxl_tune.search.ablate import rerun_study
+    from metaxl_tune.search.study import grid, load_study
+
+    config = RunConfig(model="tiny", data="synthetic", target="tk", meta_lr=1e-4)
+    configs = {"aaaa": config, "bbbb": config.replace(seed=7), "cccc": config.replace(meta_lr=3e-4)}
+    path = rerun_study(configs, tmp_path / "rerun.study.yaml", origin="top 3")
+    study = load_study(str(path), "ner")
+    assert [setting for setting in study.settings] == ["aaaa", "cccc"]
+    assert len(grid(study, config, targets=["tk"], seeds=2, flags={})) == 4
