@@ -230,7 +230,11 @@ class Tracker:
         seconds: dict[str, float] = {}
         for run in self.trial_runs():
             device = run.data.tags.get("metaxl.device_type", "unknown")
-            seconds[device] = seconds.get(device, 0.0) + run.data.metrics.get("device_seconds", 0.0)
+            # The spent tag (search/restarts.py) holds every attempt's time, also for a trial that
+            # ended while redoing epochs, whose last device_seconds metric left the redo out.
+            spent = run.data.tags.get("metaxl.spent_device_seconds")
+            seconds[device] = seconds.get(device, 0.0) + (
+                float(spent) if spent is not None else run.data.metrics.get("device_seconds", 0.0))
         metrics = {f"trials_{outcome}": float(count) for outcome, count in counts.items()}
         metrics["trials_total"] = float(sum(counts.values()))
         metrics["device_hours"] = sum(seconds.values()) / 3600
