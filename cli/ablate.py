@@ -102,6 +102,10 @@ def ablate(
         if resume:
             if name is None:
                 raise ValueError("--resume needs --name of the ablation to continue")
+            from metaxl_tune.search.driver_lock import refuse_while_held
+
+            # A driver in its first seconds has not saved its options yet: name it, not "no ablation".
+            refuse_while_held(storage, name, command="ablate")
             options = AblationOptions.load(storage, name)
             refuse_changes(ctx, given_values(ctx, overrides), _saved_ablation_flags(options), what="ablation",
                            name=name, options_file=options.experiment_dir / OPTIONS_FILE)
