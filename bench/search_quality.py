@@ -274,8 +274,10 @@ def main() -> None:
     parser.add_argument("--targets", default="tk,qu")
     parser.add_argument("--seeds", type=int, default=2, help="Training seeds per config in the table.")
     parser.add_argument("--jobs", type=int, default=1, help="Trainings at a time while building (one thread each).")
+    parser.add_argument("--model", default=BASE["model"], help="The table's model (tests use tiny).")
     parser.add_argument("--build-only", action="store_true", help="Build the table, do not replay.")
-    parser.add_argument("--repetitions", type=int, default=30, help="Replays per strategy and target.")
+    parser.add_argument("--repetitions", type=int, default=15,
+                        help="Replays per strategy and target (15 x 2 targets = 30 per strategy).")
     parser.add_argument("--strategies", default=",".join(STRATEGIES))
     parser.add_argument("--plot", type=Path, default=DEFAULT_PLOT)
     args = parser.parse_args()
@@ -285,7 +287,7 @@ def main() -> None:
 
     space = load_space(args.space)
     targets = args.targets.split(",")
-    rows = build(space, args.table, targets, list(range(1, args.seeds + 1)), jobs=args.jobs, say=say)
+    rows = build(space, args.table, targets, list(range(1, args.seeds + 1)), jobs=args.jobs, model=args.model, say=say)
     if args.build_only:
         return
     optuna.logging.set_verbosity(optuna.logging.ERROR)

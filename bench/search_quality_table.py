@@ -23,6 +23,7 @@ from metaxl_tune.config import RunConfig
 from metaxl_tune.search.space import SearchSpace
 
 BASE = dict(model="tiny-pretrained", data="synthetic", task="ner")
+"""The table's runs: the issue's model and data; the grid's space sets the rest."""
 
 
 def config_key(params: dict[str, Any]) -> str:
@@ -56,11 +57,12 @@ def planned(space: SearchSpace, targets: Iterable[str], seeds: Iterable[int]) ->
             for seed in seeds for target in targets for point in space.grid()]
 
 
-def train_row(space: SearchSpace, target: str, params: dict[str, Any], seed: int, cache_dir: str) -> dict[str, Any]:
+def train_row(space: SearchSpace, target: str, params: dict[str, Any], seed: int, cache_dir: str,
+              model: str = BASE["model"]) -> dict[str, Any]:
     """Train one config and return its table line."""
     from metaxl_tune.trainer import Run
 
-    config = space.to_run_config(RunConfig(**BASE, target=target), params).replace(seed=seed)
+    config = space.to_run_config(RunConfig(**{**BASE, "model": model}, target=target), params).replace(seed=seed)
     started = time.monotonic()
     with tempfile.TemporaryDirectory() as directory:
         run = Run(config, Path(directory), cache_dir=Path(cache_dir), progress=False, save_model=False)
@@ -81,7 +83,7 @@ def _single_threaded() -> None:
 
 
 def build(space: SearchSpace, path: Path, targets: list[str], seeds: list[int], *, jobs: int = 1,
-          say=lambda line: print(line, file=sys.stderr, flush=True)) -> list[dict[str, Any]]:
+          model: str = BASE["model"], say=lambda line: print(line, file=sys.stderr, flush=True)) -> list[dict[str, Any]]:
     """Train every (target, config, seed) the table lacks, appending each line as it ends."""
     from metaxl_tune.trainer import default_cache_dir
 
@@ -106,10 +108,10 @@ def build(space: SearchSpace, path: Path, targets: list[str], seeds: list[int], 
         if jobs == 1:
             _single_threaded()
             for item in todo:
-                keep(train_row(space, *item, cache_dir))
+                keep(train_row(space, *item, cache_dir, model))
         else:
             with concurrent.futures.ProcessPoolExecutor(jobs, initializer=_single_threaded) as pool:
-                futures = [pool.submit(train_row, space, *item, cache_dir) for item in todo]
+                futures = [pool.submit(train_row, space, *item, cache_dir, model) for item in todo]
                 for future in concurrent.futures.as_completed(futures):
                     keep(future.result())
     return rows
