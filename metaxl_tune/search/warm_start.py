@@ -18,6 +18,7 @@ duplicates nor loses them.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Iterable
 
 import optuna
@@ -84,12 +85,15 @@ def parse_names(text: str | Iterable[str] | None) -> list[str]:
 def load_prior_trials(names: list[str], storage: str, space: SearchSpace, *, new_name: str) -> list[PriorTrial]:
     """The finished and pruned trials of the searches ``names`` under ``storage``, checked against
     ``space``; one line on the first thing that does not fit."""
-    from metaxl_tune.search.runner import SearchError, SearchOptions, apply_preset, load_search_study
+    from metaxl_tune.search.runner import OPTIONS_FILE, SearchError, SearchOptions, apply_preset, load_search_study
 
     if new_name in names:
         raise WarmStartError(f"--warm-start {new_name}: a search cannot warm-start from itself; name earlier searches")
     priors: list[PriorTrial] = []
     for name in names:
+        if not (Path(storage) / name / OPTIONS_FILE).is_file():
+            raise WarmStartError(f"--warm-start {name}: no search named {name} in {storage}; "
+                                 "check --warm-start and --storage (the earlier searches must share it)")
         try:
             options = apply_preset(SearchOptions.load(storage, name))
         except SearchError as error:
