@@ -246,7 +246,8 @@ def run_strategies(tables: dict[str, Table], space: SearchSpace, repetitions: in
             "seconds": round(time.monotonic() - started, 1),
         }
         row = summary[name]
-        say(f"{name}: cost_to_within_1f1 {row['cost_to_within_1f1']} (quartiles {row['cost_to_within_1f1_quartiles']}), "
+        say(f"{name}: cost_to_within_1f1 {row['cost_to_within_1f1']} "
+            f"(quartiles {row['cost_to_within_1f1_quartiles']}), "
             f"to the grid's pick {row['cost_to_grid_pick']}, "
             f"final regret median {row['final_regret']['median']} [{row['final_regret']['q1']}, "
             f"{row['final_regret']['q3']}], {row['trials_per_search']} trials ({row['pruned_per_search']} pruned) "
@@ -254,7 +255,7 @@ def run_strategies(tables: dict[str, Table], space: SearchSpace, repetitions: in
     return summary
 
 
-def plot(summary: dict[str, dict[str, Any]], path: Path) -> None:
+def plot(summary: dict[str, dict[str, Any]], path: Path, targets: list[str]) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -269,7 +270,7 @@ def plot(summary: dict[str, dict[str, Any]], path: Path) -> None:
     axes.axhline(1.0, color="grey", linestyle=":", linewidth=1)
     axes.set_xlabel("cost spent (fraction of training every grid config once)")
     axes.set_ylabel("regret (test F1 points)")
-    axes.set_title("Regret vs cost: median and quartiles over replays (tk and qu)")
+    axes.set_title(f"Regret vs cost: median and quartiles over replays ({' and '.join(targets)})")
     axes.legend()
     figure.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -314,7 +315,7 @@ def main() -> None:
             say(f"table {target}: no signal - the best and the median config are within 1 F1")
     started = time.monotonic()
     summary = run_strategies(tables, space, args.repetitions, args.strategies.split(","), say)
-    plot(summary, args.plot)
+    plot(summary, args.plot, targets)
     say(f"curves: {args.plot}")
     figures = {
         "random_cost_to_within_1f1": summary.get("random_fifo", {}).get("cost_to_within_1f1"),

@@ -83,7 +83,8 @@ def _single_threaded() -> None:
 
 
 def build(space: SearchSpace, path: Path, targets: list[str], seeds: list[int], *, jobs: int = 1,
-          model: str = BASE["model"], say=lambda line: print(line, file=sys.stderr, flush=True)) -> list[dict[str, Any]]:
+          model: str = BASE["model"],
+          say=lambda line: print(line, file=sys.stderr, flush=True)) -> list[dict[str, Any]]:
     """Train every (target, config, seed) the table lacks, appending each line as it ends."""
     from metaxl_tune.trainer import default_cache_dir
 

@@ -118,7 +118,8 @@ def test_a_warm_start_from_a_search_over_other_parameters_is_refused_in_one_line
                     "--name", "mismatch")
     assert result.returncode == 2
     message = result.stderr.strip()
-    assert len(message.splitlines()) == 1 and message.startswith("error: --warm-start tpe: ") and "numeric.yaml" in message
+    assert len(message.splitlines()) == 1 and message.startswith("error: --warm-start tpe: ")
+    assert "numeric.yaml" in message
 
 
 @pytest.fixture(scope="module")
