@@ -52,13 +52,16 @@ def search(
     max_concurrent: Optional[int] = typer.Option(None, "--max-concurrent", help="Most trials at once (default: as many as resources allow)."),
     time_budget: Optional[float] = typer.Option(None, "--time-budget", help="Stop starting trials after this many seconds."),
     scheduler: str = typer.Option("asha", "--scheduler", help="asha (prune weak trials by epoch) or fifo."),
+    sampler: str = typer.Option("tpe", "--sampler", help="Optuna sampler: tpe, random, gp, cmaes, qmc or grid (all-categorical spaces such as paper-grid)."),
+    warm_start: Optional[str] = typer.Option(None, "--warm-start", help="Earlier searches (NAME[,NAME...], same --storage) whose finished and pruned trials seed this one."),
+    warm_start_top: int = typer.Option(0, "--warm-start-top", help="Run the K best configs of the --warm-start searches first."),
     grace_period: int = typer.Option(1, "--grace-period", help="Epochs every trial gets before ASHA may prune it."),
     gpus_per_trial: Optional[float] = typer.Option(None, "--gpus-per-trial", help="GPUs per trial (default: 1 if the cluster has GPUs, else 0; 0.5 packs two)."),
     cpus_per_trial: float = typer.Option(1.0, "--cpus-per-trial", help="CPU cores per trial."),
     address: Optional[str] = typer.Option(None, "--address", help="Ray cluster: HOST:PORT or auto (default: $RAY_ADDRESS, else a local Ray)."),
     storage: Optional[str] = typer.Option(None, "--storage", help="Tune storage path, shared by every node of a multi-node search (default: $METAXL_TUNE_RUNS/metaxl-searches, else metaxl-runs/metaxl-searches)."),
     tracking_uri: Optional[str] = typer.Option(None, "--tracking-uri", help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI, else sqlite:///metaxl-runs/mlflow.db)."),
-    search_seed: int = typer.Option(0, "--search-seed", help="Seed of Optuna's TPE sampler."),
+    search_seed: int = typer.Option(0, "--search-seed", help="Seed of Optuna's sampler."),
     cache_dir: Optional[Path] = typer.Option(None, "--cache-dir", help="Encoded-data cache shared by the trials."),
     keep_checkpoints: int = typer.Option(1, "--keep-checkpoints", help="Newest resume checkpoints kept per trial (with 2, a damaged one falls back to the one before)."),
     storage_retry_s: Optional[float] = typer.Option(None, "--storage-retry-s", help="Seconds a trial waits for unwritable storage before its checkpoint write counts as a failure (default 180)."),
@@ -69,6 +72,7 @@ def search(
     """Search MetaXL's hyperparameters (beta, r, RTN placement, source) with Optuna on Ray Tune, tracked in MLflow."""
     from metaxl_tune.search.interrupt import EXIT_CODE, resume_hint, stopped_line
     from metaxl_tune.search.runner import OPTIONS_FILE, SearchOptions, run_search
+    from metaxl_tune.search.warm_start import parse_names
 
     overrides = pop_config_overrides(fields)
     storage_flag = storage_named(storage)
@@ -110,6 +114,9 @@ def search(
                 max_concurrent=max_concurrent,
                 time_budget_s=time_budget,
                 scheduler=scheduler,
+                sampler=sampler,
+                warm_start=parse_names(warm_start),
+                warm_start_top=warm_start_top,
                 grace_period=grace_period,
                 gpus_per_trial=gpus_per_trial,
                 cpus_per_trial=cpus_per_trial,

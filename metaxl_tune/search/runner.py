@@ -1,4 +1,4 @@
-"""`metaxl-tune search`: Optuna (TPE) proposes, Ray Tune runs one trial per GPU, MLflow records.
+"""`metaxl-tune search`: Optuna (TPE by default, --sampler) proposes, Ray Tune runs one trial per GPU, MLflow records.
 
 Everything that can be wrong with the request (space, config, tracking address, Ray address,
 data) is checked before Ray starts. The search's options are saved next to Tune's experiment
@@ -28,6 +28,10 @@ from metaxl_tune.paths import default_storage
 from metaxl_tune.results import SEARCHED_TAG
 from metaxl_tune.search.hooks import NO_HOOKS, SearchHooks
 from metaxl_tune.search.space import SearchSpace, load_space
+from metaxl_tune.search.strategy import (
+    SCHEDULERS, StrategyError, build_sampler, build_scheduler, build_searcher, check_sampler,
+)
+from metaxl_tune.search.warm_start import own_trials
 from metaxl_tune.tracking import Tracker, check_tracking_uri, default_tracking_uri
 
 OPTIONS_FILE = "metaxl-search.json"
@@ -58,6 +62,12 @@ class SearchOptions:
     max_concurrent: int | None = None
     time_budget_s: float | None = None
     scheduler: Literal["asha", "fifo"] = "asha"
+    sampler: str = "tpe"
+    """Optuna sampler: tpe, random, gp, cmaes, qmc or grid (metaxl_tune/search/strategy.py)."""
+    warm_start: list[str] = field(default_factory=list)
+    """Earlier searches (same storage) whose finished and pruned trials seed the study (warm_start.py)."""
+    warm_start_top: int = 0
+    """The K best configs of the warm-start searches, run as the first trials."""
     grace_period: int = 1
     gpus_per_trial: float | None = None
     """None: 1 where the cluster has GPUs, else CPU trials."""
@@ -129,6 +139,8 @@ class PreparedSearch:
     base: RunConfig
     tracking_uri: str
     address: str
+    priors: list = field(default_factory=list)
+    """The warm start's prior trials (warm_start.PriorTrial); empty once the study holds them."""
 
 
 def resolve_space(options: SearchOptions) -> tuple[SearchSpace, RunConfig]:
@@ -177,11 +189,12 @@ def prepare(options: SearchOptions, *, resume: bool) -> PreparedSearch:
         )
     if options.num_samples < 1:
         raise SearchError(f"--num-samples must be >= 1 (got {options.num_samples})")
-    if options.scheduler not in ("asha", "fifo"):
-        raise SearchError(f"--scheduler {options.scheduler}: use asha or fifo")
+    if options.scheduler not in SCHEDULERS:
+        raise SearchError(f"--scheduler {options.scheduler}: use {' or '.join(SCHEDULERS)}")
     check_storage_retry(options)
 
     space, base = resolve_space(options)
+    priors = check_strategy(options, space, resume=resume)
     from metaxl_tune.model.fit import check_fit, check_value_bounds  # torch and transformers: only once the cheap checks pass
 
     # The trials' common config against the model (RTN depth, max_length), before Ray starts.
@@ -194,7 +207,32 @@ def prepare(options: SearchOptions, *, resume: bool) -> PreparedSearch:
     check_address(address, named=address_named(options.address))
     tracking_uri = options.tracking_uri or default_tracking_uri(create=True)
     check_tracking_uri(tracking_uri, named=tracking_uri_named(options.tracking_uri))
-    return PreparedSearch(options, space, base, tracking_uri, address)
+    return PreparedSearch(options, space, base, tracking_uri, address, priors)
+
+
+def check_strategy(options: SearchOptions, space: SearchSpace, *, resume: bool) -> list:
+    """The sampler against the space, and the warm start's prior trials (read and checked
+    unless the study already holds them); one line on the first problem."""
+    from metaxl_tune.search.warm_start import has_prior_trials, load_prior_trials
+
+    try:
+        check_sampler(options.sampler, space, None if resume else options.num_samples)
+    except StrategyError as error:
+        raise SearchError(str(error)) from None
+    if options.warm_start_top < 0:
+        raise SearchError(f"--warm-start-top must be >= 0 (got {options.warm_start_top})")
+    if options.warm_start_top and not options.warm_start:
+        raise SearchError("--warm-start-top needs --warm-start NAME of the searches to take the best configs from")
+    if not options.warm_start:
+        return []
+    journal = options.experiment_dir / OPTUNA_JOURNAL
+    if resume and journal.is_file():
+        try:
+            if has_prior_trials(load_search_study(options)):
+                return []
+        except KeyError:
+            pass  # the journal holds no study yet: the search never asked for a trial
+    return load_prior_trials(options.warm_start, options.storage, space, new_name=options.name)
 
 
 def check_storage_retry(options: SearchOptions) -> None:
@@ -226,6 +264,9 @@ def search_parent_tags(space: SearchSpace, base: RunConfig, options: SearchOptio
         "metaxl.version": metaxl_tune.__version__,
         "metaxl.git_commit": _git_commit() or "unknown",
         SEARCHED_TAG: ",".join(space.names),
+        "metaxl.sampler": options.sampler,
+        "metaxl.search_seed": str(options.seed),
+        "metaxl.scheduler": options.scheduler,
     }
 
 
@@ -288,19 +329,6 @@ def _git_commit() -> str | None:
         return None
 
 
-def _max_epochs(space: SearchSpace, base: RunConfig) -> int:
-    # A trial reports once per epoch of both stages (training, then back-off fine-tuning).
-    parameters = {p.name: p for p in space.parameters}
-
-    def largest(name: str) -> int:
-        parameter = parameters.get(name)
-        if parameter is not None:
-            return int(max(parameter.values) if parameter.values else parameter.high)
-        return int(space.fixed.get(name, getattr(base, name)))
-
-    return largest("epochs") + largest("finetune_epochs")
-
-
 @dataclass
 class SearchOutcome:
     name: str
@@ -343,16 +371,15 @@ def _run_locked_search(
     # cluster checks come before any data work.
     import ray
     from ray import tune
-    from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
 
     from metaxl_tune.search.callbacks import MlflowTrialCallback, ProgressCallback
     from metaxl_tune.search.cluster import check_shared_storage, connect, describe
     from metaxl_tune.search.ending import close_leftover_optuna_trials, tune_failures
     from metaxl_tune.search.interrupt import Interruption
     from metaxl_tune.search.persistence import StorageWatch
-    from metaxl_tune.search.pruning import PruningAwareOptunaSearch
     from metaxl_tune.search.resource_fit import TrialRequest, check_trial_fits
     from metaxl_tune.search.trial_configs import TrialConfigs
+    from metaxl_tune.search.warm_start import seed_study, source_tag
 
     connect(prepared.address)
     # After ray.init, which installs a SIGTERM handler of its own (sys.exit).
@@ -367,7 +394,7 @@ def _run_locked_search(
 
         space, base = prepared.space, prepared.base
         tracker = Tracker(prepared.tracking_uri, options.name, verbose=verbose)
-        parent_id = tracker.parent_run(search_parent_tags(space, base, options))
+        parent_id = tracker.parent_run({**search_parent_tags(space, base, options), **source_tag(prepared.priors)})
         tracker.mark_experiment()
         gpus = resolve_gpus(options)
         configs = TrialConfigs(base, space)
@@ -384,22 +411,15 @@ def _run_locked_search(
                 str(options.experiment_dir), trainable, resume_unfinished=True, resume_errored=True
             )
         else:
-            searcher = PruningAwareOptunaSearch(
-                space=space.sample,
-                metric=space.metric,
-                mode=space.mode,
-                sampler=optuna.samplers.TPESampler(seed=options.seed, constant_liar=True),
-                study_name=options.name,
-                storage=optuna_storage(options.experiment_dir),
-            )
-            scheduler = (
-                ASHAScheduler(
-                    metric=space.metric, mode=space.mode, max_t=_max_epochs(space, base),
-                    grace_period=options.grace_period, reduction_factor=2,
-                )
-                if options.scheduler == "asha"
-                else FIFOScheduler()
-            )
+            if prepared.priors:
+                # Into the journal before the searcher loads the study (create_study(load_if_exists)).
+                seed_study(optuna.create_study(storage=optuna_storage(options.experiment_dir), study_name=options.name,
+                                               direction="maximize" if space.mode == "max" else "minimize",
+                                               load_if_exists=True),
+                           prepared.priors, space, top=options.warm_start_top)
+            searcher = build_searcher(space, build_sampler(options.sampler, options.seed, space),
+                                      study_name=options.name, storage=optuna_storage(options.experiment_dir))
+            scheduler = build_scheduler(options.scheduler, space=space, base=base, grace_period=options.grace_period)
             tuner = tune.Tuner(
                 trainable,
                 tune_config=tune.TuneConfig(
@@ -428,7 +448,7 @@ def _run_locked_search(
     finished = not interruption.interrupted and (out_of_time or sum(counts.values()) >= options.num_samples)
 
     best = None
-    completed = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+    completed = [t for t in own_trials(study.trials) if t.state == optuna.trial.TrialState.COMPLETE]
     if completed:
         pick = max if space.mode == "max" else min
         best_trial = pick(completed, key=lambda t: t.value)
@@ -456,7 +476,8 @@ def study_counts(study: optuna.Study) -> dict[str, int]:
 
     states = {"completed": optuna.trial.TrialState.COMPLETE, "pruned": optuna.trial.TrialState.PRUNED,
               "failed": optuna.trial.TrialState.FAIL}
-    trials = [t for t in study.trials if t.user_attrs.get("stop_reason") != INTERRUPTED]
+    # A warm start's prior trials are the earlier searches' (warm_start.py), not this one's.
+    trials = [t for t in own_trials(study.trials) if t.user_attrs.get("stop_reason") != INTERRUPTED]
     return {name: sum(1 for t in trials if t.state == state) for name, state in states.items()}
 
 
