@@ -37,6 +37,8 @@ def _saved_search_flags(options) -> dict[str, Any]:
         "scheduler": options.scheduler, "grace_period": options.grace_period,
         "gpus_per_trial": options.gpus_per_trial, "cpus_per_trial": options.cpus_per_trial,
         "search_seed": options.seed, "cache_dir": options.cache_dir, "keep_checkpoints": options.keep_checkpoints,
+        "sampler": options.sampler, "warm_start": ",".join(options.warm_start) or None,
+        "warm_start_top": options.warm_start_top,
         **saved_config_fields(options.base),
     }
 

@@ -78,8 +78,11 @@ def _inside(distribution: BaseDistribution, value: Any) -> bool:
 def parse_names(text: str | Iterable[str] | None) -> list[str]:
     if text is None:
         return []
+    from metaxl_tune.names import check_name
+
     parts = text.split(",") if isinstance(text, str) else list(text)
-    return list(dict.fromkeys(part.strip() for part in parts if part.strip()))
+    # Each name becomes a path under --storage: the one name rule (names.py) applies.
+    return list(dict.fromkeys(check_name(part.strip(), "--warm-start") for part in parts if part.strip()))
 
 
 def load_prior_trials(names: list[str], storage: str, space: SearchSpace, *, new_name: str) -> list[PriorTrial]:
