@@ -3,28 +3,13 @@ left behind for an ablation that never started (it used to leave one each time).
 
 from __future__ import annotations
 
-import select
 import signal
 import subprocess
-import time
 
-from processes import CLI, cli_env, kill_session
+from processes import CLI, cli_env, kill_session, read_until
 from search_store import NAME, build_search_store
 
 
-def _read_until(process, needle: str, timeout: float) -> str:
-    deadline = time.monotonic() + timeout
-    seen = ""
-    while time.monotonic() < deadline:
-        ready, _, _ = select.select([process.stdout], [], [], 1.0)
-        if ready:
-            line = process.stdout.readline()
-            if not line:
-                break
-            seen += line
-            if needle in line:
-                return seen
-    raise AssertionError(f"never printed {needle!r}; stdout so far: {seen!r}")
 
 
 def test_ctrl_c_in_best_rerun_says_what_was_kept_and_leaves_no_study_file(tmp_path):
@@ -39,7 +24,7 @@ def test_ctrl_c_in_best_rerun_says_what_was_kept_and_leaves_no_study_file(tmp_pa
     )
     try:
         # Logged by the re-run's ablation once its offline checks pass, before Ray starts.
-        before = _read_until(process, f"ablation {NAME}-rerun-", timeout=300)
+        before = read_until(process, f"ablation {NAME}-rerun-", timeout=300)
         assert list(storage.glob("*.study.yaml")), "the re-run's study file is written before it starts"
         process.send_signal(signal.SIGINT)
         status = process.wait(timeout=120)

@@ -5,13 +5,12 @@ from __future__ import annotations
 
 import json
 import random
-import select
 import signal
 import string
 import subprocess
 import time
 
-from processes import CLI, cli_env
+from processes import CLI, cli_env, read_until
 
 LINES = 4_000
 WORDS_PER_LINE = 400  # 1.6 million distinct-ish words: tens of seconds of WordPiece training
@@ -31,19 +30,6 @@ def _large_legal_sa_folder(root):
     return root / "data"
 
 
-def _wait_for_line(process, needle: str, timeout: float) -> str:
-    deadline = time.monotonic() + timeout
-    seen = ""
-    while time.monotonic() < deadline:
-        ready, _, _ = select.select([process.stdout], [], [], 1.0)
-        if ready:
-            line = process.stdout.readline()
-            if not line:
-                break
-            seen += line
-            if needle in line:
-                return seen
-    raise AssertionError(f"never printed {needle!r}; stdout so far: {seen!r}")
 
 
 def test_ctrl_c_during_tokenizer_training_exits_130_with_one_line(tmp_path):
@@ -55,7 +41,7 @@ def test_ctrl_c_during_tokenizer_training_exits_130_with_one_line(tmp_path):
         cwd=tmp_path, env=cli_env(tmp_path / "cache"), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )
     try:
-        _wait_for_line(process, "training the tiny tokenizer", timeout=300)
+        read_until(process, "training the tiny tokenizer", timeout=300)
         time.sleep(1.0)  # inside the trainer's native code by now (it runs for tens of seconds)
         assert process.poll() is None, "the tokenizer finished before the signal; make the data larger"
         sent = time.monotonic()
