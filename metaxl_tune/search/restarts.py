@@ -86,7 +86,9 @@ class TrialLedger:
 
     def tags(self) -> dict[str, str]:
         wall, device = self.spent
-        return {SPENT_WALL_TAG: f"{wall:.3f}", SPENT_DEVICE_TAG: f"{device:.3f}"}
+        # Full precision: the tags must read back as the metrics logged with them (a finished
+        # trial's tag and its last device_seconds are one number; tracking sums the tags).
+        return {SPENT_WALL_TAG: repr(float(wall)), SPENT_DEVICE_TAG: repr(float(device))}
 
 
 def log_result(tracker, run_id: str, ledger: TrialLedger, result: dict[str, Any], metrics: dict[str, float],
