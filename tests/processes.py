@@ -40,16 +40,47 @@ def session_pids(session_id: int) -> list[int]:
     return pids
 
 
-def trial_worker_pids(session_id: int) -> list[int]:
-    """The Ray worker processes of a driver's session that run a trial (Tune's ``ImplicitFunc`` actor)."""
+def trial_worker_pids(driver_pid: int) -> list[int]:
+    """The Ray worker processes below a driver that run a trial (Tune's ``ImplicitFunc`` actor).
+    Searched among the driver's descendants, not its session: the local Ray's processes, and
+    the workers the raylet starts, run in sessions of their own (search/cluster.py)."""
     pids = []
-    for pid in session_pids(session_id):
+    for pid in descendants(driver_pid):
         try:
             if b"ImplicitFunc" in Path(f"/proc/{pid}/cmdline").read_bytes():
                 pids.append(pid)
         except OSError:
             continue
     return pids
+
+
+def process_start(pid: int) -> int | None:
+    """The process's start time in clock ticks (tells a live pid from a reused one); None once gone."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return None if fields[0] == "Z" else int(fields[19])
+
+
+def descendants(root: int) -> dict[int, int]:
+    """Every live process below ``root`` (pid -> start time), whatever session or group it is in."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                parent = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except OSError:
+                continue
+            children.setdefault(parent, []).append(int(entry.name))
+    found, todo = {}, list(children.get(root, []))
+    while todo:
+        pid = todo.pop()
+        start = process_start(pid)
+        if start is not None:
+            found[pid] = start
+        todo.extend(children.get(pid, []))
+    return found
 
 
 def kill_session(session_id: int, sig: int = signal.SIGKILL) -> None:

@@ -16,7 +16,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from metaxl_tune.search.runner import optuna_storage
-from processes import CLI, cli_env, kill_session, run_cli, session_pids, tune_results, wait_for
+from processes import CLI, cli_env, descendants, kill_session, process_start, run_cli, session_pids, tune_results, wait_for
 
 NAME = "group-signalled"
 TRIALS = 2
@@ -29,35 +29,6 @@ fixed: {method: metaxl, epochs: 3, lr: 3.0e-3, source_size: 160, target_size: 10
 parameters:
   meta_lr: {type: loguniform, low: 1.0e-5, high: 1.0e-2}
 """
-
-
-def process_start(pid: int) -> int | None:
-    """The process's start time in clock ticks (tells a live pid from a reused one); None once gone."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return None
-    return None if fields[0] == "Z" else int(fields[19])
-
-
-def descendants(root: int) -> dict[int, int]:
-    """Every live process below ``root`` (pid -> start time), whatever session or group it is in."""
-    children: dict[int, list[int]] = {}
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                parent = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
-            except OSError:
-                continue
-            children.setdefault(parent, []).append(int(entry.name))
-    found, todo = {}, list(children.get(root, []))
-    while todo:
-        pid = todo.pop()
-        start = process_start(pid)
-        if start is not None:
-            found[pid] = start
-        todo.extend(children.get(pid, []))
-    return found
 
 
 def search_state(workdir: Path) -> tuple[list, list, list]:
