@@ -38,6 +38,11 @@ def test_a_failed_last_save_during_a_stop_is_said_on_one_line_without_its_traceb
     ray_logger = logging.getLogger("ray.tune.execution.experiment_state")
     handler = logging.StreamHandler()  # Ray's own handler writes the driver's stderr like this
     ray_logger.addHandler(handler)
+    # An in-process search earlier in the session (quiet_output.py) leaves its own one-line
+    # filter on this logger for good; this test is about the interruption's.
+    kept_filters = list(ray_logger.filters)
+    for kept in kept_filters:
+        ray_logger.removeFilter(kept)
     try:
         with Interruption(say=lambda _: None):
             tune_loop_started([])
@@ -49,6 +54,8 @@ def test_a_failed_last_save_during_a_stop_is_said_on_one_line_without_its_traceb
         assert not ray_logger.filters
     finally:
         ray_logger.removeHandler(handler)
+        for kept in kept_filters:
+            ray_logger.addFilter(kept)
     err = capsys.readouterr().err
     assert err == "Saving experiment state to storage at 'x' failed with exception: FileNotFoundError: trial_1/result.json\n"
 
