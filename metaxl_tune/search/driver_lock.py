@@ -57,6 +57,9 @@ def driver_lock(storage: str | Path, name: str, *, command: str, log: Callable[[
         yield
         return
     path = lock_path(storage, name)
+    # The folders made here for the lock file, removed again if the driver leaves them empty: a
+    # search refused by its own checks (under the lock) creates nothing.
+    made = [folder for folder in (path.parent, *path.parent.parents) if not folder.exists()]
     path.parent.mkdir(parents=True, exist_ok=True)
     try:
         descriptor, previous = _acquire(path, command=command, name=name)
@@ -74,6 +77,9 @@ def driver_lock(storage: str | Path, name: str, *, command: str, log: Callable[[
         yield
     finally:
         _release(path, descriptor)
+        for folder in made:  # deepest first
+            with contextlib.suppress(OSError):
+                folder.rmdir()  # only if empty
 
 
 def _acquire(path: Path, *, command: str, name: str) -> tuple[int, dict | None]:
