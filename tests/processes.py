@@ -164,16 +164,27 @@ def wait_for(condition, *, timeout: float, what: str, interval: float = 0.2):
 
 
 def read_until(process: subprocess.Popen, needle: str, timeout: float) -> str:
-    """What ``process`` printed (text stdout) up to the first line holding ``needle``."""
+    """What ``process`` printed on stdout up to (at least) the first line holding ``needle``.
+    Read from the pipe's descriptor, not its buffered file: what this returns is all that was
+    taken from the pipe, so ``seen + process.stdout.read()`` (or ``communicate()``) is the
+    whole output."""
     deadline = time.monotonic() + timeout
-    seen = ""
+    seen = b""
+    fd = process.stdout.fileno()
     while time.monotonic() < deadline:
-        ready, _, _ = select.select([process.stdout], [], [], 1.0)
+        ready, _, _ = select.select([fd], [], [], 1.0)
         if ready:
-            line = process.stdout.readline()
-            if not line:
+            chunk = os.read(fd, 65536)
+            if not chunk:
                 break
-            seen += line
-            if needle in line:
-                return seen
-    raise AssertionError(f"never printed {needle!r}; stdout so far: {seen!r}")
+            seen += chunk
+            text = seen.decode(errors="replace")
+            line_end = text.find("\n", text.find(needle)) if needle in text else -1
+            if line_end >= 0:
+                return text
+    raise AssertionError(f"never printed {needle!r}; stdout so far: {seen.decode(errors='replace')!r}")
+
+
+FIRST_RESULT = "[search] new best"
+"""What a search driver prints as soon as it has taken a trial's first epoch result. Tune's
+``result.json`` in the storage folder is no such signal: the driver may write it late."""

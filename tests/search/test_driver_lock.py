@@ -15,7 +15,7 @@ from mlflow.tracking import MlflowClient
 
 from metaxl_tune.search.driver_lock import SearchLockedError, driver_lock, lock_path
 from metaxl_tune.search.runner import optuna_storage
-from processes import CLI, cli_env, kill_session, run_cli, tune_results, wait_for
+from processes import FIRST_RESULT, cli_env, kill_session, read_until, run_cli, wait_for
 
 NAME = "locked"
 TRIALS = 2
@@ -87,10 +87,10 @@ def two_drivers(tmp_path_factory, shared_cache):
                          what="one of the two drivers to be refused")
         winner = next(d for d in drivers if d is not loser)
         loser_output, _ = loser.communicate()
-        wait_for(lambda: any(tune_results(workdir / "metaxl-searches" / NAME).values()), timeout=300,
-                 what="the winner's first epoch")
+        before = read_until(winner, FIRST_RESULT, timeout=300)
         resume = run_cli(["search", "--name", NAME, "--resume"], cwd=workdir, cache_dir=shared_cache, timeout=300)
-        winner_output, _ = winner.communicate(timeout=900)
+        rest, _ = winner.communicate(timeout=900)
+        winner_output = before + rest
     finally:
         for driver in drivers:
             kill_session(driver.pid)

@@ -13,7 +13,10 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from metaxl_tune.search.runner import optuna_storage
-from processes import CLI, MlflowServer, cli_env, kill_session, run_cli, trial_worker_pids, tune_results, wait_for
+from processes import (
+    CLI, FIRST_RESULT, MlflowServer, cli_env, kill_session, read_until, run_cli, trial_worker_pids, tune_results,
+    wait_for,
+)
 
 EPOCHS = 3
 FOREIGN = ("Traceback", "\x1b[", "\N{RUNNER}")
@@ -52,13 +55,13 @@ def outage_search(tmp_path_factory, shared_cache):
     )
     experiment_dir = workdir / "metaxl-searches" / "outage"
     try:
-        wait_for(lambda: any(len(rows) >= 1 for rows in tune_results(experiment_dir).values()),
-                 timeout=300, what="the first epoch")
+        before = read_until(driver, FIRST_RESULT, timeout=300)
         server.stop()
         wait_for(lambda: len([rows for rows in tune_results(experiment_dir).values() if rows]) >= 2,
                  timeout=300, what="a second trial training while MLflow is down")
         server = MlflowServer(workdir, port=server.port)
-        output, _ = driver.communicate(timeout=600)
+        rest, _ = driver.communicate(timeout=600)
+        output = before + rest
     finally:
         kill_session(driver.pid)
         driver.wait()
@@ -135,11 +138,12 @@ def killed_worker(tmp_path_factory, shared_cache):
     )
     experiment_dir = workdir / "metaxl-searches" / "killed-worker"
     try:
-        wait_for(lambda: any(tune_results(experiment_dir).values()), timeout=300, what="the first epoch",
-                 interval=0.05)
+        # Killed as soon as the driver has taken epoch 1: the worker is then training epoch 2.
+        before = read_until(driver, FIRST_RESULT, timeout=300)
         (worker,) = trial_worker_pids(driver.pid)
         os.kill(worker, signal.SIGKILL)
-        output, _ = driver.communicate(timeout=600)
+        rest, _ = driver.communicate(timeout=600)
+        output = before + rest
     finally:
         kill_session(driver.pid)
         driver.wait()

@@ -16,7 +16,9 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from metaxl_tune.search.runner import optuna_storage
-from processes import CLI, cli_env, descendants, kill_session, process_start, run_cli, session_pids, tune_results, wait_for
+from processes import (
+    CLI, FIRST_RESULT, cli_env, descendants, kill_session, process_start, read_until, run_cli, session_pids, wait_for,
+)
 
 NAME = "group-signalled"
 TRIALS = 2
@@ -55,14 +57,14 @@ def signalled(tmp_path_factory, shared_cache):
         start_new_session=True,
     )
     try:
-        wait_for(lambda: any(tune_results(workdir / "metaxl-searches" / NAME).values()), timeout=300,
-                 what="a trial's first epoch", interval=0.1)
+        before = read_until(driver, FIRST_RESULT, timeout=300)
         ray_processes = descendants(driver.pid)
         in_drivers_session = sorted(set(ray_processes) & set(session_pids(driver.pid)))
         signalled_at = time.monotonic()
         os.killpg(driver.pid, signal.SIGTERM)  # what `timeout` does: kill(-pgid, SIGTERM)
-        output, _ = driver.communicate(timeout=300)
+        rest, _ = driver.communicate(timeout=300)
         seconds = time.monotonic() - signalled_at
+        output = before + rest
     finally:
         kill_session(driver.pid)
         driver.wait()

@@ -135,7 +135,7 @@ def interrupted(request, server, tmp_path_factory, shared_cache):
     manager does); then resumed with --resume."""
     import subprocess
 
-    from processes import CLI, cli_env, kill_session, run_cli, tune_results, wait_for
+    from processes import CLI, FIRST_RESULT, cli_env, kill_session, read_until, run_cli
 
     name = f"stopped-{request.param.lower()}"
     workdir = tmp_path_factory.mktemp(name)
@@ -148,13 +148,13 @@ def interrupted(request, server, tmp_path_factory, shared_cache):
         start_new_session=True,
     )
     try:
-        wait_for(lambda: any(tune_results(workdir / "metaxl-searches" / name).values()), timeout=300,
-                 what="a trial's first epoch", interval=0.1)
+        before = read_until(driver, FIRST_RESULT, timeout=300)
         if request.param == "SIGINT":
             kill_session(driver.pid, signal.SIGINT)
         else:
             driver.send_signal(signal.SIGTERM)
-        output, _ = driver.communicate(timeout=300)
+        rest, _ = driver.communicate(timeout=300)
+        output = before + rest
     finally:
         kill_session(driver.pid)
         driver.wait()

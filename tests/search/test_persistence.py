@@ -108,7 +108,7 @@ FAULT_SECONDS = 20
 def storage_fault(tmp_path_factory, shared_cache):
     import time
 
-    from processes import CLI, cli_env, kill_session, tune_results, wait_for
+    from processes import CLI, FIRST_RESULT, cli_env, kill_session, read_until, tune_results
 
     workdir = tmp_path_factory.mktemp("storage-fault")
     probe_dir = workdir / "probe"
@@ -126,13 +126,13 @@ def storage_fault(tmp_path_factory, shared_cache):
     )
     trial_dir = None
     try:
-        wait_for(lambda: any(tune_results(experiment_dir).values()), timeout=300, what="the first epoch",
-                 interval=0.05)
+        before = read_until(driver, FIRST_RESULT, timeout=300)
         trial_dir = next(experiment_dir.glob("trial_*"))
         assert immutable(trial_dir)
         time.sleep(FAULT_SECONDS)
         subprocess.run(["chattr", "-i", str(trial_dir)], check=True)
-        output, _ = driver.communicate(timeout=300)
+        rest, _ = driver.communicate(timeout=300)
+        output = before + rest
     finally:
         if trial_dir is not None:
             subprocess.run(["chattr", "-i", str(trial_dir)])

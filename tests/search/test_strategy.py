@@ -146,3 +146,20 @@ def test_a_killed_table_build_continues_from_the_configs_already_done(tmp_path, 
     lines = table.read_text().splitlines()
     assert lines[0] == kept[0] and len(lines) == 2
     assert {json.loads(line)["params"]["meta_lr"] for line in lines} == {1e-3, 1e-2}
+
+
+def test_a_warm_start_from_a_target_that_ranks_configs_alike_finds_the_best_with_its_first_trial(bench_module):
+    from search_quality_table import sampled_params
+
+    space = load_space(bench_module.DEFAULT_SPACE)
+    rows = [{"target": target, "params": sampled_params(space, point), "seed": 1,
+             "epochs": [{"epoch": e, "dev_f1": (48 - index) * e / 4, "test_f1": (48 - index) * e / 4, "steps": 10,
+                         "seconds": 1.0} for e in range(1, 5)]}
+            for target in ("tk", "qu") for index, point in enumerate(space.grid())]
+    tables = {target: bench_module.Table(rows, target) for target in ("tk", "qu")}
+    summary = bench_module.run_strategies(tables, space, 2, ["random_fifo", "warm_tpe_asha"], lambda line: None)
+    one_trial = 4 * 10 / tables["tk"].grid_cost  # the earlier best, enqueued first, trained to its end
+    assert summary["warm_tpe_asha"]["cost_to_within_1f1_by_target"] == {"tk": round(one_trial, 3),
+                                                                         "qu": round(one_trial, 3)}
+    assert summary["warm_tpe_asha"]["regret_at_cost"]["0.05"] == [0.0, 0.0, 0.0]
+    assert summary["random_fifo"]["cost_to_within_1f1_by_target"]["tk"] > one_trial
