@@ -99,14 +99,37 @@ class Table:
     def signal(self) -> dict[str, float]:
         """Best vs median config, and the seed noise (mean |seed 1 - seed 2| of a config)."""
         values = sorted(self.mean_test.values())
-        noise = [abs(_test_at_best_dev(seeds[0]) - _test_at_best_dev(seeds[1]))
-                 for seeds in self.runs.values() if len(seeds) > 1]
+        paired = [(_test_at_best_dev(seeds[0]), _test_at_best_dev(seeds[1]))
+                  for seeds in self.runs.values() if len(seeds) > 1]
+        noise = [abs(first - second) for first, second in paired]
         return {"configs": len(values), "seeds": min(len(s) for s in self.runs.values()),
                 "best_test_f1": round(values[-1], 2), "median_test_f1": round(statistics.median(values), 2),
                 "worst_test_f1": round(values[0], 2),
                 "best_minus_median": round(values[-1] - statistics.median(values), 2),
                 "grid_pick_regret": round(self.grid_pick_regret, 2),
-                "seed_noise": round(statistics.fmean(noise), 2) if noise else None}
+                "seed_noise": round(statistics.fmean(noise), 2) if noise else None,
+                # Does seed 2 rank the configs as seed 1 does? Near 0: one trial's score says little.
+                "seed_rank_correlation": round(_rank_correlation(*zip(*paired)), 2) if len(paired) > 2 else None}
+
+
+def _ranks(values: tuple[float, ...]) -> list[float]:
+    """1-based ranks, ties given their mean rank."""
+    order = sorted(range(len(values)), key=values.__getitem__)
+    ranks = [0.0] * len(values)
+    start = 0
+    while start < len(order):
+        end = start
+        while end + 1 < len(order) and values[order[end + 1]] == values[order[start]]:
+            end += 1
+        for position in range(start, end + 1):
+            ranks[order[position]] = (start + end) / 2 + 1
+        start = end + 1
+    return ranks
+
+
+def _rank_correlation(first: tuple[float, ...], second: tuple[float, ...]) -> float:
+    """Spearman's rho: Pearson's correlation of the ranks."""
+    return statistics.correlation(_ranks(first), _ranks(second))
 
 
 def _test_at_best_dev(epochs: list[dict]) -> float:
