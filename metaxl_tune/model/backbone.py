@@ -80,8 +80,8 @@ def load_model_config(name: str, *, max_length: int, vocab_size: int = 8) -> Pre
     from metaxl_tune.model.hub_quiet import quiet_hub
 
     try:
-        with quiet_hub(name):
-            return AutoConfig.from_pretrained(name)
+        with quiet_hub(name) as hub:
+            return AutoConfig.from_pretrained(name, **hub)
     except (OSError, ValueError) as error:
         if Path(name).exists():
             raise ModelError(f"--model {name}: not a saved Hugging Face model ({error})".splitlines()[0]) from None
@@ -166,9 +166,9 @@ def load_backbone(
     from metaxl_tune.model.hub_quiet import quiet_hub
 
     try:
-        with quiet_hub(name):
+        with quiet_hub(name) as hub:
             model, loading = head.from_pretrained(
-                name, config=model_config, attn_implementation=attention, output_loading_info=True
+                name, config=model_config, attn_implementation=attention, output_loading_info=True, **hub
             )
     except OSError:
         raise ModelError(_offline_hint(name)) from None

@@ -101,8 +101,8 @@ def load_tokenizer(name: str) -> PreTrainedTokenizerFast:
     from metaxl_tune.model.hub_quiet import quiet_hub
 
     try:
-        with quiet_hub(name):
-            tokenizer = AutoTokenizer.from_pretrained(name)
+        with quiet_hub(name) as hub:
+            tokenizer = AutoTokenizer.from_pretrained(name, **hub)
     except (OSError, ValueError):
         raise ModelError(
             f"cannot load the tokenizer of '{name}'; pass --model with a local model directory, "
