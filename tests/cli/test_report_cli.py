@@ -11,6 +11,7 @@ from mlflow.tracking import MlflowClient
 from typer.testing import CliRunner
 
 from metaxl_tune.cli.report import report
+from metaxl_tune.mlflow_filters import tags_equal
 from search_store import NAME as SEARCH, SHOWN, build_search_store
 from test_report import LATEX, MARKDOWN, NAME, shared_store
 
@@ -37,7 +38,7 @@ def invoke(*args: str, cwd):
 def parent_artifacts(uri: str) -> set[str]:
     client = MlflowClient(uri)
     experiment = client.get_experiment_by_name("metaxl-tune").experiment_id
-    parent = client.search_runs([experiment], f"tags.`metaxl.search` = '{NAME}' and tags.`metaxl.role` = 'search'")[0]
+    parent = client.search_runs([experiment], tags_equal({"metaxl.search": NAME, "metaxl.role": "search"}))[0]
     return {item.path for item in client.list_artifacts(parent.info.run_id, "report")}
 
 

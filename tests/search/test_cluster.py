@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 from mlflow.tracking import MlflowClient
 
+from metaxl_tune.mlflow_filters import tags_equal
 from processes import CLI, cli_env, kill_session, run_cli, tune_results, wait_for
 
 DEMO = ["search", "--task", "ner", "--target", "tk", "--preset", "demo", "--scheduler", "fifo"]
@@ -35,7 +36,7 @@ def cluster():
 def trial_runs(workdir: Path, search: str) -> list:
     client = MlflowClient(f"sqlite:///{workdir / 'mlflow.db'}")
     experiment = client.get_experiment_by_name("metaxl-tune")
-    query = f"tags.`metaxl.search` = '{search}' and tags.`metaxl.role` = 'trial'"
+    query = tags_equal({"metaxl.search": search, "metaxl.role": "trial"})
     return client.search_runs([experiment.experiment_id], filter_string=query)
 
 

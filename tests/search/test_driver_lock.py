@@ -13,6 +13,7 @@ import optuna
 import pytest
 from mlflow.tracking import MlflowClient
 
+from metaxl_tune.mlflow_filters import tags_equal
 from metaxl_tune.search.driver_lock import SearchLockedError, driver_lock, lock_path
 from metaxl_tune.search.runner import optuna_storage
 from processes import FIRST_RESULT, cli_env, kill_session, read_until, run_cli, wait_for
@@ -114,7 +115,7 @@ def test_the_search_that_holds_the_lock_finishes_exactly_its_trials_and_removes_
     assert [t.state for t in study.trials] == [optuna.trial.TrialState.COMPLETE] * TRIALS
     client = MlflowClient(f"sqlite:///{workdir / 'mlflow.db'}")
     experiment = client.get_experiment_by_name("metaxl-tune")
-    runs = client.search_runs([experiment.experiment_id], f"tags.`metaxl.search` = '{NAME}'")
+    runs = client.search_runs([experiment.experiment_id], tags_equal({"metaxl.search": NAME}))
     assert sorted(run.data.tags["metaxl.role"] for run in runs) == ["search"] + ["trial"] * TRIALS
     assert not lock_path(workdir / "metaxl-searches", NAME).exists()
 

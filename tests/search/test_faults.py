@@ -12,6 +12,7 @@ import optuna
 import pytest
 from mlflow.tracking import MlflowClient
 
+from metaxl_tune.mlflow_filters import tags_equal
 from metaxl_tune.search.runner import optuna_storage
 from processes import (
     CLI, FIRST_RESULT, MlflowServer, cli_env, kill_session, read_until, run_cli, trial_worker_pids, tune_results,
@@ -32,7 +33,7 @@ def trial_runs(uri: str, search: str) -> tuple[list, list]:
     experiment = client.get_experiment_by_name("metaxl-tune")
     if experiment is None:
         return [], []
-    runs = client.search_runs([experiment.experiment_id], filter_string=f"tags.`metaxl.search` = '{search}'")
+    runs = client.search_runs([experiment.experiment_id], filter_string=tags_equal({"metaxl.search": search}))
     return ([run for run in runs if run.data.tags["metaxl.role"] == "search"],
             [run for run in runs if run.data.tags["metaxl.role"] == "trial"])
 

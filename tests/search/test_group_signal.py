@@ -15,6 +15,7 @@ import optuna
 import pytest
 from mlflow.tracking import MlflowClient
 
+from metaxl_tune.mlflow_filters import tags_equal
 from metaxl_tune.search.runner import optuna_storage
 from processes import (
     CLI, FIRST_RESULT, cli_env, descendants, kill_session, process_start, read_until, run_cli, session_pids, wait_for,
@@ -38,7 +39,7 @@ def search_state(workdir: Path) -> tuple[list, list, list]:
     study = optuna.load_study(study_name=NAME, storage=optuna_storage(workdir / "metaxl-searches" / NAME))
     client = MlflowClient(f"sqlite:///{workdir / 'mlflow.db'}")
     experiment = client.get_experiment_by_name("metaxl-tune")
-    runs = client.search_runs([experiment.experiment_id], f"tags.`metaxl.search` = '{NAME}'", max_results=1000)
+    runs = client.search_runs([experiment.experiment_id], tags_equal({"metaxl.search": NAME}), max_results=1000)
     return (study.trials, [run for run in runs if run.data.tags["metaxl.role"] == "search"],
             [run for run in runs if run.data.tags["metaxl.role"] == "trial"])
 

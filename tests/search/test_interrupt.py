@@ -8,6 +8,7 @@ import signal
 import optuna
 import pytest
 
+from metaxl_tune.mlflow_filters import tags_equal
 from metaxl_tune.search.interrupt import Interruption, stopped_line
 
 
@@ -113,7 +114,7 @@ def search_state(uri: str, workdir, name: str) -> tuple[list, list, list]:
     study = optuna.load_study(study_name=name, storage=optuna_storage(workdir / "metaxl-searches" / name))
     client = MlflowClient(uri)
     experiment = client.get_experiment_by_name("metaxl-tune")
-    runs = client.search_runs([experiment.experiment_id], f"tags.`metaxl.search` = '{name}'", max_results=1000)
+    runs = client.search_runs([experiment.experiment_id], tags_equal({"metaxl.search": name}), max_results=1000)
     return (study.trials, [run for run in runs if run.data.tags["metaxl.role"] == "search"],
             [run for run in runs if run.data.tags["metaxl.role"] == "trial"])
 

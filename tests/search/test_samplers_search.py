@@ -10,6 +10,7 @@ import optuna
 import pytest
 from mlflow.tracking import MlflowClient
 
+from metaxl_tune.mlflow_filters import tags_equal
 from metaxl_tune.search.runner import optuna_storage
 from metaxl_tune.search.warm_start import WARM_START_FROM
 from processes import run_cli
@@ -71,7 +72,7 @@ def study_of(workdir, name: str) -> optuna.Study:
 def parent_tags(workdir, name: str) -> dict[str, str]:
     client = MlflowClient(f"sqlite:///{workdir / 'mlflow.db'}")
     experiment = client.get_experiment_by_name("metaxl-tune")
-    runs = client.search_runs([experiment.experiment_id], filter_string=f"tags.`metaxl.search` = '{name}'")
+    runs = client.search_runs([experiment.experiment_id], filter_string=tags_equal({"metaxl.search": name}))
     return next(run.data.tags for run in runs if run.data.tags.get("metaxl.role") == "search")
 
 

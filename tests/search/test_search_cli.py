@@ -12,6 +12,7 @@ import optuna
 import pytest
 from mlflow.tracking import MlflowClient
 
+from metaxl_tune.mlflow_filters import tags_equal
 from metaxl_tune.search.runner import optuna_storage
 from processes import CLI, MlflowServer, cli_env, kill_session, run_cli
 
@@ -20,7 +21,7 @@ DEMO = ["search", "--task", "ner", "--target", "tk", "--preset", "demo"]
 
 def trial_runs(client: MlflowClient, search: str):
     experiment = client.get_experiment_by_name("metaxl-tune")
-    query = f"tags.`metaxl.search` = '{search}'"
+    query = tags_equal({"metaxl.search": search})
     runs = client.search_runs([experiment.experiment_id], filter_string=query, max_results=1000)
     parents = [run for run in runs if run.data.tags.get("metaxl.role") == "search"]
     trials = [run for run in runs if run.data.tags.get("metaxl.role") == "trial"]

@@ -5,11 +5,9 @@ through their Tune interfaces in this process, as bench/search_quality.py does."
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
-from pathlib import Path
 
 import optuna
 import pytest
