@@ -17,8 +17,9 @@ $(VENV)/.installed: pyproject.toml
 setup: $(VENV)/.installed
 
 # The offline demo: a 6-trial MetaXL search on tiny-pretrained (a tiny encoder pre-trained by
-# MLM on the synthetic languages, built once on first use), then target-only, JT and the winner
-# over 3 seeds. Everything it writes goes under $(RUNS) (MLflow store and artifacts, Tune state,
+# MLM on the synthetic languages, built once on first use), racing configs on paired seeds (the
+# default --repeats auto, README "When one seed is not enough"), then target-only, JT and the
+# winner over 3 seeds. Everything it writes goes under $(RUNS) (MLflow store and artifacts, Tune state,
 # the exported config).
 DEMO_NAME ?= demo-$(shell date +%Y%m%d-%H%M%S)
 RUNS ?= metaxl-runs
@@ -28,8 +29,10 @@ demo: setup
 	METAXL_TUNE_RUNS=$(RUNS) $(BIN)/metaxl-tune best --name $(DEMO_NAME) --top 6 \
 		-o $(RUNS)/configs/$(DEMO_NAME)-best.yaml --compare --seeds 3
 
+# --durations=15: every run (and .ci/run) ends with its 15 slowest tests, so a change that slows
+# the suite shows where.
 test: setup
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q --durations=15
 
 bench: setup
 	$(BIN)/python bench/step.py

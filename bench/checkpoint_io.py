@@ -28,9 +28,9 @@ import json
 import torch
 from transformers import XLMRobertaConfig, XLMRobertaForTokenClassification
 
-from metaxl_tune.bilevel import Learner
-from metaxl_tune.checkpoint import serialize_best, training_state, write_state
-from metaxl_tune.checkpoint_policy import DEFAULT_CHECKPOINT_EVERY, CheckpointPolicy
+from metaxl_tune.train.bilevel import Learner
+from metaxl_tune.train.checkpoint import serialize_best, training_state, write_state
+from metaxl_tune.train.checkpoint_policy import DEFAULT_CHECKPOINT_EVERY, CheckpointPolicy
 from metaxl_tune.config import RunConfig
 from metaxl_tune.model.rtn import RTNBank
 

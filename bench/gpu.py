@@ -43,7 +43,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from metaxl_tune.bilevel import Learner  # noqa: E402
+from metaxl_tune.train.bilevel import Learner  # noqa: E402
 from metaxl_tune.config import RunConfig  # noqa: E402
 from metaxl_tune.model.backbone import (  # noqa: E402
     encoder_modules,

@@ -11,7 +11,7 @@ What runs
 A ``ray.cluster_utils.Cluster`` on this machine: a head node with no CPUs or GPUs (driver,
 GCS) and ``--nodes`` worker nodes (raylets) that each declare ``--gpus-per-node`` GPUs and as
 many CPUs; the driver joins it with ``ray.init(address=...)`` and calls the real search
-path, ``metaxl_tune.search.runner.run_search`` (its ``connect()`` keeps the Ray already up):
+path, ``metaxl_tune.search.driver.runner.run_search`` (its ``connect()`` keeps the Ray already up):
 the demo preset (model tiny, synthetic data, space demo: Optuna TPE on a journal file, constant
 liar), FIFO scheduler, ``gpus_per_trial=1``, ``cpus_per_trial=1``, one trial per slot
 (``max_concurrent`` = slots), reuse_actors, MLflow parent + nested run per trial in a sqlite
@@ -246,10 +246,10 @@ def run_one(label: str, *, cluster, root: Path, trials: int, slots: int, args, p
     from ray.tune.execution.tune_controller import TuneController
     from ray.tune.search.search_generator import SearchGenerator
 
-    from metaxl_tune.search.callbacks import MlflowTrialCallback
-    from metaxl_tune.search.pruning import PruningAwareOptunaSearch
-    from metaxl_tune.search.runner import SearchOptions
-    from metaxl_tune.tracking import Tracker
+    from metaxl_tune.search.records.callbacks import MlflowTrialCallback
+    from metaxl_tune.search.space.pruning import PruningAwareOptunaSearch
+    from metaxl_tune.search.driver.options import SearchOptions
+    from metaxl_tune.results.tracking import Tracker
 
     options = SearchOptions(
         name=label,

@@ -1,12 +1,12 @@
 """Shared harness of bench/scale.py and bench/search_overhead.py.
 
-Both benches run the real search, ``metaxl_tune.search.runner.run_search``, through its public
-seam ``metaxl_tune.search.hooks.SearchHooks``: ``run_with_hooks`` adds this harness's timing
+Both benches run the real search, ``metaxl_tune.search.driver.runner.run_search``, through its public
+seam ``metaxl_tune.search.driver.hooks.SearchHooks``: ``run_with_hooks`` adds this harness's timing
 callback (first in the callback list) and, for scale.py, substitutes a trial body that sleeps
 instead of training (``sleeping_trial``). Nothing in ``runner`` is patched.
 
-``sleeping_trial`` reports as ``metaxl_tune.search.trainable.train_trial`` does under the
-checkpoint policy (``checkpoint_every``, metaxl_tune/checkpoint_policy.py): metrics after every
+``sleeping_trial`` reports as ``metaxl_tune.search.execution.trainable.train_trial`` does under the
+checkpoint policy (``checkpoint_every``, metaxl_tune/train/checkpoint_policy.py): metrics after every
 epoch, a resume checkpoint only on the epochs the policy picks (by default, every 10 minutes
 and always the final epoch), through the same ``persistence.report``. It imports neither torch
 nor the trainer, so a worker pays only Ray's imports.
@@ -49,8 +49,8 @@ def sleeping_trial(sampled: dict[str, Any], *, configs, cache_dir: str, cpus: fl
     import ray
     from ray import tune
 
-    from metaxl_tune.checkpoint_policy import CheckpointPolicy
-    from metaxl_tune.search import persistence
+    from metaxl_tune.train.checkpoint_policy import CheckpointPolicy
+    from metaxl_tune.search.faults import persistence
 
     started_at = time.time()
     config = configs(sampled)  # the trial's RunConfig: epochs and checkpoint_every as a real trial
@@ -171,8 +171,8 @@ def make_timing_callback(*, track_created: bool = False):
 
 def run_with_hooks(options, *, timing, trial: Callable[..., None] | None = None, log: Callable[[str], None] = print):
     """run_search with the timing callback first and, if given, ``trial`` as the trial body."""
-    from metaxl_tune.search.hooks import SearchHooks
-    from metaxl_tune.search.runner import run_search
+    from metaxl_tune.search.driver.hooks import SearchHooks
+    from metaxl_tune.search.driver.runner import run_search
 
     return run_search(options, log=log, hooks=SearchHooks(trial=trial, callbacks=(timing,)))
 

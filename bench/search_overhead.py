@@ -5,7 +5,7 @@
     python bench/search_overhead.py --max-concurrent 4    # the same with search --max-concurrent 4
     python bench/search_overhead.py --keep                # keep the temp dir (Tune state, mlflow.db)
 
-Runs the real search path (``metaxl_tune.search.runner.run_search``: Optuna + Ray Tune +
+Runs the real search path (``metaxl_tune.search.driver.runner.run_search``: Optuna + Ray Tune +
 the driver-side MLflow callback) on a local Ray that declares ``--gpus`` GPUs it does not
 have; every trial gets one "GPU" (``CUDA_VISIBLE_DEVICES`` is set, torch sees no CUDA, the
 trial trains on the CPU) and trains a fixed amount (the bench's own space fixes epochs, data
@@ -13,10 +13,10 @@ sizes and shapes; only lr and meta_lr are searched; FIFO scheduler, so nothing i
 The data cache is warmed before Ray starts, so the latency is "with cached data".
 
 The bench drives the search through run_search's public hooks
-(``metaxl_tune.search.hooks.SearchHooks``, via bench/search_harness.py, shared with
+(``metaxl_tune.search.driver.hooks.SearchHooks``, via bench/search_harness.py, shared with
 bench/scale.py): a Tune callback run before the search's own (``callbacks``), and a probe
 around the library's ``train_trial`` (``trial``) that records whether a trial loaded or called
-MLflow, and its process id; plus timers around every ``metaxl_tune.tracking.Tracker`` method
+MLflow, and its process id; plus timers around every ``metaxl_tune.results.tracking.Tracker`` method
 (all MLflow traffic of a search goes through it, in the driver). The trials train for real, so
 they report and checkpoint as the trainer's checkpoint policy says (``checkpoint_every``,
 default 10m: metrics every epoch, a resume checkpoint at the final epoch here). Process id (the ``pid`` column: Ray reuses worker processes, so only new ones pay the imports).
@@ -95,7 +95,7 @@ def make_probed_trial(probe_dir: str):
     def train_trial(sampled, **kwargs):
         from ray import tune
 
-        from metaxl_tune.search.trainable import train_trial as library_trial
+        from metaxl_tune.search.execution.trainable import train_trial as library_trial
 
         calls = {"n": 0}
         loaded_before = "mlflow" in sys.modules
@@ -145,8 +145,10 @@ def main() -> None:
 
     import ray
 
-    from metaxl_tune.search.runner import SearchOptions, prepare, warm_data_cache
-    from metaxl_tune.tracking import Tracker
+    from metaxl_tune.search.driver.options import SearchOptions
+
+    from metaxl_tune.search.driver.preflight import prepare, warm_data_cache
+    from metaxl_tune.results.tracking import Tracker
 
     if ray.is_initialized():
         sys.exit("Ray is already initialised in this process")

@@ -1,35 +1,47 @@
-"""How fast does a search find the best config? A tabular benchmark (HPOBench/YAHPO style).
+"""How fast does a search find the best config, and can its winner be trusted? A tabular benchmark
+(HPOBench/YAHPO style).
 
 The table (bench/search_quality_table.py, committed as bench/data/search_quality_table.jsonl):
 every point of bench/data/search_quality_space.yaml (3 meta lrs x 2 bottlenecks x 4 placements
 x 2 sources = 48 configs) trained for real on tiny-pretrained synthetic NER, for targets tk and
-qu, 2 seeds each, with per-epoch dev F1, test F1 and optimizer steps. Missing lines are trained
-first (resumable: a killed build keeps what it wrote); an up-to-date table costs nothing.
+qu, with per-epoch dev F1, test F1 and optimizer steps, one line per (target, config, seed). The
+replay uses whatever seeds the table has and prints how many each config has; ``--seeds 1-8``
+trains the missing lines first (appended; the lines there are kept as they are).
 
 The replays run searches on the table: the trial body looks the config up instead of training.
 They are an in-process equivalent of ``search``, not Ray Tune runs: the same factories
-(metaxl_tune/search/strategy.py: ``build_sampler``, ``build_searcher`` -> the space's
+(metaxl_tune/search/space/strategy.py: ``build_sampler``, ``build_searcher`` -> the space's
 define-by-run ``sample`` inside PruningAwareOptunaSearch, ``build_scheduler`` -> Tune's own
-ASHAScheduler or FIFOScheduler) and the same warm start (metaxl_tune/search/warm_start.py),
-driven through their Tune interfaces (``suggest``, ``on_trial_result``, ``on_trial_complete``)
-one trial at a time, with an in-memory Optuna study. Each trial draws one of the config's seeds
-at random, so a replay sees the table's seed noise as a search would.
+ASHAScheduler or FIFOScheduler), the same warm start (metaxl_tune/search/driver/warm_start.py) and
+the same racing policy (metaxl_tune/search/space/racing.py, through search_quality_racing.py),
+driven through their interfaces one trial at a time, with an in-memory Optuna study. A config's
+k-th trial trains with the replay's k-th seed (one shuffled order of the table's seeds), so a
+config run again sees a new seed, as in a real search.
 
-Per strategy (random+FIFO, TPE+FIFO, TPE+ASHA, GP+FIFO, and TPE+ASHA warm-started from a
-TPE+ASHA search on the other target, its best config run first), ``--repetitions`` replays per
-target, each with a budget of the full grid's cost (every config trained to its end once).
-Regret: the best config's mean test F1 minus the mean test F1 of the config whose completed
-trial has the best dev F1 so far; before any trial completes, the best minus the worst config.
-``cost_to_within_1f1``: the fraction of the grid's cost spent when the regret first reaches
-<= 1 F1 (1.0 if never), median over the repetitions of both targets. ``cost_to_grid_pick``: the same
-for reaching the regret of the config that training the whole grid picks (best mean dev F1).
+Two families, the truth of a config being its mean test F1 (test F1 at the best dev epoch):
 
-    .venv/bin/python bench/search_quality.py                  # build what is missing, then replay
-    nice -n 15 .venv/bin/python bench/search_quality.py --build-only --jobs 2
+- One seed per trial (the old keys; incumbent = the config of the completed trial with the best
+  dev F1): random+FIFO, TPE+FIFO, TPE+ASHA, GP+FIFO, and TPE+ASHA warm-started from a TPE+ASHA
+  search on the other target (its best config run first), each to the full grid's cost (every
+  config trained to its end once). ``cost_to_within_1f1``: the fraction of that cost spent when
+  the regret first reaches <= 1 F1 (1.0 if never), median over the repetitions of both targets;
+  ``cost_to_grid_pick``: the same for the regret of the config the whole grid picks (best mean dev F1).
+- Seed-aware (search_quality_racing.py; incumbent = ``Race.incumbent()``, the best mean among the
+  configs with the most completed seeds): TPE+ASHA ``--repeats 1``, ``--repeats 3``, racing
+  (``auto``), and random+FIFO racing, at the grid's cost and at twice it, read against the mean
+  of all seeds and (with >= 4 seeds a config) against held-out seeds no replay draws. Per strategy
+  and budget: final regret, success rate (incumbent within 1 F1 of the best config), cost to
+  within 1 F1, optimism gap (the incumbent's reported mean test F1 minus its true mean) and how
+  often ASHA pruned a true top-3 config.
 
-Last line: one JSON object (keys in the issue: random_cost_to_within_1f1, tpe_asha_cost_to_within_1f1,
-gp_cost_to_within_1f1, warm_tpe_asha_cost_to_within_1f1, tpe_asha_over_random). The curves go to
-bench/data/search_quality_curves.png.
+    .venv/bin/python bench/search_quality.py                  # replay the table as it is
+    nice -n 15 .venv/bin/python bench/search_quality_table.py --seeds 1-8 --jobs 2   # add seeds
+
+Last line: one JSON object: the old keys (random_cost_to_within_1f1, tpe_asha_cost_to_within_1f1,
+gp_cost_to_within_1f1, warm_tpe_asha_cost_to_within_1f1, tpe_asha_over_random, ...), the seed-aware
+keys of issue #25 (racing_final_regret_median, racing_success_rate, ..., top3_pruned_rate; at the
+grid's cost unless named), the held-out reading's and its difference, and the table's signal.
+The curves go to bench/data/search_quality_curves.png.
 """
 
 from __future__ import annotations
@@ -48,12 +60,15 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import optuna  # noqa: E402
-from search_quality_table import BASE, build, config_key, read_table  # noqa: E402
+from search_quality_plot import plot  # noqa: E402
+from search_quality_racing import BUDGETS, SEEDED_STRATEGIES, SEARCH_VIEW, SeedOrder, run_seeded, variants  # noqa: E402
+from search_quality_table import BASE, build, config_key, parse_seeds, read_table, seed_counts  # noqa: E402
+from search_quality_truth import HELD_OUT_MIN_SEEDS, READINGS, Table, quartiles  # noqa: E402
 
 from metaxl_tune.config import RunConfig  # noqa: E402
-from metaxl_tune.search.space import SearchSpace, load_space  # noqa: E402
-from metaxl_tune.search.strategy import build_sampler, build_scheduler, build_searcher  # noqa: E402
-from metaxl_tune.search.warm_start import priors_from_study, seed_study  # noqa: E402
+from metaxl_tune.search.space.schema import SearchSpace, load_space  # noqa: E402
+from metaxl_tune.search.space.strategy import build_sampler, build_scheduler, build_searcher  # noqa: E402
+from metaxl_tune.search.driver.warm_start import priors_from_study, seed_study  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 DEFAULT_SPACE = HERE / "data" / "search_quality_space.yaml"
@@ -70,71 +85,6 @@ STRATEGIES: dict[str, tuple[str, str, bool]] = {
 }
 WARM_START_TOP = 1
 CURVE_POINTS = [round(0.05 * i, 2) for i in range(1, 21)]
-
-
-class Table:
-    """The built table of one target: per config, its seeds' per-epoch rows."""
-
-    def __init__(self, rows: list[dict[str, Any]], target: str):
-        self.target = target
-        self.runs: dict[str, list[list[dict]]] = defaultdict(list)
-        for row in rows:
-            if row["target"] == target:
-                self.runs[config_key(row["params"])].append(row["epochs"])
-        if not self.runs:
-            raise SystemExit(f"the table has no lines for target {target}; build it first")
-        # The paper's number: test F1 at the best dev epoch, averaged over seeds.
-        self.mean_test = {key: statistics.fmean(_test_at_best_dev(epochs) for epochs in seeds)
-                          for key, seeds in self.runs.items()}
-        self.best_test = max(self.mean_test.values())
-        # What training the whole grid picks (best mean dev F1), and how far below the best it is:
-        # no search that selects by dev F1 ends below this regret, whatever it spends.
-        mean_dev = {key: statistics.fmean(max(e["dev_f1"] for e in epochs) for epochs in seeds)
-                    for key, seeds in self.runs.items()}
-        self.grid_pick_regret = self.best_test - self.mean_test[max(mean_dev, key=mean_dev.get)]
-        self.worst_test = min(self.mean_test.values())
-        self.grid_cost = sum(statistics.fmean(sum(e["steps"] for e in epochs) for epochs in seeds)
-                             for seeds in self.runs.values())
-
-    def signal(self) -> dict[str, float]:
-        """Best vs median config, and the seed noise (mean |seed 1 - seed 2| of a config)."""
-        values = sorted(self.mean_test.values())
-        paired = [(_test_at_best_dev(seeds[0]), _test_at_best_dev(seeds[1]))
-                  for seeds in self.runs.values() if len(seeds) > 1]
-        noise = [abs(first - second) for first, second in paired]
-        return {"configs": len(values), "seeds": min(len(s) for s in self.runs.values()),
-                "best_test_f1": round(values[-1], 2), "median_test_f1": round(statistics.median(values), 2),
-                "worst_test_f1": round(values[0], 2),
-                "best_minus_median": round(values[-1] - statistics.median(values), 2),
-                "grid_pick_regret": round(self.grid_pick_regret, 2),
-                "seed_noise": round(statistics.fmean(noise), 2) if noise else None,
-                # Does seed 2 rank the configs as seed 1 does? Near 0: one trial's score says little.
-                "seed_rank_correlation": round(_rank_correlation(*zip(*paired)), 2) if len(paired) > 2 else None}
-
-
-def _ranks(values: tuple[float, ...]) -> list[float]:
-    """1-based ranks, ties given their mean rank."""
-    order = sorted(range(len(values)), key=values.__getitem__)
-    ranks = [0.0] * len(values)
-    start = 0
-    while start < len(order):
-        end = start
-        while end + 1 < len(order) and values[order[end + 1]] == values[order[start]]:
-            end += 1
-        for position in range(start, end + 1):
-            ranks[order[position]] = (start + end) / 2 + 1
-        start = end + 1
-    return ranks
-
-
-def _rank_correlation(first: tuple[float, ...], second: tuple[float, ...]) -> float:
-    """Spearman's rho: Pearson's correlation of the ranks."""
-    return statistics.correlation(_ranks(first), _ranks(second))
-
-
-def _test_at_best_dev(epochs: list[dict]) -> float:
-    best = max(epochs, key=lambda e: e["dev_f1"])  # the first epoch of the best dev F1, as the trainer keeps
-    return best["test_f1"]
 
 
 @dataclass
@@ -165,7 +115,8 @@ def replay(table: Table, space: SearchSpace, base: RunConfig, sampler_name: str,
     from ray.tune.schedulers import TrialScheduler
 
     np.random.seed(seed)  # ASHA draws its bracket from numpy's global generator
-    rng = random.Random(seed)
+    seeds = SeedOrder(table.reading("all"), random.Random(seed))
+    runs: dict[str, int] = defaultdict(int)  # per config: trials started (its k-th trains seed k of the order)
     storage = optuna.storages.InMemoryStorage()
     name = f"replay-{table.target}-{sampler_name}-{scheduler_name}-{seed}"
     if priors:
@@ -181,7 +132,8 @@ def replay(table: Table, space: SearchSpace, base: RunConfig, sampler_name: str,
         trial_id = f"t{run.trials:05d}"
         config = searcher.suggest(trial_id)
         key = config_key({name: config[name] for name in space.names if name in config})
-        epochs = rng.choice(table.runs[key])
+        epochs = table.seeds[key][seeds.seed(key, runs[key])]
+        runs[key] += 1
         trial = _Trial(trial_id)
         scheduler.on_trial_add(None, trial)
         best_dev, stopped = 0.0, False
@@ -220,11 +172,6 @@ def regret_at(trace: list[tuple[float, float]], cost: float, start: float) -> fl
             break
         regret = value
     return regret
-
-
-def quartiles(values: list[float]) -> tuple[float, float, float]:
-    q1, median, q3 = statistics.quantiles(values, n=4, method="inclusive") if len(values) > 1 else (values[0],) * 3
-    return q1, median, q3
 
 
 def run_strategies(tables: dict[str, Table], space: SearchSpace, repetitions: int, strategies: list[str],
@@ -284,52 +231,82 @@ def run_strategies(tables: dict[str, Table], space: SearchSpace, repetitions: in
     return summary
 
 
-def plot(summary: dict[str, dict[str, Any]], path: Path, targets: list[str]) -> None:
-    import matplotlib
+def seeded_figures(seeded: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """The issue's last-line keys (at the grid's cost unless named), from one reading."""
+    def get(label: str, budget: str, *path: str):
+        value = seeded.get(label, {}).get(budget)
+        for key in path:
+            value = None if value is None else value.get(key)
+        return value
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    figure, axes = plt.subplots(figsize=(7, 4.2))
-    for name, row in summary.items():
-        points = [float(p) for p in row["regret_at_cost"]]
-        q1, median, q3 = zip(*row["regret_at_cost"].values())
-        line, = axes.plot(points, median, label=name.replace("_", "+").replace("warm+", "warm "))
-        axes.fill_between(points, q1, q3, color=line.get_color(), alpha=0.15)
-    axes.axhline(1.0, color="grey", linestyle=":", linewidth=1)
-    axes.set_xlabel("cost spent (fraction of training every grid config once)")
-    axes.set_ylabel("regret (test F1 points)")
-    axes.set_title(f"Regret vs cost: median and quartiles over replays ({' and '.join(targets)})")
-    axes.legend()
-    figure.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path, dpi=100)
-    plt.close(figure)
+    return {
+        "racing_final_regret_median": get("racing", "1x", "final_regret", "median"),
+        "racing_final_regret_q3": get("racing", "1x", "final_regret", "q3"),
+        "racing_success_rate": get("racing", "1x", "success_rate"),
+        "racing_success_rate_2x": get("racing", "2x", "success_rate"),
+        "racing_cost_to_within_1f1": get("racing", "1x", "cost_to_within_1f1", "median"),
+        "racing_optimism_gap_median": get("racing", "1x", "optimism_gap", "median"),
+        "single_seed_optimism_gap_median": get("single_seed", "1x", "optimism_gap", "median"),
+        "single_seed_final_regret_median": get("single_seed", "1x", "final_regret", "median"),
+        "repeat3_final_regret_median": get("repeat3", "1x", "final_regret", "median"),
+        "top3_pruned_rate": get("racing", "1x", "top3_pruned_rate"),
+    }
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--space", type=Path, default=DEFAULT_SPACE, help="The grid (all-categorical space).")
-    parser.add_argument("--table", type=Path, default=DEFAULT_TABLE, help="The table's JSONL (built where missing).")
+    parser.add_argument("--table", type=Path, default=DEFAULT_TABLE, help="The table's JSONL.")
     parser.add_argument("--targets", default="tk,qu")
-    parser.add_argument("--seeds", type=int, default=2, help="Training seeds per config in the table.")
+    parser.add_argument("--seeds", default=None,
+                        help="Train the lines these seeds lack first (N, A-B or a comma list; "
+                             "bench/search_quality_table.py). Default: replay the table as it is.")
     parser.add_argument("--jobs", type=int, default=1, help="Trainings at a time while building (one thread each).")
     parser.add_argument("--model", default=BASE["model"], help="The table's model (tests use tiny).")
-    parser.add_argument("--build-only", action="store_true", help="Build the table, do not replay.")
+    parser.add_argument("--build-only", action="store_true", help="Build the table (--seeds), do not replay.")
     parser.add_argument("--repetitions", type=int, default=15,
                         help="Replays per strategy and target (15 x 2 targets = 30 per strategy).")
-    parser.add_argument("--strategies", default=",".join(STRATEGIES))
+    parser.add_argument("--strategies", default=",".join(STRATEGIES),
+                        help=f"One-seed-per-trial strategies (the old keys): {', '.join(STRATEGIES)}.")
+    parser.add_argument("--seeded", default=",".join(SEEDED_STRATEGIES),
+                        help=f"Seed-aware strategies: {', '.join(SEEDED_STRATEGIES)} (empty: none).")
+    parser.add_argument("--max-repeats", default="3,4",
+                        help="Racing's --max-repeats to compare (the search's default is always run).")
     parser.add_argument("--plot", type=Path, default=DEFAULT_PLOT)
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
 
     def say(line: str) -> None:
         print(line, file=sys.stderr, flush=True)
 
-    space = load_space(args.space)
+    old = [name for name in args.strategies.split(",") if name]
+    new = [name for name in args.seeded.split(",") if name]
+    unknown = [name for name in old if name not in STRATEGIES] + [name for name in new if name not in SEEDED_STRATEGIES]
+    if unknown:
+        parser.exit(2, f"--strategies/--seeded: unknown strategy {unknown[0]}; use {', '.join(STRATEGIES)} "
+                       f"or {', '.join(SEEDED_STRATEGIES)}\n")
+    try:
+        seeds = parse_seeds(args.seeds) if args.seeds is not None else None
+        max_repeats = tuple(int(value) for value in args.max_repeats.split(","))
+    except ValueError as error:
+        parser.exit(2, f"{error}\n" if str(error).startswith("--seeds") else
+                    f"--max-repeats {args.max_repeats}: give a comma list of integers, e.g. 3,4\n")
+    from metaxl_tune.search.space.errors import SpaceError
+
+    try:
+        space = load_space(args.space)
+    except SpaceError as error:
+        parser.exit(2, f"--space: {error}\n")
     targets = args.targets.split(",")
-    rows = build(space, args.table, targets, list(range(1, args.seeds + 1)), jobs=args.jobs, model=args.model, say=say)
+    if seeds is not None:
+        rows = build(space, args.table, targets, seeds, jobs=args.jobs, model=args.model, say=say)
+    else:
+        rows = read_table(args.table)
     if args.build_only:
-        return
+        return {}
+    missing = [target for target in targets if not any(row["target"] == target for row in rows)]
+    if missing:
+        parser.exit(2, f"--table {args.table}: no lines for target {missing[0]}; add them with "
+                       f"bench/search_quality_table.py --table {args.table} --targets {args.targets} --seeds 1-2\n")
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     import warnings
 
@@ -337,16 +314,29 @@ def main() -> None:
     # GP's ask runs inside the define-by-run space and takes over Ray's 1 s warning threshold.
     warnings.filterwarnings("ignore", message="Define-by-run function")
     tables = {target: Table(rows, target) for target in targets}
+    signals = {}
     for target, table in tables.items():
-        signal = table.signal()
+        signals[target] = signal = table.signal()
         say(f"table {target}: {json.dumps(signal)}")
         if signal["best_minus_median"] <= 1.0:
             say(f"table {target}: no signal - the best and the median config are within 1 F1")
+        if not signal["best_told_from_second"]:
+            say(f"table {target}: the best config is {signal['best_minus_second']} F1 above the second, within the "
+                f"standard error of that difference ({signal['best_minus_second_standard_error']}): the table "
+                "cannot tell them apart, so a strategy that ends on the second best is not wrong by the data")
+    fewest = min(table.min_seeds for table in tables.values())
+    readings = {name: {target: table.reading(name) for target, table in tables.items()} for name in READINGS}
+    if any(reading is None for reading in readings["held_out"].values()):
+        del readings["held_out"]
+        say(f"held-out reading skipped: it needs >= {HELD_OUT_MIN_SEEDS} seeds per config (half drawn, half judged); "
+            f"the table has {fewest} for some config (bench/search_quality_table.py --seeds 1-8 adds seeds)")
     started = time.monotonic()
-    summary = run_strategies(tables, space, args.repetitions, args.strategies.split(","), say)
-    plot(summary, args.plot, targets)
+    summary = run_strategies(tables, space, args.repetitions, old, say) if old else {}
+    seeded = run_seeded(tables, readings, space, args.repetitions,
+                        variants(new, fewest, max_repeats=max_repeats), say) if new else {}
+    plot(summary, seeded.get("all", {}), args.plot, targets)
     say(f"curves: {args.plot}")
-    figures = {
+    figures: dict[str, Any] = {
         "random_cost_to_within_1f1": summary.get("random_fifo", {}).get("cost_to_within_1f1"),
         "tpe_fifo_cost_to_within_1f1": summary.get("tpe_fifo", {}).get("cost_to_within_1f1"),
         "tpe_asha_cost_to_within_1f1": summary.get("tpe_asha", {}).get("cost_to_within_1f1"),
@@ -361,10 +351,30 @@ def main() -> None:
     figures["regret_median_at_0.1"] = {name: row["regret_at_cost"]["0.1"][1] for name, row in summary.items()}
     figures["cost_to_within_1f1_by_target"] = {name: row["cost_to_within_1f1_by_target"]
                                                for name, row in summary.items()}
+    figures.update(seeded_figures(seeded.get("all", {})))
+    held_out = seeded.get("held_out")
+    figures["held_out"] = seeded_figures(held_out) if held_out else None
+    # How far the held-out reading lies from the all-seeds one (held-out minus all), per figure.
+    figures["held_out_minus_all"] = ({key: round(value - figures[key], 3) for key, value in figures["held_out"].items()
+                                      if value is not None and figures.get(key) is not None} if held_out else None)
+    figures["strategies"] = {reading: {label: {budget: {key: row[budget][key] for key in (
+        "final_regret", "success_rate", "cost_to_within_1f1", "optimism_gap", "top3_pruned_rate", "trials_per_search",
+        "configs_per_search", "trainings_per_config")}
+        for budget in (f"{b:g}x" for b in BUDGETS)} | {"repeats": row["repeats"], "max_repeats": row["max_repeats"],
+                                                       # Runs past the table's seeds for a config (seeds reused).
+                                                       "seed_reuses_per_search_at_2x": row["2x"][
+                                                           "seed_reuses_per_search_at_2x"]}
+        for label, row in rows_.items()} for reading, rows_ in seeded.items()}
+    figures["sampler_view"] = SEARCH_VIEW
+    figures["seeds_per_config"] = {target: table.seed_counts for target, table in tables.items()}
     figures["repetitions_per_target"] = args.repetitions
-    figures["signal"] = {target: table.signal()["best_minus_median"] for target, table in tables.items()}
+    figures["signal"] = {target: signal["best_minus_median"] for target, signal in signals.items()}
+    figures["signal_detail"] = {target: {key: signal[key] for key in (
+        "best_minus_median", "seed_noise", "seed_sd", "mean_standard_error", "best_minus_second",
+        "best_minus_second_standard_error", "best_told_from_second")} for target, signal in signals.items()}
     figures["seconds"] = round(time.monotonic() - started, 1)
     print(json.dumps(figures))
+    return {"summary": summary, "seeded": seeded, "figures": figures}
 
 
 if __name__ == "__main__":

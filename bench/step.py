@@ -33,7 +33,7 @@ import time
 import torch
 from transformers import AutoConfig, AutoModelForTokenClassification
 
-from metaxl_tune.bilevel import Learner
+from metaxl_tune.train.bilevel import Learner
 from metaxl_tune.config import RunConfig
 from metaxl_tune.model.backbone import encoder_modules, hidden_size, load_model_config, model_depth
 from metaxl_tune.model.rtn import RTNBank

@@ -29,7 +29,7 @@ import time
 from pathlib import Path
 
 from metaxl_tune.config import RunConfig, load_config
-from metaxl_tune.trainer import Run, default_cache_dir
+from metaxl_tune.train.trainer import Run, default_cache_dir
 
 METHODS = ("target-only", "jt", "jt-rtn", "metaxl")
 SOURCES = ("en", "related")

@@ -1,5 +1,5 @@
 """`python -m metaxl_tune.cli` runs the command line (tests use it to avoid PATH lookups)."""
 
-from .app import main
+from .launch import main
 
 main()

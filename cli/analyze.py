@@ -7,8 +7,9 @@ from typing import Optional
 
 import typer
 
-from metaxl_tune.names import check_name
-from metaxl_tune.origins import tracking_uri_named
+from metaxl_tune.common.names import check_name
+from metaxl_tune.common.origins import tracking_uri_named
+from metaxl_tune.common.secrets import mask_uri
 
 from .common import check_output_dir, check_positive, user_errors
 
@@ -35,8 +36,9 @@ def analyze(
     from rich.console import Console
     from rich.table import Table
 
-    from metaxl_tune.analysis import ARTIFACT_DIR, PLOT_FILE, analyze_mlflow_run
-    from metaxl_tune.tracking import check_tracking_uri, default_tracking_uri
+    from metaxl_tune.results.analysis import ARTIFACT_DIR, PLOT_FILE
+    from metaxl_tune.results.analysis_record import analyze_mlflow_run
+    from metaxl_tune.results.tracking import check_tracking_uri, default_tracking_uri
 
     with user_errors():
         check_name(run, "--run")  # a run id; it also names the default output folder
@@ -66,7 +68,7 @@ def analyze(
         weights = "  ".join(f"{key.removeprefix('rtn_mix_')}: {value:.3f}" for key, value in result.mixture_weights.items())
         typer.echo(f"RTN mixture weights (placement: softmax weight): {weights}")
     typer.echo(f"PCA plot: {result.plot}")
-    typer.echo(f"logged metrics and {ARTIFACT_DIR}/{PLOT_FILE} to MLflow run {run} at {uri}")
+    typer.echo(f"logged metrics and {ARTIFACT_DIR}/{PLOT_FILE} to MLflow run {run} at {mask_uri(uri)}")
 
 
 analyze.__doc__ = (analyze.__doc__ or "") + "\n" + EXAMPLES

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 
 import typer
 
@@ -36,6 +37,10 @@ def root() -> None:
     for variable in ("HF_DATASETS_DISABLE_PROGRESS_BARS", "HF_HUB_DISABLE_PROGRESS_BARS"):
         os.environ.setdefault(variable, "1")
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    # The variables are read when `datasets` is imported: where it already is (the command run
+    # in a process that imported it, as a test's or a notebook's), switch its bars off directly.
+    if "datasets" in sys.modules:
+        sys.modules["datasets"].disable_progress_bars()
 
 
 app.command(help=train.__doc__)(train)
@@ -49,13 +54,21 @@ app.command(help=sync.__doc__)(sync)
 
 
 def main() -> None:
+    from metaxl_tune.common.secrets import mask_standard_streams
+
+    # Whatever this process prints (its own lines, a library's warning, a traceback) shows no
+    # password or token of a URI (common/secrets.py).
+    mask_standard_streams()
     try:
         app()
     except SystemExit as ending:
-        # Ctrl-C answered during data preparation's native work (metaxl_tune/interruptible.py):
-        # nothing is left to save, so the process ends now rather than after finalization.
-        if ending.code == 130:
-            from metaxl_tune.interruptible import exit_at_once_if_interrupted
+        # Ctrl-C (or SIGTERM, SIGHUP) answered during data preparation's native work
+        # (metaxl_tune/common/interruptible.py): nothing is left to save, so the process ends
+        # now rather than after finalization.
+        from metaxl_tune.common.stop_signals import INTERRUPTED_STATUSES
+
+        if ending.code in INTERRUPTED_STATUSES:
+            from metaxl_tune.common.interruptible import exit_at_once_if_interrupted
 
             exit_at_once_if_interrupted(ending.code)
         raise

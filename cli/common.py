@@ -18,12 +18,12 @@ import errno
 import math
 import os
 import sys
-import tempfile
 from pathlib import Path
 from typing import Any, Iterator
 
 import typer
 import typer.core
+from metaxl_tune.common.folders import writable as _writable
 
 try:  # Typer >= 0.20 vendors Click as typer._click
     from typer._click.exceptions import ClickException, UsageError
@@ -106,17 +106,6 @@ def fail(message: str) -> UserError:
 # ---- paths the user names -------------------------------------------------------------------
 
 
-def _writable(folder: Path) -> bool:
-    """Can a file be created in ``folder``? Probed for real: permission bits say nothing for
-    root, nor for read-only mounts and immutable folders."""
-    try:
-        handle, probe = tempfile.mkstemp(dir=folder, prefix=".metaxl-tune-write-test-")
-    except OSError:
-        return False
-    os.close(handle)
-    os.unlink(probe)
-    return True
-
 
 def _nearest_existing(path: Path) -> Path:
     path = path.absolute()
@@ -167,7 +156,7 @@ def check_output_file(path: Path, flag: str = "--output") -> None:
 def check_cache_dir(cache_dir: Path | None) -> None:
     """The encoded-data cache: --cache-dir when given, else $METAXL_TUNE_CACHE when set (named as
     such in the error: the user never typed --cache-dir); the built-in default is left to the run."""
-    from metaxl_tune.origins import CACHE_ENV
+    from metaxl_tune.common.origins import CACHE_ENV
 
     if cache_dir is not None:
         check_output_dir(cache_dir, "--cache-dir")
@@ -211,4 +200,7 @@ class ErrorReportingGroup(typer.core.TyperGroup):
 
 
 def _print_error(message: str) -> None:
-    typer.secho(f"error: {message}", err=True, fg=typer.colors.RED)
+    from metaxl_tune.common.secrets import mask_text
+
+    # Every error line is masked: a flag's value echoed back may be a URI with its password.
+    typer.secho(f"error: {mask_text(message)}", err=True, fg=typer.colors.RED)

@@ -41,6 +41,8 @@ def _parse(name: str, value: Any) -> Any:
     if name == "rtn_layers":
         return [int(part) if part.strip().isdigit() else part.strip() for part in value.split(",")]
     if name in _NULLABLE_FLOATS:
+        if not value.isascii():  # float() reads any Unicode digit; flags take ASCII (cli/common.py)
+            raise ValueError(value)
         return None if value.lower() in {"none", "null", "off"} else float(value)
     return value
 

@@ -7,8 +7,8 @@ from typing import Optional
 
 import typer
 
-from metaxl_tune.names import check_name
-from metaxl_tune.origins import tracking_uri_named
+from metaxl_tune.common.names import check_name
+from metaxl_tune.common.origins import tracking_uri_named
 
 from .common import check_output_file, user_errors
 
@@ -31,9 +31,9 @@ def report(
 ) -> None:
     """Tabulate a search's completed trials per setting and target (mean ± std over seeds, avg, Δ vs jt),
     plot them, and attach table and plot to the search's MLflow run under report/."""
-    from metaxl_tune.report import make_report
-    from metaxl_tune.search.interrupt import EXIT_CODE
-    from metaxl_tune.tracking import Tracker, check_tracking_uri, default_tracking_uri
+    from metaxl_tune.results.report import make_report
+    from metaxl_tune.search.faults.interrupt import EXIT_CODE
+    from metaxl_tune.results.tracking import Tracker, check_tracking_uri, default_tracking_uri
 
     with user_errors():
         check_name(name)
@@ -45,7 +45,7 @@ def report(
         try:
             result = make_report(Tracker(uri, name), fmt, metric=metric, output=output, plot_path=plot_path)
         except KeyboardInterrupt:
-            # The report only reads the search, and writes its files whole (report.py) or not at all.
+            # The report only reads the search, and writes its files whole (results/report.py) or not at all.
             typer.echo(f"\ninterrupted; the runs of {name} are unchanged and no partial file was left; "
                        "run the same command again for the report", err=True)
             raise typer.Exit(code=EXIT_CODE) from None

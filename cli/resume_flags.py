@@ -18,6 +18,7 @@ try:  # Typer >= 0.20 vendors Click as typer._click
 except ImportError:  # pragma: no cover - older Typer on top of Click
     from click.core import ParameterSource
 
+from metaxl_tune.common.secrets import mask_uri
 from metaxl_tune.config import RunConfig
 
 from .common import fail
@@ -46,6 +47,9 @@ def _same(given: Any, saved: Any) -> bool:
         return saved is not None and saved is not _NOT_SAVED and Path(str(given)).resolve() == Path(str(saved)).resolve()
     if isinstance(given, (int, float)) and isinstance(saved, (int, float)) and not isinstance(given, bool):
         return float(given) == float(saved)
+    if isinstance(given, str) and isinstance(saved, str):
+        # A URI is saved with its credentials masked (common/secrets.py): given again whole, it is the same.
+        return mask_uri(given) == saved or given == saved
     return given == saved
 
 

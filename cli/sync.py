@@ -6,8 +6,8 @@ from typing import Optional
 
 import typer
 
-from metaxl_tune.names import check_name
-from metaxl_tune.paths import default_storage
+from metaxl_tune.common.names import check_name
+from metaxl_tune.common.paths import default_storage
 
 from .common import user_errors
 
@@ -25,10 +25,10 @@ def sync(
     storage: Optional[str] = typer.Option(None, "--storage", help="Tune storage path it ran with (default: $METAXL_TUNE_RUNS/metaxl-searches, else metaxl-runs/metaxl-searches)."),
     tracking_uri: Optional[str] = typer.Option(None, "--tracking-uri", help="MLflow tracking URI (default: the one it ran with)."),
 ) -> None:
-    """Write every trial's epoch results, tags and final status from Tune's records to MLflow (after an outage; idempotent)."""
-    from metaxl_tune.search.sync import sync as sync_experiment
+    """Write what MLflow lacks of a search from Tune's and Optuna's records: runs, params, epoch results, tags, final statuses, the search's summary, and the files the artifact store did not take (idempotent)."""
+    from metaxl_tune.search.driver.sync import sync as sync_experiment
 
-    from metaxl_tune.tracking import check_tracking_uri
+    from metaxl_tune.results.tracking import check_tracking_uri
 
     storage = storage or default_storage()
     with user_errors():
@@ -38,6 +38,9 @@ def sync(
         report = sync_experiment(storage, name, tracking_uri=tracking_uri, log=typer.echo)
     if report.parent_status is None:
         typer.echo("some trials have not ended yet: run sync again once the search is done (or resume it)")
+    if report.files_failed:
+        # Said on its own line above (the cause, and to sync again once there is room).
+        raise typer.Exit(code=1)
 
 
 sync.__doc__ = (sync.__doc__ or "") + "\n" + EXAMPLES

@@ -5,19 +5,22 @@ from __future__ import annotations
 import errno
 import time
 from pathlib import Path
-from typing import Any, Optional
+from typing import TYPE_CHECKING, Any, Optional
 
 import typer
 
-from metaxl_tune.checkpoint import CheckpointError, CheckpointWriteError, has_checkpoint, verify_checkpoint
-from metaxl_tune.config import (
-    ConfigError, ConfigFileError, RunConfig, build_config, load_config, refuse_ignored_options, refuse_task_ignored_options,
-)
-from metaxl_tune.interruptible import nothing_left_to_save
-from metaxl_tune.run_folder import check_output, clear_run
+from metaxl_tune.train.checkpoint import CheckpointError, CheckpointWriteError, has_checkpoint, verify_checkpoint
+from metaxl_tune.common.origins import flag_for_field
+from metaxl_tune.config import ConfigError, RunConfig, command_config, refuse_ignored_options, refuse_task_ignored_options
+from metaxl_tune.common import stop_signals
+from metaxl_tune.common.interruptible import nothing_left_to_save
+from metaxl_tune.train.run_folder import check_output, clear_run, restart_command
 
 from .common import check_cache_dir, check_output_dir, user_errors
-from .options import flag_name, pop_config_overrides, with_config_options
+from .options import pop_config_overrides, with_config_options
+
+if TYPE_CHECKING:  # torch and transformers load only when training
+    from metaxl_tune.model.fit import ModelFit
 
 EXAMPLES = """
 Examples:
@@ -39,29 +42,44 @@ def _default_output(values: dict[str, Any]) -> Path:
 
 def resolve_config(config: Path | None, overrides: dict[str, Any]) -> RunConfig:
     """The run's config from --config and the flags; errors name the flag when a flag's value
-    is at fault, and flags the chosen method ignores are refused."""
-    origin = str(config) if config is not None else "options"
-    try:
-        if config is not None:
-            run_config = load_config(config, overrides)
-        else:
-            run_config = build_config(overrides, origin="options")
-    except ConfigFileError:
-        raise  # the file's own value: the file is what to change, even where a flag overrides it
-    except ConfigError as error:
-        message = str(error)
-        field, _, rest = message.removeprefix(f"{origin}: ").partition(": ")
-        if field.split(".")[0] in overrides:
-            raise ConfigError(f"{flag_name(field.split('.')[0])}: {rest}") from None
-        raise ConfigError(message.removeprefix("options: ")) from None
+    is at fault (config.command_config), and flags the chosen method ignores are refused."""
+    run_config = command_config(overrides, given=overrides, config_file=config)
     refuse_ignored_options(run_config.method, set(overrides) - {"method"})
     refuse_task_ignored_options(run_config.task, set(overrides) - {"task"})
     return run_config
 
 
 _NO_EARLIER_CHECKPOINT = "no earlier checkpoint is kept in a train folder: start again with --overwrite (output {output})"
-INTERRUPTED_EXIT = 130
-"""Exit status after Ctrl-C (128 + SIGINT, as a shell reports it), as search and ablate use."""
+
+
+def check_run_inputs(
+    run_config: RunConfig, overrides: dict[str, Any], output: Path, cache_dir: Path | None, *,
+    resume: bool, overwrite: bool,
+) -> tuple["ModelFit", Path | None]:
+    """Every check of a train command after its config, in order, before any data or model
+    work and before the run folder changes: the folders, the run already in --output, its
+    checkpoint, then the config against its model. Returns the model fit (handed to the run,
+    not computed again) and the checkpoint folder to resume from, if any."""
+    check_output_dir(output, "--output")
+    check_cache_dir(cache_dir)
+    # Refuse to mix or replace a run before any work (train/run_folder.py states the rules).
+    resume_from = check_output(output, run_config, resume=resume, overwrite=overwrite)
+    if resume_from is not None:
+        try:
+            verify_checkpoint(resume_from)
+        except CheckpointError as error:
+            raise error.advise(_NO_EARLIER_CHECKPOINT.format(output=output)) from None
+    from metaxl_tune.model.fit import check_fit, check_value_bounds  # torch and transformers load only when training
+
+    try:
+        fit = check_fit(run_config)
+        check_value_bounds(run_config, fit)
+    except ValueError as error:
+        # The model's checks name fields (they serve searches too); name the flag when one was given.
+        raise ConfigError(flag_for_field(str(error), overrides)) from None
+    return fit, resume_from
+
+
 
 
 def _interrupted_line(output: Path) -> str:
@@ -69,7 +87,7 @@ def _interrupted_line(output: Path) -> str:
     if has_checkpoint(output / "checkpoint"):
         return (f"interrupted; the run is kept up to its last checkpoint; continue it with: "
                 f"metaxl-tune train --config {output / 'config.yaml'} -o {output} --resume")
-    return f"interrupted before the first checkpoint; start it again with --overwrite (output {output})"
+    return f"interrupted before the first checkpoint; start it again with: {restart_command(output)}"
 
 
 def _print_epoch(entry, epochs: int) -> None:
@@ -95,39 +113,24 @@ def train(
 ) -> None:
     """Train one model (target-only, JT, JT w/ RTN or MetaXL) and report dev/test F1 per epoch."""
     overrides = pop_config_overrides(fields)
-    with user_errors():
+    # SIGTERM and SIGHUP (a scheduler, a closed terminal) stop a run as Ctrl-C does.
+    with user_errors(), stop_signals.as_keyboard_interrupt():
         run_config = resolve_config(config, overrides)
         if print_config:
             typer.echo(run_config.to_yaml(), nl=False)
             return
         output = output or _default_output(run_config.to_dict())
-        check_output_dir(output, "--output")
-        check_cache_dir(cache_dir)
-        # Refuse to mix or replace a run before any work (run_folder.py states the rules).
-        resume_from = check_output(output, run_config, resume=resume, overwrite=overwrite)
-        if resume_from is not None:
-            try:
-                verify_checkpoint(resume_from)
-            except CheckpointError as error:
-                raise error.advise(_NO_EARLIER_CHECKPOINT.format(output=output)) from None
-        from metaxl_tune.model.fit import check_fit, check_value_bounds  # torch and transformers load only when training
-        from metaxl_tune.trainer import DivergedError, Run
+        fit, resume_from = check_run_inputs(run_config, overrides, output, cache_dir, resume=resume, overwrite=overwrite)
+        from metaxl_tune.train.outcome import DivergedError
+        from metaxl_tune.train.trainer import Run
 
         try:
-            check_fit(run_config)
-            check_value_bounds(run_config)
-        except ValueError as error:
-            # The model's checks name fields (they serve searches too); name the flag when one was given.
-            field, _, rest = str(error).partition(": ")
-            raise ConfigError(f"{flag_name(field)}: {rest}" if field in overrides else str(error)) from None
-
-        try:
-            run = Run(run_config, output, cache_dir=cache_dir, progress=progress, log=typer.echo)
+            run = Run(run_config, output, fit=fit, cache_dir=cache_dir, progress=progress, log=typer.echo)
         except KeyboardInterrupt:
             # Data preparation and the tiny tokenizer's training write nothing in the run folder.
             typer.echo(f"interrupted before training started; nothing was written to {output}", err=True)
             nothing_left_to_save()
-            raise typer.Exit(code=INTERRUPTED_EXIT) from None
+            raise typer.Exit(code=stop_signals.exit_status()) from None
         # Printed once the run is built, so that a bad input stays the only line.
         typer.echo(f"training {run_config.method} on {run_config.task}/{run_config.target}; output in {output}")
         if overwrite:
@@ -147,7 +150,7 @@ def train(
             raise typer.Exit(code=1) from None
         except KeyboardInterrupt:
             typer.echo("\n" + _interrupted_line(output), err=True)
-            raise typer.Exit(code=INTERRUPTED_EXIT) from None
+            raise typer.Exit(code=stop_signals.exit_status()) from None
         except CheckpointError as error:
             raise error.advise(_NO_EARLIER_CHECKPOINT.format(output=output)) from None
         except CheckpointWriteError as error:

@@ -10,8 +10,8 @@ from typing import Optional
 
 import typer
 
-from metaxl_tune.bind_check import check_bind, check_port
-from metaxl_tune.names import check_name
+from metaxl_tune.common.bind_check import check_bind, check_port
+from metaxl_tune.common.names import check_name
 
 from .common import user_errors
 
@@ -32,7 +32,11 @@ def ui(
     open_browser: bool = typer.Option(False, "--open", help="Open the URL in a browser once the server answers."),
 ) -> None:
     """Serve the MLflow UI for the searches' tracking store (one worker, no job runner)."""
-    from metaxl_tune.tracking import Tracker, default_tracking_uri, search_runs_url, server_command, server_environment
+    from metaxl_tune.common.origins import tracking_uri_named
+    from metaxl_tune.common.secrets import mask_uri
+    from metaxl_tune.results.tracking import (
+        Tracker, check_tracking_uri, default_tracking_uri, search_runs_url, server_command, server_environment,
+    )
 
     with user_errors():
         if name is not None:
@@ -40,6 +44,7 @@ def ui(
         check_port(port)
         uri = tracking_uri or default_tracking_uri(create=name is None)
         command = server_command(uri, host=host, port=port)
+        check_tracking_uri(uri, named=tracking_uri_named(tracking_uri))
         base = f"http://{'127.0.0.1' if host == '0.0.0.0' else host}:{port}"
         url = base
         if name is not None:
@@ -47,12 +52,12 @@ def ui(
             url = search_runs_url(base, _experiment_of(tracker), tracker.share_search_view())
         # Last, just before the server takes the port: a taken port or unknown host is one line here.
         check_bind(host, port)
-    typer.echo(f"MLflow UI for {uri} at {base}")
+    typer.echo(f"MLflow UI for {mask_uri(uri)} at {base}")
     if name is not None:
         typer.echo(f"search {name}: {url}")
     if not open_browser:
-        os.execvpe(command[0], command, server_environment())
-    server = subprocess.Popen(command, env=server_environment())
+        os.execvpe(command[0], command, server_environment(uri))
+    server = subprocess.Popen(command, env=server_environment(uri))
     try:
         if _wait_healthy(base, server):
             import webbrowser
@@ -68,7 +73,7 @@ def ui(
 def _experiment_of(tracker) -> str:
     """The search's experiment id; one line naming what to change when the search is not there."""
     if not tracker.trial_runs_exist():
-        raise ValueError(f"--name {tracker.search_name}: no such search in {tracker.tracking_uri}; "
+        raise ValueError(f"--name {tracker.search_name}: no such search in {tracker.shown_uri}; "
                          "check --name and --tracking-uri")
     return tracker.experiment_id
 

@@ -9,3 +9,17 @@ import pytest
 def shared_cache(tmp_path_factory):
     """One encoded-data cache for every CLI run in the session: synthetic data is tokenized once."""
     return tmp_path_factory.mktemp("metaxl-cache")
+
+
+@pytest.fixture(scope="session")
+def ray_head(shared_cache):
+    """One local Ray head for the session, joined with ``--address`` by the searches of the
+    modules that do not test Ray's own start-up, signals or faults (processes.RayHead). Those
+    modules (tests/search/faults, tests/search/execution/test_cluster.py, the driver kill in
+    tests/search/faults/test_driver_kill.py, tests/cli/test_best_interrupt.py) let each driver
+    start its own local Ray, so that path stays covered."""
+    from processes import RayHead, cli_env
+
+    head = RayHead(cli_env(shared_cache))
+    yield head
+    head.stop()

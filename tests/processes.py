@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import os
+import secrets
 import select
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 from pathlib import Path
@@ -43,7 +48,7 @@ def session_pids(session_id: int) -> list[int]:
 def trial_worker_pids(driver_pid: int) -> list[int]:
     """The Ray worker processes below a driver that run a trial (Tune's ``ImplicitFunc`` actor).
     Searched among the driver's descendants, not its session: the local Ray's processes, and
-    the workers the raylet starts, run in sessions of their own (search/cluster.py)."""
+    the workers the raylet starts, run in sessions of their own (search/execution/cluster.py)."""
     pids = []
     for pid in descendants(driver_pid):
         try:
@@ -61,6 +66,12 @@ def process_start(pid: int) -> int | None:
     except OSError:
         return None
     return None if fields[0] == "Z" else int(fields[19])
+
+
+def supervised_driver(supervisor: int) -> int:
+    """The Ray driver a ``search`` process runs as its one child (metaxl_tune/common/supervision.py)."""
+    (child,) = map(int, Path(f"/proc/{supervisor}/task/{supervisor}/children").read_text().split())
+    return child
 
 
 def descendants(root: int) -> dict[int, int]:
@@ -91,18 +102,90 @@ def kill_session(session_id: int, sig: int = signal.SIGKILL) -> None:
             pass
 
 
-def cli_env(cache_dir: Path) -> dict[str, str]:
+def cli_env(cache_dir: Path, ray: RayHead | None = None) -> dict[str, str]:
+    """The environment of a CLI run; with ``ray``, what a driver needs to join that head."""
     # METAXL_TUNE_RUNS=".": results straight in the working directory (./mlflow.db, ./metaxl-searches).
     env = {**os.environ, "METAXL_TUNE_CACHE": str(cache_dir), "PYTHONUNBUFFERED": "1", "METAXL_TUNE_RUNS": "."}
     env.pop("MLFLOW_TRACKING_URI", None)
     env.pop("RAY_ADDRESS", None)
+    if ray is not None:
+        env.pop("RAY_AUTH_TOKEN_PATH", None)
+        env.update(ray.auth_env)
     return env
 
 
-def run_cli(args: list[str], *, cwd: Path, cache_dir: Path, timeout: float = 600) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [*CLI, *args], cwd=cwd, env=cli_env(cache_dir), capture_output=True, text=True, timeout=timeout
-    )
+def run_cli(args: list[str], *, cwd: Path, cache_dir: Path, timeout: float = 600,
+            ray: RayHead | None = None) -> subprocess.CompletedProcess:
+    """The real CLI in a subprocess. With ``ray`` (a search, ablate or best --rerun/--compare),
+    the command joins that running head (``--address`` and its token) instead of starting a
+    local Ray of its own."""
+    command = [*CLI, *args, *(ray.flags if ray is not None else [])]
+    return subprocess.run(command, cwd=cwd, env=cli_env(cache_dir, ray), capture_output=True, text=True,
+                          timeout=timeout)
+
+
+class RayHead:
+    """A local Ray head (`ray start --head --block`) that searches join with ``--address``.
+
+    Without ``--address`` every search starts a local Ray of its own (GCS, raylet, agents) and
+    stops it again: seconds of CPU each, several times per test module. The test modules that
+    do not test Ray's own start-up, signals or faults share this one head for the session
+    (tests/conftest.py); those that do keep their own local Ray. The head runs in a session of
+    its own, with ``env`` (the trial workers are its raylet's children and get their
+    environment from it, not from the driver, as on a real cluster), declares ``num_cpus``
+    CPUs and no GPU (a local Ray on the 2-core reference machine), and is stopped by PID. Drivers
+    join it at 127.0.0.1; Ray's servers listen on every interface, so it keeps Ray's default
+    token auth, with a token made for it that only the joining drivers get. Its temp folder is short and its own:
+    Ray's socket paths must fit in 107 bytes, and ``ray start`` records its address there (a
+    driver elsewhere on the machine asking for ``auto`` must not find it)."""
+
+    def __init__(self, env: dict[str, str], *, num_cpus: int = 2):
+        self.port = free_port()
+        self.address = f"127.0.0.1:{self.port}"
+        self.flags = ["--address", self.address]
+        self.auth_env = {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(16)}
+        self.temp_dir = Path(tempfile.mkdtemp(prefix="ray-", dir="/tmp"))
+        self.log = self.temp_dir / "head.log"
+        head_env = {key: value for key, value in env.items() if key not in ("RAY_ADDRESS", "RAY_AUTH_TOKEN_PATH")}
+        with self.log.open("wb") as log:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "ray.scripts.scripts", "start", "--head", "--block", f"--port={self.port}",
+                 "--node-ip-address=127.0.0.1", f"--num-cpus={num_cpus}", "--num-gpus=0",
+                 "--include-dashboard=false", "--disable-usage-stats", f"--temp-dir={self.temp_dir}"],
+                # Its own folder as working directory: nothing a worker writes lands in the checkout.
+                cwd=self.temp_dir, env={**head_env, **self.auth_env}, stdin=subprocess.DEVNULL, stdout=log,
+                stderr=subprocess.STDOUT, start_new_session=True, preexec_fn=_end_with_parent,
+            )
+        try:
+            wait_for(self._started, timeout=300, what=f"the Ray head to start (its log: {self.log})")
+        except BaseException:
+            self.stop()
+            raise
+
+    def _started(self) -> bool:
+        text = self.log.read_text(errors="replace")
+        if self.process.poll() is not None:
+            raise RuntimeError(f"ray start --head exited with status {self.process.returncode}:\n{text}")
+        return "Ray runtime started" in text
+
+    def stop(self) -> None:
+        """SIGTERM to `ray start --block`, which stops the processes it started; then SIGKILL
+        to whatever of its session is left."""
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                pass
+        kill_session(self.process.pid)
+        self.process.wait()
+        shutil.rmtree(self.temp_dir, ignore_errors=True)
+
+
+def _end_with_parent() -> None:
+    """In the child before exec: SIGTERM once the test process is gone (a killed pytest leaves no head)."""
+    PR_SET_PDEATHSIG = 1
+    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
 
 
 class MlflowServer:
@@ -121,23 +204,58 @@ class MlflowServer:
              "--workers", "1"],
             cwd=directory, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
         )
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            try:
-                urllib.request.urlopen(self.uri + "/health", timeout=2).read()
-                return
-            except OSError:
-                time.sleep(0.5)
-        self.stop()
-        raise RuntimeError("mlflow server did not start within 120 s")
+        if not healthy(self.uri, self.process, timeout=120):
+            self.stop()
+            raise RuntimeError("mlflow server did not start within 120 s")
 
     def stop(self) -> None:
-        kill_session(self.process.pid, signal.SIGTERM)
+        stop_server(self.process)
+
+
+def healthy(uri: str, process: subprocess.Popen, *, timeout: float) -> bool:
+    """Whether the server at ``uri`` answers /health within ``timeout`` s (False once its process
+    has exited: it will not)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and process.poll() is None:
         try:
-            self.process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            kill_session(self.process.pid)
-            self.process.wait()
+            urllib.request.urlopen(uri + "/health", timeout=2).read()
+            return True
+        except OSError:
+            time.sleep(0.5)
+    return False
+
+
+def stop_server(process: subprocess.Popen) -> None:
+    """SIGTERM to the server's session (it may write its last records), SIGKILL after 20 s."""
+    kill_session(process.pid, signal.SIGTERM)
+    try:
+        process.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        kill_session(process.pid)
+        process.wait()
+
+
+@contextlib.contextmanager
+def mounted_tmpfs(mount_point: Path, size: str):
+    """A tmpfs of ``size`` (mount's syntax: 1m) at ``mount_point``, unmounted at the end: a disk
+    that fills up for real. Needs root (CI runs as root); anything else is a failure, not a skip."""
+    mount_point.mkdir(parents=True, exist_ok=True)
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(mount_point)],
+                             capture_output=True, text=True)
+    assert mounted.returncode == 0, f"cannot mount a tmpfs at {mount_point}: {mounted.stderr.strip()}"
+    try:
+        yield mount_point
+    finally:
+        subprocess.run(["umount", str(mount_point)], check=True)
+
+
+def fill(folder: Path, leave: int) -> Path:
+    """A ballast file that leaves ``leave`` bytes free on ``folder``'s file system; its path."""
+    import shutil
+
+    ballast = folder / "ballast"
+    ballast.write_bytes(b"\0" * (shutil.disk_usage(folder).free - leave))
+    return ballast
 
 
 def tune_results(experiment_dir: Path) -> dict[str, list[dict]]:
@@ -188,3 +306,17 @@ def read_until(process: subprocess.Popen, needle: str, timeout: float) -> str:
 FIRST_RESULT = "[search] new best"
 """What a search driver prints as soon as it has taken a trial's first epoch result. Tune's
 ``result.json`` in the storage folder is no such signal: the driver may write it late."""
+
+
+def running_search_space(epochs: int) -> str:
+    """A one-parameter MetaXL search space (tiny sizes) whose trials last ``epochs`` epochs, so
+    that a test acting once a first epoch is reported (a signal, a second driver) finds them
+    still running."""
+    return f"""
+metric: best_dev_f1
+mode: max
+fixed: {{method: metaxl, epochs: {epochs}, lr: 3.0e-3, source_size: 160, target_size: 100, batch_size: 16,
+        max_length: 32, rtn_bottleneck: 8}}
+parameters:
+  meta_lr: {{type: loguniform, low: 1.0e-5, high: 1.0e-2}}
+"""

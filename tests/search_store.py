@@ -26,14 +26,21 @@ SHOWN = {"5ee49d56": ("2.3e-5", "32", "emb+last", "related", "true"),
          "189f403f": ("4.4e-4", "8", "middle", "en", "false")}
 
 
-def build_search_store(directory: Path) -> str:
-    """A finished search with five searched parameters, written the way the search runner writes it."""
+def new_search_store(directory: Path, name: str, searched) -> tuple[str, MlflowClient, str, str]:
+    """A new sqlite store under ``directory`` with the metaxl-tune experiment and the parent run of
+    search ``name`` over ``searched``: (uri, client, experiment id, parent run id)."""
     uri = f"sqlite:///{directory / 'mlflow.db'}"
     client = MlflowClient(uri)
     experiment = client.create_experiment("metaxl-tune", artifact_location=(directory / "mlartifacts").as_uri())
     parent = client.create_run(experiment, tags={
-        "metaxl.search": NAME, "metaxl.role": "search", "metaxl.kind": "search",
-        "metaxl.searched": ",".join(SEARCHED)}).info.run_id
+        "metaxl.search": name, "metaxl.role": "search", "metaxl.kind": "search",
+        "metaxl.searched": ",".join(searched)}).info.run_id
+    return uri, client, experiment, parent
+
+
+def build_search_store(directory: Path) -> str:
+    """A finished search with five searched parameters, written the way the search runner writes it."""
+    uri, client, experiment, parent = new_search_store(directory, NAME, SEARCHED)
     for trial_id, params, dev in TRIALS:
         run = client.create_run(experiment, tags={
             "metaxl.search": NAME, "metaxl.role": "trial", "mlflow.parentRunId": parent,

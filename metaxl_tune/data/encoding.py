@@ -24,7 +24,7 @@ import torch
 from transformers import DataCollatorForTokenClassification, DataCollatorWithPadding, PreTrainedTokenizerFast
 
 from metaxl_tune.data import NER_LABELS, NerExample, SaExample
-from metaxl_tune.interruptible import run_interruptibly
+from metaxl_tune.common.interruptible import run_interruptibly
 
 IGNORE_INDEX = -100
 # Part of every cache key: bumped whenever the encoded columns change, so a cache written in an

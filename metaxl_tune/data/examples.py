@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Generic, TypeVar
 
 # WikiAnn's ClassLabel order: hub datasets store tags as indices into this tuple.
 NER_LABELS: tuple[str, ...] = ("O", "B-PER", "I-PER", "B-ORG", "I-ORG", "B-LOC", "I-LOC")
@@ -25,12 +26,19 @@ class SaExample:
     label: int
 
 
-@dataclass(frozen=True)
-class Splits:
-    """The three splits of one language, each a list of NerExample or of SaExample."""
+Split = TypeVar("Split")
 
-    train: list
-    dev: list
-    test: list
+
+@dataclass(frozen=True)
+class Splits(Generic[Split]):
+    """The three splits of one language: lists of NerExample or of SaExample (``load_splits``),
+    or streams read on demand (``streams.SplitStreams``)."""
+
+    train: Split
+    dev: Split
+    test: Split
     note: str = ""
     """One line on how the splits were made, where the loader chose (Sentiraama's split); else empty."""
+
+    def all(self) -> tuple[Split, Split, Split]:
+        return self.train, self.dev, self.test

@@ -12,14 +12,14 @@ from huggingface_hub import HfApi
 from huggingface_hub.errors import HfHubHTTPError
 
 from metaxl_tune.data.errors import DataError
-from metaxl_tune.data.examples import Splits
+from metaxl_tune.data.streams import SplitStreams
 from metaxl_tune.data.tables import splits_from_dataset_dict
 
 WIKIANN = "unimelb-nlp/wikiann"
 _PROBE_TIMEOUT_S = 5.0
 
 
-def load_wikiann(language: str) -> Splits:
+def load_wikiann(language: str) -> SplitStreams:
     if not datasets.config.HF_HUB_OFFLINE and not _hub_reachable():
         raise DataError(_unreachable(language))
     try:

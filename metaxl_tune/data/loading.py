@@ -1,4 +1,4 @@
-"""``load_splits``: one entry point over every data source, and the fingerprint of what it reads."""
+"""``open_splits`` / ``load_splits``: one entry point over every data source, and the fingerprint of what it reads."""
 
 from __future__ import annotations
 
@@ -12,21 +12,25 @@ from metaxl_tune.data.examples import Splits
 from metaxl_tune.data.hub import WIKIANN, load_wikiann
 from metaxl_tune.data.layout import language_dir
 from metaxl_tune.data.lexicon import GENERATOR_VERSION
-from metaxl_tune.data.panx import find_panx_files, read_panx_splits
+from metaxl_tune.data.panx import find_panx_files
+from metaxl_tune.data.panx_scan import read_panx_splits
 from metaxl_tune.data.sa import locate_sa_files, read_sa_splits
-from metaxl_tune.data.synthetic import synthetic_splits
+from metaxl_tune.data.streams import SplitStreams
+from metaxl_tune.data.synthetic import check_synthetic_language, synthetic_splits
 from metaxl_tune.data.tables import find_parquet_files, is_saved_dataset_dict, read_parquet_splits, read_saved_splits
 
 # Part of every non-synthetic fingerprint: bump it whenever a reader's output changes.
 READER_VERSION = "3"  # 2: Sentiraama split by the reference's index; separator lines dropped; 3: size and label checks
 
 
-def load_splits(config: RunConfig, language: str) -> Splits:
-    """Train, dev and test of ``language`` for ``config.task`` from ``config.data``.
+def open_splits(config: RunConfig, language: str) -> SplitStreams:
+    """Train, dev and test of ``language`` for ``config.task`` from ``config.data``, as streams
+    that read their files when iterated (see `streams`): nothing is held whole.
 
     ``config.data`` is "hub" (WikiAnn, NER only), "synthetic", or a directory holding one
     folder per language (NER: panx files, a save_to_disk DatasetDict or parquet files;
-    SA: jsonl/tsv/csv splits or Sentiraama's product_pos.txt/product_neg.txt).
+    SA: jsonl/tsv/csv splits or Sentiraama's product_pos.txt/product_neg.txt). Opening checks
+    what it can without holding examples: the layout, and for SA every line and label.
     """
     if config.data == "synthetic":
         return synthetic_splits(config.task, language)
@@ -43,6 +47,12 @@ def load_splits(config: RunConfig, language: str) -> Splits:
     return read_panx_splits(folder, language)
 
 
+def load_splits(config: RunConfig, language: str) -> Splits[list]:
+    """``open_splits`` read whole into lists: for small data and tests (a run samples the streams)."""
+    streams = open_splits(config, language)
+    return Splits(train=list(streams.train), dev=list(streams.dev), test=list(streams.test), note=streams.note)
+
+
 def data_fingerprint(config: RunConfig, language: str) -> str:
     """A short hex digest that changes whenever the examples ``load_splits`` returns may change.
 
@@ -51,6 +61,7 @@ def data_fingerprint(config: RunConfig, language: str) -> str:
     """
     parts: dict[str, object] = {"task": config.task, "language": language}
     if config.data == "synthetic":
+        check_synthetic_language(language)
         parts.update(source="synthetic", version=GENERATOR_VERSION)
     elif config.data == "hub":
         _require_ner_on_hub(config)

@@ -4,17 +4,27 @@ Files ``train``, ``dev`` (or ``validation``) and ``test``, optionally with a ``.
 ``.tsv`` suffix; ``-DOCSTART-`` lines are ignored. The ``lang:`` prefix is optional, decided per
 file by its first token line: once a file uses it, every line must carry the folder's
 language, so a file copied into the wrong language folder fails instead of training silently.
+A line holds exactly two tab-separated columns: a third (``a<TAB>b<TAB>O``, a CoNLL file with
+more columns) is refused with its line, not read as the token ``"a\\tb"``. A sentence holds at
+most ``MAX_SENTENCE_TOKENS`` tokens.
+
+This module reads lines one by one and is the authority on what a file means and on every
+error's wording. Each split is a `PanxStream` (`panx_scan`, which also opens the splits): counting and sampling a large
+file check it in blocks at C speed and hand only the sentences taken, or a block that does
+not pass, to the reader here.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
+from metaxl_tune.common.languages import is_language_code
 from metaxl_tune.data.errors import DataError
-from metaxl_tune.data.examples import NER_LABELS, NerExample, Splits
-from metaxl_tune.data.layout import find_split_files, require_split_files
-from metaxl_tune.data.limits import check_line, check_tokens
-from metaxl_tune.languages import is_language_code
+from metaxl_tune.data.examples import NER_LABELS, NerExample
+from metaxl_tune.data.layout import find_split_files
+from metaxl_tune.data.limits import MAX_SENTENCE_TOKENS, check_line, check_tokens
 
 PANX_SUFFIXES: tuple[str, ...] = ("", ".txt", ".tsv")
 _TAGS = frozenset(NER_LABELS)
@@ -24,48 +34,57 @@ def find_panx_files(folder: Path) -> dict[str, Path | None]:
     return find_split_files(folder, PANX_SUFFIXES)
 
 
-def read_panx_splits(folder: Path, language: str) -> Splits:
-    files = require_split_files(folder, find_panx_files(folder), PANX_SUFFIXES, "panx")
-    return Splits(**{split: read_panx_file(path, language) for split, path in files.items()})
+@dataclass
+class FileState:
+    """What a file's earlier lines decided: its ``lang:`` prefix ("" for none, None until its
+    first token line)."""
+
+    path: Path
+    language: str
+    prefix: str | None = None
 
 
-def read_panx_file(path: Path, language: str) -> list[NerExample]:
-    examples: list[NerExample] = []
+def is_token_line(line: str) -> bool:
+    """Whether a line (without its end) holds a token: not blank and not ``-DOCSTART-``."""
+    return bool(line.strip()) and not line.startswith("-DOCSTART-")
+
+
+def parse_lines(state: FileState, number: int, lines: Sequence[str]) -> Iterator[NerExample]:
+    """The sentences of ``lines`` (without their ends; the first is line ``number`` of the file),
+    each line checked; ``lines`` end where a sentence ends or where the file does."""
+    path, language = state.path, state.language
     tokens: list[str] = []
     tags: list[str] = []
-    prefix: str | None = None
-    try:
-        with path.open(encoding="utf-8-sig") as lines:
-            for number, line in enumerate(lines, start=1):
-                line = line.rstrip("\r\n")
-                check_line(path, number, line)
-                if not line.strip() or line.startswith("-DOCSTART-"):
-                    if tokens:
-                        examples.append(NerExample(tuple(tokens), tuple(tags)))
-                        tokens, tags = [], []
-                    continue
-                token, tab, tag = line.rpartition("\t")
-                tag = tag.strip()
-                if not tab or not token.strip() or not tag:
-                    raise DataError(
-                        f"{path}:{number}: expected 'token<TAB>TAG' or '{language}:token<TAB>TAG' "
-                        f"(got {line!r}); separate one non-empty token and its tag by a tab"
-                    )
-                if prefix is None:
-                    prefix = _file_prefix(path, number, token, language)
-                token = _strip_prefix(path, number, token, prefix, language)
-                check_tokens(path, number, token)
-                if tag not in _TAGS:
-                    raise DataError(f"{path}:{number}: unknown tag {tag!r}; allowed tags: {', '.join(NER_LABELS)}")
-                tokens.append(token)
-                tags.append(tag)
-    except UnicodeDecodeError:
-        raise DataError(f"{path}: is not UTF-8 text; re-encode it as UTF-8") from None
+    for number, line in enumerate(lines, start=number):
+        check_line(path, number, line)
+        if not is_token_line(line):
+            if tokens:
+                yield NerExample(tuple(tokens), tuple(tags))
+                tokens, tags = [], []
+            continue
+        columns = line.split("\t")
+        token, tag = columns[0], columns[-1].strip()
+        if len(columns) != 2 or not token.strip() or not tag:
+            got = f"{len(columns)} tab-separated columns in" if len(columns) > 2 else "got"
+            raise DataError(
+                f"{path}:{number}: expected 'token<TAB>TAG' or '{language}:token<TAB>TAG' "
+                f"({got} {line[:200]!r}); separate one non-empty token and its tag by one tab"
+            )
+        if state.prefix is None:
+            state.prefix = _file_prefix(path, number, token, language)
+        token = _strip_prefix(path, number, token, state.prefix, language)
+        check_tokens(path, number, token)
+        if tag not in _TAGS:
+            raise DataError(f"{path}:{number}: unknown tag {tag!r}; allowed tags: {', '.join(NER_LABELS)}")
+        tokens.append(token)
+        tags.append(tag)
+        if len(tokens) > MAX_SENTENCE_TOKENS:
+            raise DataError(
+                f"{path}:{number}: a sentence of over {MAX_SENTENCE_TOKENS:,} tokens, the limit a sentence; "
+                "separate the sentences by blank lines"
+            )
     if tokens:
-        examples.append(NerExample(tuple(tokens), tuple(tags)))
-    if not examples:
-        raise DataError(f"{path}: has no sentences; add 'token<TAB>TAG' lines or remove the empty split")
-    return examples
+        yield NerExample(tuple(tokens), tuple(tags))
 
 
 def _file_prefix(path: Path, number: int, token: str, language: str) -> str:

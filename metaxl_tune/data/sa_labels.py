@@ -15,7 +15,7 @@ Numbers may arrive as JSON numbers or as text (``"+1"``, ``"4.0"``); both mean t
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 
 from metaxl_tune.data.errors import DataError
 
@@ -73,24 +73,27 @@ def to_label(value: RawLabel, label_format: str) -> int | None:
     raise ValueError(value)
 
 
-def check_label_counts(where: str, label_format: str, flag: str, raw: list[RawLabel], labels: list[int | None], *,
+def check_label_counts(where: str, label_format: str, flag: str, counts: Mapping[RawLabel, int], *,
                        train: bool) -> None:
-    """Refuse a split that ``label_format`` reads wrongly: a train split whose several label values
+    """Refuse a split that ``label_format`` reads wrongly (``counts``: reviews per raw label
+    value, all within the format): a train split whose several label values
     the format leaves as one class, or any split that loses more than half its reviews as
     neutral. Both are what a wrong format does (``polarity`` on 0/1 labels reads every 0 as
     neutral), and both would train or score silently on what is left. (A file that holds one
     label value only is the data's choice, not the format's.)"""
-    positive = sum(1 for label in labels if label == 1)
-    negative = sum(1 for label in labels if label == 0)
-    dropped = len(labels) - positive - negative
-    counts = f"{positive} positive, {negative} negative, {dropped} dropped as neutral of {len(labels)}"
-    if dropped * 2 > len(labels):
+    labels = {value: to_label(value, label_format) for value in counts}
+    positive = sum(count for value, count in counts.items() if labels[value] == 1)
+    negative = sum(count for value, count in counts.items() if labels[value] == 0)
+    total = sum(counts.values())
+    dropped = total - positive - negative
+    summary = f"{positive} positive, {negative} negative, {dropped} dropped as neutral of {total}"
+    if dropped * 2 > total:
         problem = "drops more than half of the split"
-    elif train and min(positive, negative) == 0 and len(set(raw)) > 1:
+    elif train and min(positive, negative) == 0 and len(counts) > 1:
         problem = f"leaves one class ({'positive' if positive else 'negative'} only)"
     else:
         return
     raise DataError(
-        f"{where}: {flag} {label_format} {problem} ({counts}); pass the {flag} that fits the labels "
+        f"{where}: {flag} {label_format} {problem} ({summary}); pass the {flag} that fits the labels "
         f"({', '.join(f'{name}: {values}' for name, values in EXPECTED.items())}) or fix the file"
     )

@@ -21,21 +21,28 @@ dealt out so that every split keeps the class balance: dev and test get 100 revi
 third of the data each when there are fewer than 300), train the rest.
 
 Either way the splits carry a one-line note saying which split was used.
+
+The files are read as streams, never held whole: one pass per file finds its review lines'
+positions (compared with the index's as they come) and counts them; the dealt split keeps each
+class's shuffled order as 4-byte positions, and reviews are read when a run takes them.
 """
 
 from __future__ import annotations
 
 import json
 import random
+from array import array
+from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import lru_cache
 from importlib import resources
 from pathlib import Path
 
 from metaxl_tune.data.errors import DataError
-from metaxl_tune.data.limits import check_text
-from metaxl_tune.data.examples import SaExample, Splits
+from metaxl_tune.data.examples import SaExample
 from metaxl_tune.data.layout import SPLITS
+from metaxl_tune.data.limits import check_tokens, read_lines
+from metaxl_tune.data.streams import ExampleStream, ListStream, SelectedStream, SplitStreams
 
 FILES: dict[str, str] = {"positive": "product_pos.txt", "negative": "product_neg.txt"}
 LABELS: dict[str, int] = {"product_pos.txt": 1, "product_neg.txt": 0}
@@ -64,73 +71,93 @@ def reference_index() -> SplitIndex:
     })
 
 
-def sentiraama_splits(files: dict[str, Path], language: str, index: SplitIndex | None = None) -> Splits:
+def sentiraama_splits(files: dict[str, Path], language: str, index: SplitIndex | None = None) -> SplitStreams:
     """Train, dev and test from product_pos.txt / product_neg.txt (``files`` keyed positive/negative)."""
     index = index or reference_index()
-    lines = {path.name: _read_lines(path) for path in files.values()}
-    base = _matching_base(lines, index)
+    paths = {path.name: path for path in files.values()}
+    surveys = {name: _survey(path, index) for name, path in paths.items()}
+    base = next((base for base in (0, 1) if all(surveys[name].matches[base] for name in paths)), None)
     if base is not None:
-        splits = {
-            split: [SaExample(lines[name][line - base], LABELS[name]) for name, line in index.splits[split]]
-            for split in SPLITS
-        }
+        splits = _by_index(paths, index, base)
         counted = "0" if base == 0 else "1"
         note = (f"{language}: Sentiraama files match the reference's split index (microsoft/MetaXL "
                 f"data/data_index.txt, lines counted from {counted}): split by it, {_sizes(splits)}")
-        return Splits(**splits, note=note)
-    splits = _dealt(lines, files)
+        return SplitStreams(**splits, note=note)
+    splits = _dealt(paths, {name: survey.reviews for name, survey in surveys.items()}, files["positive"].parent)
     note = (f"{language}: Sentiraama files are not the ones the reference's split index names "
             f"(its review lines are elsewhere): dealt split (seed {DEALT_SEED}), {_sizes(splits)}")
-    return Splits(**splits, note=note)
+    return SplitStreams(**splits, note=note)
 
 
-def _matching_base(lines: dict[str, list[str]], index: SplitIndex) -> int | None:
-    reviews = {
-        name: {position for position, text in enumerate(file_lines) if text} for name, file_lines in lines.items()
+@dataclass
+class _Survey:
+    reviews: int
+    matches: dict[int, bool]
+    """Per base (0, 1): whether the review lines sit exactly at the index's positions."""
+
+
+def _survey(path: Path, index: SplitIndex) -> _Survey:
+    expected = {base: index.positions(path.name, base) for base in (0, 1)}
+    matches = {base: True for base in (0, 1)}
+    reviews = 0
+    for position, _ in _reviews(path):
+        reviews += 1
+        for base in (0, 1):
+            matches[base] = matches[base] and position in expected[base]
+    if not reviews:
+        raise DataError(f"{path}: has no reviews; write one review per line")
+    return _Survey(reviews, {base: matches[base] and reviews == len(expected[base]) for base in (0, 1)})
+
+
+def _by_index(paths: dict[str, Path], index: SplitIndex, base: int) -> dict[str, ExampleStream]:
+    texts: dict[tuple[str, int], str] = {}
+    for name, path in paths.items():
+        wanted = index.positions(name, base)
+        texts.update({(name, position + base): text for position, text in _reviews(path) if position in wanted})
+    return {
+        split: ListStream(f"{next(iter(paths.values())).parent} ({split} split)", [SaExample(texts[entry], LABELS[entry[0]]) for entry in index.splits[split]])
+        for split in SPLITS
     }
-    for base in (0, 1):
-        if all(reviews[name] == index.positions(name, base) for name in lines):
-            return base
-    return None
 
 
-def _dealt(lines: dict[str, list[str]], files: dict[str, Path]) -> dict[str, list[SaExample]]:
-    classes = {LABELS[name]: [text for text in file_lines if text] for name, file_lines in lines.items()}
-    total = sum(len(reviews) for reviews in classes.values())
+def _dealt(paths: dict[str, Path], reviews: dict[str, int], folder: Path) -> dict[str, ExampleStream]:
+    total = sum(reviews.values())
     held_out = min(HELD_OUT, total // 3)
     rng = random.Random(DEALT_SEED)
-    splits: dict[str, list[SaExample]] = {split: [] for split in SPLITS}
-    for label in (1, 0):
-        reviews = classes[label]
-        rng.shuffle(reviews)
-        share = round(held_out * len(reviews) / total)
-        parts = {"test": reviews[:share], "dev": reviews[share : 2 * share], "train": reviews[2 * share :]}
-        for split, part in parts.items():
-            splits[split].extend(SaExample(text, label) for text in part)
-    for split, examples in splits.items():
-        if len({example.label for example in examples}) < 2:
-            raise DataError(
-                f"{files['positive'].parent}: too few reviews ({total}) for a {split} split with both classes; "
-                "add reviews to product_pos.txt and product_neg.txt"
-            )
-    return splits
+    parts: dict[str, list[tuple[ExampleStream, array]]] = {split: [] for split in SPLITS}
+    for name in sorted(paths, key=lambda name: -LABELS[name]):  # positives first, as the seed's draws expect
+        order = array("I", range(reviews[name]))
+        rng.shuffle(order)
+        share = round(held_out * reviews[name] / total)
+        stream = _class_stream(paths[name])
+        for split, positions in (("test", order[:share]), ("dev", order[share:2 * share]), ("train", order[2 * share:])):
+            if not positions:
+                raise DataError(
+                    f"{folder}: too few reviews ({total}) for a {split} split with both classes; "
+                    "add reviews to product_pos.txt and product_neg.txt"
+                )
+            parts[split].append((stream, positions))
+    return {split: SelectedStream(f"{folder} ({split} split)", parts[split]) for split in SPLITS}
 
 
-def _read_lines(path: Path) -> list[str]:
-    """Every line of ``path``, stripped, numbered as ``readlines()`` numbers them; a line that
-    is no review (blank, or a separator of underscores) is ``""``."""
+def _class_stream(path: Path) -> ExampleStream:
+    label = LABELS[path.name]
+    return ExampleStream(str(path), lambda: (SaExample(text, label) for _, text in _reviews(path)))
+
+
+def _reviews(path: Path) -> Iterator[tuple[int, str]]:
+    """(0-based line position, as ``readlines()`` numbers them, and text) of each review line;
+    blank lines and separators of underscores are no reviews."""
     try:
         with path.open(encoding="utf-8-sig") as handle:
-            lines = [line.strip() for line in handle.readlines()]
+            for number, line in read_lines(path, handle):
+                text = line.strip()
+                if text and set(text) != {"_"}:
+                    check_tokens(path, number, text)
+                    yield number - 1, text
     except UnicodeDecodeError:
         raise DataError(f"{path}: is not UTF-8 text; re-encode it as UTF-8") from None
-    for number, line in enumerate(lines, start=1):
-        check_text(path, number, line)
-    lines = ["" if set(line) == {"_"} else line for line in lines]
-    if not any(lines):
-        raise DataError(f"{path}: has no reviews; write one review per line")
-    return lines
 
 
-def _sizes(splits: dict[str, list[SaExample]]) -> str:
+def _sizes(splits: dict[str, ExampleStream]) -> str:
     return " / ".join(f"{len(splits[split])} {split}" for split in SPLITS)

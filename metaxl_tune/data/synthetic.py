@@ -16,7 +16,8 @@ are balanced); each evaluative clause agrees with it, except for one contrasting
 some three-clause reviews, and a clause may express its polarity as a negated opposite.
 
 Sizes: train 20000 sentences (NER) or 5000 reviews (SA), dev 200, test 200. The same
-language always gives the same data; every split has its own seed.
+language always gives the same data; every split has its own seed. The languages are
+`common.languages.SYNTHETIC_LANGUAGES`; any other code is refused.
 """
 
 from __future__ import annotations
@@ -26,8 +27,11 @@ from bisect import bisect
 from functools import cache
 from itertools import accumulate
 
-from metaxl_tune.data.examples import NerExample, SaExample, Splits
+from metaxl_tune.common.languages import synthetic_language_problem
+from metaxl_tune.data.errors import DataError
+from metaxl_tune.data.examples import NerExample, SaExample
 from metaxl_tune.data.lexicon import Language, language, seeded_rng, shared_lexicon
+from metaxl_tune.data.streams import ListStream, SplitStreams
 
 SIZES: dict[str, dict[str, int]] = {
     "ner": {"train": 20000, "dev": 200, "test": 200},
@@ -53,9 +57,19 @@ _CUES = {"PER": "cue_per", "ORG": "cue_org", "LOC": "cue_loc"}
 Tagged = list[tuple[str, str]]  # (token, tag) pairs
 
 
-def synthetic_splits(task: str, code: str) -> Splits:
-    """Fresh lists each call, over examples generated once per process."""
-    return Splits(**{split: list(examples) for split, examples in _generate(task, code).items()})
+def synthetic_splits(task: str, code: str) -> SplitStreams:
+    """Streams over examples generated once per process (a fixed size, whatever is asked)."""
+    check_synthetic_language(code)
+    return SplitStreams(**{split: ListStream(f"synthetic {task} {code} ({split} split)", examples)
+                           for split, examples in _generate(task, code).items()})
+
+
+def check_synthetic_language(code: str) -> None:
+    """A DataError naming the languages there are, unless ``code`` is one of them (RunConfig
+    refuses the others first; this guards direct callers)."""
+    problem = synthetic_language_problem(code)
+    if problem:
+        raise DataError(problem)
 
 
 @cache

@@ -25,31 +25,27 @@ from metaxl_tune.model.sa_head import FRESH_POOLER, PooledRobertaClassifier, use
 TINY = "tiny"
 BASE_RANDOM = "base-random"
 RANDOM_INIT = frozenset({TINY, BASE_RANDOM})
+"""Models built from a config alone (no download); their tokenizer is trained on the run's text."""
 TINY_MAX_LENGTH = 4096
 """tiny's position table is sized from max_length; past this a length only allocates memory."""
-"""Models built from a config alone (no download); their tokenizer is trained on the run's text."""
+
+
+def _encoder_size(*, hidden: int, layers: int, heads: int, intermediate: int) -> dict[str, int]:
+    """The four numbers that size an XLM-R encoder, as XLMRobertaConfig fields."""
+    return dict(hidden_size=hidden, num_hidden_layers=layers, num_attention_heads=heads, intermediate_size=intermediate)
+
 
 # xlm-roberta-base's shape (278 M parameters, 192 M of them in the 250002 x 768 embedding),
 # for measuring paper-scale cost offline; randomly initialised, so its F1 means nothing.
 BASE_ARCHITECTURE = dict(
-    vocab_size=250_002,
-    hidden_size=768,
-    num_hidden_layers=12,
-    num_attention_heads=12,
-    intermediate_size=3072,
-    max_position_embeddings=514,
-    type_vocab_size=1,
-    layer_norm_eps=1e-5,
+    **_encoder_size(hidden=768, layers=12, heads=12, intermediate=3072),
+    vocab_size=250_002, max_position_embeddings=514, type_vocab_size=1, layer_norm_eps=1e-5,
 )
 
 # About 0.2M parameters: XLM-R's architecture at a size that trains in seconds on a CPU.
 TINY_ARCHITECTURE = dict(
-    hidden_size=64,
-    num_hidden_layers=4,
-    num_attention_heads=4,
-    intermediate_size=128,
-    hidden_dropout_prob=0.1,
-    attention_probs_dropout_prob=0.1,
+    **_encoder_size(hidden=64, layers=4, heads=4, intermediate=128),
+    hidden_dropout_prob=0.1, attention_probs_dropout_prob=0.1,
 )
 
 
@@ -157,12 +153,12 @@ def load_backbone(
         return head.from_config(model_config, attn_implementation=attention)
     from transformers import logging as hf_logging
 
-    # tiny-pretrained (a directory with the pretrain recipe) always drops its MLM head and adds a
-    # task head: transformers' report of those weights says nothing the user can act on.
-    quiet = (Path(name) / "recipe.json").is_file()
+    # Every checkpoint loaded here gets a new task head (and a pretraining checkpoint drops its
+    # MLM head): transformers says so in a multi-line "LOAD REPORT" table with ANSI colour
+    # codes, a warning of its own logger, whatever the output is. Its warnings are held back for
+    # the load; what in the report is worth acting on is said below in one plain line.
     verbosity = hf_logging.get_verbosity()
-    if quiet:
-        hf_logging.set_verbosity_error()
+    hf_logging.set_verbosity_error()
     from metaxl_tune.model.hub_quiet import quiet_hub
 
     try:
@@ -174,9 +170,22 @@ def load_backbone(
         raise ModelError(_offline_hint(name)) from None
     finally:
         hf_logging.set_verbosity(verbosity)
-    if task == "sa" and log is not None and any(".pooler." in key for key in loading["missing_keys"]):
-        log(FRESH_POOLER)
+    if log is not None:
+        if task == "sa" and any(".pooler." in key for key in loading["missing_keys"]):
+            log(FRESH_POOLER)
+        fresh = fresh_encoder_weights(model, loading["missing_keys"])
+        if fresh:
+            shown = ", ".join(fresh[:3]) + (", ..." if len(fresh) > 3 else "")
+            log(f"notice: {len(fresh)} encoder weights of model {name} are not in its checkpoint and start "
+                f"from random values ({shown}); check that --model names the encoder you mean")
     return model
+
+
+def fresh_encoder_weights(model: PreTrainedModel, missing_keys: list[str]) -> list[str]:
+    """The encoder's weights (not the new task head's, nor the SA pooler's, said on its own)
+    that the checkpoint did not hold: a checkpoint of another architecture or a damaged one."""
+    prefix = f"{model.base_model_prefix}."
+    return sorted(key for key in missing_keys if key.startswith(prefix) and ".pooler." not in key)
 
 
 def encoder_modules(model: PreTrainedModel) -> tuple[nn.Module, nn.ModuleList]:

@@ -1,6 +1,11 @@
 """Cheap checks that a run config fits its model, before any data is read or weights load.
 
-A search runs them in the driver before Ray starts; a run at the top of ``trainer.Run``.
+``check_fit`` runs once per run, and what it learns (``ModelFit``: the model's config, depth,
+RTN layers, the tokenizer's special tokens, the evaluation length) is handed on rather than
+computed again: ``metaxl-tune train`` checks before the run folder changes and hands the fit to
+``trainer.Run``, which hands its evaluation length to ``prepare_data``; a ``Run`` built without one
+(a search trial, a bench) checks at its top. A search checks its trials' common config in the
+driver before Ray starts (search/driver/preflight.py) and each trial its own sampled config.
 """
 
 from __future__ import annotations
@@ -26,6 +31,9 @@ class ModelFit:
     """Resolved RTN layer indices; empty for methods without an RTN."""
     eval_max_length: int
     """The dev/test encoding length used: ``config.eval_max_length``, capped to the model's positions."""
+    special_tokens: int
+    """Special tokens the model's tokenizer adds to every sequence (a real model's tokenizer is
+    loaded to count them)."""
 
     def eval_cap_notice(self, config: RunConfig) -> str | None:
         """One line when ``eval_max_length`` was capped to the model, else None."""
@@ -55,29 +63,34 @@ def check_fit(config: RunConfig) -> ModelFit:
     # a small model may not take (tiny's table is sized from max_length): it is capped instead.
     limit = position_limit(model_config)
     eval_length = config.eval_max_length if limit is None else min(config.eval_max_length, limit)
-    return ModelFit(model_config, depth, placements, eval_length)
+    return ModelFit(model_config, depth, placements, eval_length, special_tokens)
 
 
 RTN_BOTTLENECK_FACTOR = 4
 
 
-def check_value_bounds(config: RunConfig) -> None:
-    """Upper bounds on what the user asks for (flags, config files, a search's common config, an
-    ablation's cells), checked before any work: the RTN maps the hidden size d through r units
-    and back, so r past a few times d adds nothing but memory (a huge r ends in an allocation
-    failure). The task's default r is always allowed, since small models (tiny: d = 64) train
-    with it. Not part of check_fit, which every trial runs: a searched value past the bound
-    ends that trial as out_of_memory (search/trainable.py) rather than as an error."""
-    if not config.uses_rtn:
-        return
-    model_config = _model_config(config)
+def rtn_bottleneck_limit(config: RunConfig, fit: ModelFit | None = None) -> tuple[int, str]:
+    """The largest ``rtn_bottleneck`` that ``config.model`` takes for ``config.task``, and why
+    (for messages): the RTN maps the hidden size d through r units and back, so r past a few
+    times d adds nothing but memory (a huge r ends in an allocation failure). The task's
+    default r is always allowed, since small models (tiny: d = 64) train with it. ``fit``
+    (check_fit's result for ``config``) spares loading the model's config again."""
+    model_config = fit.model_config if fit is not None else _model_config(config)
     size = hidden_size(model_config)
     limit = max(RTN_BOTTLENECK_FACTOR * size, TASK_DEFAULTS[config.task]["rtn_bottleneck"])
+    return limit, f"{RTN_BOTTLENECK_FACTOR} x its hidden size {size}, or the {config.task} default if larger"
+
+
+def check_value_bounds(config: RunConfig, fit: ModelFit | None = None) -> None:
+    """Upper bounds on what the user asks for (flags, config files, a search's common config, an
+    ablation's cells), checked before any work (``rtn_bottleneck_limit``). Not part of
+    check_fit, which every trial runs: a search checks every value its space can sample before
+    Ray starts instead (search/driver/preflight.py)."""
+    if not config.uses_rtn:
+        return
+    limit, why = rtn_bottleneck_limit(config, fit)
     if config.rtn_bottleneck > limit:
-        raise ModelError(
-            f"--rtn-bottleneck {config.rtn_bottleneck}: at most {limit} for model {config.model} "
-            f"({RTN_BOTTLENECK_FACTOR} x its hidden size {size}, or the {config.task} default if larger); lower it"
-        )
+        raise ModelError(f"--rtn-bottleneck {config.rtn_bottleneck}: at most {limit} for model {config.model} ({why}); lower it")
 
 
 def _model_config(config: RunConfig) -> PretrainedConfig:

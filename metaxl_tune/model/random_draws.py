@@ -1,6 +1,6 @@
 """The same dropout masks in several forwards: the finite-difference hypergradient's replays.
 
-The finite-difference hypergradient (bilevel.py, ``_finite_difference_hypergradient``)
+The finite-difference hypergradient (train/bilevel.py, ``_finite_difference_hypergradient``)
 evaluates the source loss at theta + eps v and theta - eps v. Both forwards must draw the
 dropout masks of the training forward they are compared with, or the difference measures
 dropout noise instead of theta's effect. Two ways to get them:

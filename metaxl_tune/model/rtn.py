@@ -182,7 +182,7 @@ class RTNBank(nn.Module):
         """Forwards inside this block feed each detaching RTN the input recorded by
         ``inputs_recorded``, while the residual adds the forward's own hidden state. With a
         detached input, theta's gradient treats the RTN input as a constant; the finite
-        difference (bilevel.py) must hold it at its recorded value to estimate that gradient's
+        difference (train/bilevel.py) must hold it at its recorded value to estimate that gradient's
         change. RTNs that do not detach read their own input, as their gradient does."""
         with self._inputs_as("replay"):
             yield

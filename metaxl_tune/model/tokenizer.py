@@ -1,8 +1,10 @@
 """Tokenizers: the model's own from the hub or disk, or one trained with `tokenizers` for `tiny`.
 
 The tiny tokenizer is trained on the run's text (source and target, all splits; labels are never
-seen), the offline stand-in for a multilingual pre-trained vocabulary. It is cached by the data
-fingerprint, so every trial of a search on the same data shares it.
+seen), the offline stand-in for a multilingual pre-trained vocabulary: every sentence of a
+language up to TOKENIZER_SAMPLE, else a seeded sample of that many (the `tokenizers` trainer's
+memory grows with its input: 10.5 GB for the 2.17 M sentences of a 100 MB file). It is cached by
+the data fingerprint, so every trial of a search on the same data shares it.
 """
 
 from __future__ import annotations
@@ -13,9 +15,17 @@ from typing import Iterable
 from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors, trainers
 from transformers import AutoTokenizer, PreTrainedTokenizerFast
 
-from metaxl_tune.model.backbone import TINY, ModelError
+from metaxl_tune.data import ExampleStream, SplitStreams, sample_indices
+from metaxl_tune.data.streams import take_sorted
+from metaxl_tune.model.backbone import RANDOM_INIT, TINY, ModelError
 
 TINY_VOCAB_SIZE = 4000
+TOKENIZER_SAMPLE = 50_000
+"""Sentences per language the tiny tokenizer trains on at most (train, dev and test together).
+More than any split the tests, demos or the paper's WikiAnn languages hold (synthetic NER: 20,400
+a language), so their vocabularies are those of all their sentences."""
+TOKENIZER_SAMPLE_SEED = 0
+"""Fixed, not the run's data seed: one vocabulary per data, whatever the seeds of its runs."""
 _SPECIALS = {"bos": "<s>", "pad": "<pad>", "eos": "</s>", "unk": "<unk>", "mask": "<mask>"}
 
 
@@ -50,9 +60,24 @@ def _save(backend: Tokenizer, directory: Path, *, max_length: int) -> PreTrained
 _SPECIAL_LIST = [_SPECIALS[key] for key in ("bos", "pad", "eos", "unk", "mask")]
 
 
+def tokenizer_texts(languages: list[SplitStreams]) -> list[str]:
+    """Per language, the text of every sentence of train, dev and test in order, or, past
+    TOKENIZER_SAMPLE of them, a seeded sample of that many, in file order."""
+    texts: list[str] = []
+    for splits in languages:
+        streams: list[ExampleStream] = list(splits.all())
+        total = sum(len(stream) for stream in streams)
+        if total <= TOKENIZER_SAMPLE:
+            examples = (example for stream in streams for example in stream)
+        else:
+            examples = take_sorted(streams, sorted(sample_indices(total, TOKENIZER_SAMPLE, TOKENIZER_SAMPLE_SEED)))
+        texts.extend(" ".join(getattr(example, "tokens", None) or [example.text]) for example in examples)
+    return texts
+
+
 def train_tiny_tokenizer(texts: Iterable[str], directory: Path, *, max_length: int) -> PreTrainedTokenizerFast:
     """Train a WordPiece tokenizer with XLM-R's special tokens and save it to ``directory``."""
-    from metaxl_tune.interruptible import run_interruptibly
+    from metaxl_tune.common.interruptible import run_interruptibly
 
     backend = _backend(models.WordPiece(unk_token=_SPECIALS["unk"]))
     trainer = trainers.WordPieceTrainer(vocab_size=TINY_VOCAB_SIZE, special_tokens=_SPECIAL_LIST, show_progress=False)
@@ -91,7 +116,9 @@ TINY_SPECIAL_TOKENS = 2
 
 def special_tokens_added(name: str) -> int:
     """How many special tokens the model's tokenizer adds to one sequence."""
-    if name == TINY:
+    if name in RANDOM_INIT:
+        # Randomly initialised models (tiny, base-random) train the tiny tokenizer on their data
+        # (train/prepare.py): never a hub tokenizer, which an offline machine cannot load.
         return TINY_SPECIAL_TOKENS
     return load_tokenizer(name).num_special_tokens_to_add(pair=False)
 

@@ -1,14 +1,5 @@
-"""Hyperparameter search over RunConfig: YAML search spaces (this package imports no Ray/MLflow)."""
+"""Hyperparameter search with Ray Tune and Optuna, as subpackages from the bottom up:
+faults < space < execution < records < driver (each imports only those before it).
 
-from metaxl_tune.search.placement import placement_label, resolve_placement
-from metaxl_tune.search.space import Parameter, SearchSpace, SpaceError, load_space, shipped_spaces
-
-__all__ = [
-    "Parameter",
-    "SearchSpace",
-    "SpaceError",
-    "load_space",
-    "placement_label",
-    "resolve_placement",
-    "shipped_spaces",
-]
+May import every layer below search (common, config, data, model, train, results).
+"""

@@ -2,22 +2,15 @@
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
 import pytest
 
+from bench_scripts import run_bench
 from metaxl_tune.config import RunConfig
-
-SCRIPT = Path(__file__).resolve().parents[2] / "bench" / "gpu.py"
 
 
 @pytest.fixture(scope="module")
 def summary():
-    spec = importlib.util.spec_from_file_location("bench_gpu", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.main(["--model", "tiny", "--device", "cpu", "--smoke"])
+    return run_bench("gpu", ["--model", "tiny", "--device", "cpu", "--smoke"])
 
 
 def test_every_method_and_precision_has_a_ratio_a_peak_and_a_trial_count(summary):

@@ -6,26 +6,18 @@ import json
 
 import pytest
 import torch
-import typer
 from mlflow.tracking import MlflowClient
 from typer.testing import CliRunner
 
-from metaxl_tune.checkpoint import save_best, serialize_best
+from cli_apps import one_command_app
+from metaxl_tune.train.checkpoint import save_best, serialize_best
 from metaxl_tune.cli.analyze import analyze
 from metaxl_tune.config import RunConfig
-from metaxl_tune.trainer import Run
+from metaxl_tune.train.trainer import Run
 from test_checkpoint import DAMAGE
 
 runner = CliRunner()
-app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
-
-
-@app.callback()
-def root() -> None:
-    """A stand-in for the metaxl-tune app, with analyze as its one command."""
-
-
-app.command(help=analyze.__doc__)(analyze)
+app = one_command_app(analyze, help=analyze.__doc__)
 
 
 def config(**changes) -> RunConfig:

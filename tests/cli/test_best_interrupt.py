@@ -6,6 +6,8 @@ from __future__ import annotations
 import signal
 import subprocess
 
+import pytest
+
 from processes import CLI, cli_env, kill_session, read_until
 from search_store import NAME, build_search_store
 
@@ -19,7 +21,7 @@ def test_ctrl_c_in_best_rerun_says_what_was_kept_and_leaves_no_study_file(tmp_pa
     process = subprocess.Popen(
         [*CLI, "best", "--name", NAME, "--rerun", "--top", "1", "--seeds", "1", "--tracking-uri", store,
          "--storage", str(storage)],
-        cwd=tmp_path, env=cli_env(tmp_path / "cache"), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        cwd=tmp_path, env={**cli_env(tmp_path / "cache"), "PYTHONFAULTHANDLER": "1"}, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         start_new_session=True,
     )
     try:
@@ -27,8 +29,14 @@ def test_ctrl_c_in_best_rerun_says_what_was_kept_and_leaves_no_study_file(tmp_pa
         before = read_until(process, f"ablation {NAME}-rerun-", timeout=300)
         assert list(storage.glob("*.study.yaml")), "the re-run's study file is written before it starts"
         process.send_signal(signal.SIGINT)
-        status = process.wait(timeout=120)
-        stdout, stderr = process.stdout.read(), process.stderr.read()
+        try:
+            stdout, stderr = process.communicate(timeout=120)
+        except subprocess.TimeoutExpired:
+            # PYTHONFAULTHANDLER: SIGABRT prints every thread's stack, which says where it waits.
+            process.send_signal(signal.SIGABRT)
+            stdout, stderr = process.communicate(timeout=30)
+            pytest.fail(f"best --rerun still ran 120 s after Ctrl-C:\n{stdout}\n{stderr}")
+        status = process.returncode
     finally:
         if process.poll() is None:
             process.kill()

@@ -10,7 +10,7 @@ import subprocess
 import pytest
 from typer.testing import CliRunner
 
-from metaxl_tune.checkpoint import (
+from metaxl_tune.train.checkpoint import (
     BEST_FILE,
     STATE_FILE,
     load_best,

@@ -1,6 +1,7 @@
 """A finished tiny search, then what a user does with it: the parent run's summary, `ui --name`
 in a real headless browser (its runs page lists the parent and the trials with their searched
-parameters), and `best --compare` with a reduced budget (the table's layout, not its scores)."""
+parameters), and `best --compare` with a reduced budget (the table's layout, not its scores).
+The search and the comparison join the session's shared Ray head (conftest.ray_head)."""
 
 from __future__ import annotations
 
@@ -12,11 +13,14 @@ import signal
 import subprocess
 import time
 import urllib.request
+from pathlib import Path
 
 import pytest
 from mlflow.tracking import MlflowClient
 
-from metaxl_tune.mlflow_filters import tag_equals
+from metaxl_tune.results.config_ranking import ranked_configs
+from metaxl_tune.results.mlflow_filters import tag_equals
+from metaxl_tune.results.tracking import Tracker
 from processes import CLI, cli_env, free_port, kill_session, run_cli
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -25,10 +29,10 @@ NAME = "browsed-v1.2"
 
 
 @pytest.fixture(scope="module")
-def finished_search(tmp_path_factory, shared_cache):
+def finished_search(tmp_path_factory, shared_cache, ray_head):
     workdir = tmp_path_factory.mktemp("ui-search")
     result = run_cli(["search", "--task", "ner", "--target", "tk", "--preset", "demo", "--num-samples", "2",
-                      "--epochs", "1", "--name", NAME], cwd=workdir, cache_dir=shared_cache)
+                      "--epochs", "1", "--name", NAME], cwd=workdir, cache_dir=shared_cache, ray=ray_head)
     assert result.returncode == 0, result.stdout + result.stderr
     client = MlflowClient(f"sqlite:///{workdir / 'mlflow.db'}")
     experiment = client.get_experiment_by_name("metaxl-tune")
@@ -46,6 +50,19 @@ def test_the_experiment_is_model_training_and_the_parent_run_summarises_the_sear
     assert metrics["best_dev_f1"] == max(trial.data.metrics["best_dev_f1"] for trial in trials)
     assert metrics["device_hours"] == pytest.approx(sum(t.data.metrics["device_seconds"] for t in trials) / 3600)
     assert parent.data.params == {"space": "demo.yaml", "metric": "best_dev_f1"}
+
+
+def test_the_parent_run_holds_the_per_config_table_as_best_ranks_it(finished_search, tmp_path):
+    workdir, client, _, runs = finished_search
+    parent = next(run for run in runs if run.data.tags["metaxl.role"] == "search")
+    completed = [run for run in runs if run.data.tags.get("metaxl.outcome") == "completed"]
+    assert json.loads(parent.data.tags["mlflow.loggedArtifacts"]) == [{"path": "configs.json", "type": "table"}]
+    path = client.download_artifacts(parent.info.run_id, "configs.json", str(tmp_path))
+    table = json.loads(Path(path).read_text(encoding="utf-8"))
+    assert table["columns"][:4] == ["rank", "config_id", "seeds", "mean best_dev_f1"]
+    ranked = ranked_configs(Tracker(f"sqlite:///{workdir / 'mlflow.db'}", NAME), "best_dev_f1")
+    assert [row[1] for row in table["data"]] == [row.config_id for row in ranked.rows]
+    assert sum(row[2] for row in table["data"]) == len(completed) >= 1
 
 
 def page_text(dom: str) -> str:
@@ -98,9 +115,10 @@ def test_the_runs_page_lists_the_parent_and_its_trials_with_their_searched_param
                 assert trial.data.params[key] in text  # the trial's value
 
 
-def test_best_compare_prints_the_comparison_table(finished_search, shared_cache):
+def test_best_compare_prints_the_comparison_table(finished_search, shared_cache, ray_head):
     workdir = finished_search[0]
-    result = run_cli(["best", "--name", NAME, "--compare", "--seeds", "1"], cwd=workdir, cache_dir=shared_cache)
+    result = run_cli(["best", "--name", NAME, "--compare", "--seeds", "1"], cwd=workdir, cache_dir=shared_cache,
+                     ray=ray_head)
     assert result.returncode == 0, result.stdout + result.stderr
     lines = result.stdout.splitlines()
     start = lines.index(next(line for line in lines if line.startswith(f"{NAME}: the winner against the baselines")))
@@ -113,16 +131,29 @@ def test_best_compare_prints_the_comparison_table(finished_search, shared_cache)
     assert len(jt) == 3 and len(target_only) == len(metaxl) == 4  # one seed: no ± part; Δ except for jt
     assert all(re.fullmatch(r"[+-]\d+\.\d\d", row[-1]) for row in (target_only, metaxl))
     assert lines[rule + 4] == "F1 in percent, mean ± std over 1 runs (seeds); test F1 at the best dev epoch"
-    assert lines[rule + 5] == f"see them in MLflow: metaxl-tune ui --name {NAME}"
-    assert re.fullmatch(rf" +metaxl-tune ui --name {re.escape(NAME)}-compare-\d{{8}}-\d{{6}}", lines[rule + 6])
-    assert all(len(line) <= 80 for line in table), table
+    see = lines.index(f"see them in MLflow: metaxl-tune ui --name {NAME}")
+    assert re.fullmatch(rf" +metaxl-tune ui --name {re.escape(NAME)}-compare-\d{{8}}-\d{{6}}", lines[see + 1])
+    assert all(len(line) <= 80 for line in table + lines[rule + 5:see + 2]), table
+    # The optimism gap: the winner's fresh seed (1) against the mean the search reported for it.
+    said = " ".join(" ".join(lines[rule + 5:see]).split())
+    assert said.startswith("optimism gap = fresh-seed mean minus the search's mean for the config; "
+                           "negative: the search overstated it optimism gap of best_dev_f1: "), said
+    gap, fresh, reported = re.search(r"optimism gap of best_dev_f1: ([+-]\d+\.\d\d) = fresh-seed mean (\d+\.\d\d) "
+                                     r"\(1 seed\) - the search's mean (\d+\.\d\d) \(\d+ seeds?\)", said).groups()
+    assert fresh == metaxl[1]  # the comparison's MetaXL dev F1 (one seed)
+    ranked = ranked_configs(Tracker(f"sqlite:///{workdir / 'mlflow.db'}", NAME), "best_dev_f1")
+    assert reported == f"{ranked.incumbent.mean:.2f}"
+    assert abs(float(gap) - (float(fresh) - float(reported))) <= 0.011
+    assert "optimism gap of best_test_f1: " in said
 
 
 def test_the_dotted_name_round_trips_through_best_report_and_ui(finished_search, shared_cache):
     workdir, client, experiment, runs = finished_search
     best = run_cli(["best", "--name", NAME, "-o", "winner.yaml"], cwd=workdir, cache_dir=shared_cache)
     assert best.returncode == 0, best.stdout + best.stderr
-    assert best.stdout.startswith(f"{NAME}: top 2 of 2 trials by best_dev_f1") and (workdir / "winner.yaml").is_file()
+    configs = len(ranked_configs(Tracker(f"sqlite:///{workdir / 'mlflow.db'}", NAME), "best_dev_f1").rows)
+    assert best.stdout.startswith(f"{NAME}: top {configs} of {configs} configs by mean best_dev_f1")
+    assert (workdir / "winner.yaml").is_file()
     report = run_cli(["report", "--name", NAME, "--format", "csv"], cwd=workdir, cache_dir=shared_cache)
     assert report.returncode == 0, report.stdout + report.stderr
     assert report.stdout.splitlines()[0].startswith("setting,")

@@ -6,22 +6,16 @@ import csv
 import io
 
 import pytest
-import typer
 from mlflow.tracking import MlflowClient
 from typer.testing import CliRunner
 
+from cli_apps import one_command_app
 from metaxl_tune.cli.report import report
-from metaxl_tune.mlflow_filters import tags_equal
+from metaxl_tune.results.mlflow_filters import tags_equal
 from search_store import NAME as SEARCH, SHOWN, build_search_store
 from test_report import LATEX, MARKDOWN, NAME, shared_store
 
-app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
-app.command()(report)
-
-
-@app.callback()
-def root() -> None:
-    """Keeps `report` a subcommand, as in the real app."""
+app = one_command_app(report)
 
 
 @pytest.fixture(scope="module")

@@ -279,4 +279,4 @@ def test_a_review_with_a_token_over_the_limit_is_refused_with_its_line(sa, load_
 def test_a_tsv_line_over_the_limit_is_refused_with_its_line(sa, load_error):
     long_review = " ".join(["fine"] * 25_001)
     message = load_error(sa(f"text\tlabel\ngood\t1\n{long_review}\t0\n", suffix=".tsv"), "fa")
-    assert "fa/train.tsv:3: the line holds 125,006 characters, over the limit of 100,000" in message
+    assert "fa/train.tsv:3: the line holds over 100,000 characters, the limit a line" in message

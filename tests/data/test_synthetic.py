@@ -106,3 +106,15 @@ def test_sa_transfer_is_learnable():
     alone = bag_of_words_f1(target_train, target.dev)
     joint = bag_of_words_f1(sample(source.train, 1000, seed=42) + target_train, target.dev)
     assert (alone, joint) == pytest.approx((0.628, 0.667), abs=0.01)
+
+
+def test_a_language_without_a_grammar_is_refused_naming_the_ones_there_are():
+    from metaxl_tune.common.languages import SYNTHETIC_LANGUAGES
+    from metaxl_tune.data import DataError
+    from metaxl_tune.data.synthetic import synthetic_splits
+
+    with pytest.raises(DataError) as error:
+        synthetic_splits("ner", "xx")
+    assert str(error.value).startswith(f"--data synthetic has no grammar for 'xx'; its languages are "
+                                       f"{', '.join(sorted(SYNTHETIC_LANGUAGES))}")
+    assert len(SYNTHETIC_LANGUAGES) == 17 and {"en", "tk", "tr", "fa", "te"} <= set(SYNTHETIC_LANGUAGES)

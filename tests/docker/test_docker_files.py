@@ -325,6 +325,40 @@ def test_compose_mlflow_accepts_the_drivers_and_the_browsers_host_header():
     assert is_allowed_host_header(allowed, "localhost:5000")
 
 
+def test_compose_mlflow_asks_every_request_for_a_user_and_the_driver_signs_in(monkeypatch):
+    from mlflow.server.auth.config import read_auth_config
+
+    services = compose()["services"]
+    server, driver = environment(services["mlflow"]), environment(services["ray-head"])
+    mounts = dict(reversed(volume.split(":")[:2]) for volume in services["mlflow"]["volumes"])
+    declared = set(compose().get("volumes") or {})
+    monkeypatch.setenv("MLFLOW_AUTH_CONFIG_PATH", str((COMPOSE.parent / mounts[server["MLFLOW_AUTH_CONFIG_PATH"]]).resolve()))
+    for variable in ("MLFLOW_AUTH_ADMIN_USERNAME", "MLFLOW_AUTH_ADMIN_PASSWORD"):
+        monkeypatch.delenv(variable, raising=False)
+    config = read_auth_config()  # MLflow's own reader of the file the server is given
+    users = Path(config.database_uri.removeprefix("sqlite:///"))
+
+    assert option(argv(services["mlflow"]), "--app-name") == "basic-auth"
+    # compose refuses to start without the secrets (`:?`) instead of running with empty ones
+    for name in ("MLFLOW_AUTH_ADMIN_PASSWORD", "MLFLOW_FLASK_SERVER_SECRET_KEY"):
+        assert re.fullmatch(r"\$\{\w+:\?[^}]+\}", server[name]), name
+    # the driver signs in as the admin the server creates on its first start
+    assert interpolate(driver["MLFLOW_TRACKING_USERNAME"]) == interpolate(server["MLFLOW_AUTH_ADMIN_USERNAME"])
+    assert interpolate(driver["MLFLOW_TRACKING_PASSWORD"]) == interpolate(server["MLFLOW_AUTH_ADMIN_PASSWORD"])
+    # the password is never in the file; the users live on a volume of their own, not on /shared
+    assert config.admin_password is None and config.default_permission == "READ"
+    assert config.database_uri.startswith("sqlite:////") and mounts[str(users.parent)] in declared
+    assert "/shared" not in str(users)
+
+
+def test_the_cpu_image_installs_the_postgres_and_server_extras():
+    runs = [arguments for keyword, arguments in instructions(DOCKER / "Dockerfile.cpu") if keyword == "RUN"]
+    extras = pyproject()["project"]["optional-dependencies"]
+
+    assert any("pip install /opt/metaxl-tune'[postgres,server]'" in command for command in runs)
+    assert {"postgres", "server"} <= set(extras)
+
+
 # ---- AWS cluster launcher --------------------------------------------------------------------
 
 

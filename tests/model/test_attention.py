@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from helpers import attach_bank, make_batch, tiny_model
-from metaxl_tune.bilevel import Learner
+from metaxl_tune.train.bilevel import Learner
 from metaxl_tune.config import RunConfig
 
 STEPS = {

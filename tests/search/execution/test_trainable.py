@@ -1,0 +1,71 @@
+"""A retried trial whose newest checkpoint is damaged resumes from the previous kept one, or
+starts again, with one line saying so. Runs the trainable in-process with Tune's calls faked."""
+
+from __future__ import annotations
+
+import shutil
+from types import SimpleNamespace
+
+import pytest
+from ray import tune
+
+import metaxl_tune.search.execution.trainable as trainable
+from metaxl_tune.config import RunConfig
+from metaxl_tune.train.trainer import Run
+from test_checkpoint import DAMAGE
+
+CONFIG = RunConfig(model="tiny", data="synthetic", task="ner", target="tk", source="related", method="metaxl",
+                   epochs=2, lr=3e-3, meta_lr=1e-3, rtn_bottleneck=16, source_size=32, batch_size=16, max_length=32,
+                   checkpoint_every="1")
+
+
+@pytest.fixture(scope="module")
+def kept(tmp_path_factory, shared_cache):
+    """Two kept checkpoints of a 2-epoch trial, as Tune stores them (checkpoint_000000, _000001)."""
+    storage = tmp_path_factory.mktemp("storage")
+
+    def keep(entry, checkpoint):
+        (checkpoint / trainable.PROGRESS_FILE).write_text(f'{{"wall_seconds": 1.0, "epoch": {entry.epoch}}}')
+        shutil.copytree(checkpoint, storage / f"checkpoint_{entry.epoch - 1:06d}")
+
+    Run(CONFIG, storage / "first-attempt", cache_dir=shared_cache, progress=False, save_model=False).fit(
+        on_epoch=keep, checkpoint_dir=storage / "staging")
+    return storage
+
+
+def retry(monkeypatch, tmp_path, latest, shared_cache) -> list[dict]:
+    reports = []
+    fake = SimpleNamespace(
+        get_context=lambda: SimpleNamespace(get_trial_dir=lambda: str(tmp_path / "trial")),
+        get_checkpoint=lambda: tune.Checkpoint.from_directory(str(latest)),
+        report=lambda metrics, checkpoint=None: reports.append(metrics),
+        Checkpoint=tune.Checkpoint,
+    )
+    monkeypatch.setattr(trainable, "tune", fake)
+    monkeypatch.setattr(trainable.persistence, "tune", fake)  # reports go through persistence.report
+    trainable._train(CONFIG, {}, 0.0, cache_dir=str(shared_cache), cpus=1, gpus=0, storage_retry_s=0.0)
+    return reports
+
+
+@pytest.mark.parametrize("damage", DAMAGE)
+def test_a_damaged_latest_checkpoint_falls_back_to_the_previous_one(kept, tmp_path, monkeypatch, capsys, shared_cache, damage):
+    storage = tmp_path / "storage"
+    shutil.copytree(kept, storage, ignore=shutil.ignore_patterns("first-attempt", "staging"))
+    DAMAGE[damage](storage / "checkpoint_000001" / "state.pt")
+    reports = retry(monkeypatch, tmp_path, storage / "checkpoint_000001", shared_cache)
+    assert [(row["epoch"], row["resumed_from_epoch"]) for row in reports] == [(2, 1)]
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"[trial] checkpoint {storage / 'checkpoint_000001' / 'state.pt'} is unusable (")
+    assert lines[0].endswith(f"the trial resumes from the previous kept checkpoint {storage / 'checkpoint_000000'}")
+
+
+def test_without_an_earlier_checkpoint_the_trial_starts_again(kept, tmp_path, monkeypatch, capsys, shared_cache):
+    storage = tmp_path / "storage"
+    shutil.copytree(kept / "checkpoint_000001", storage / "checkpoint_000001")
+    DAMAGE["random bytes"](storage / "checkpoint_000001" / "best.safetensors")
+    reports = retry(monkeypatch, tmp_path, storage / "checkpoint_000001", shared_cache)
+    assert [(row["epoch"], row["resumed_from_epoch"]) for row in reports] == [(1, 0), (2, 0)]
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(
+        f"[trial] checkpoint {storage / 'checkpoint_000001' / 'best.safetensors'} is unusable (")
+    assert lines[0].endswith("no earlier checkpoint is kept: the trial starts again from epoch 1")
