@@ -32,6 +32,7 @@ import torch
 
 from metaxl_tune.data.lexicon import GENERATOR_VERSION
 from metaxl_tune.common.languages import SYNTHETIC_LANGUAGES
+from metaxl_tune.common.progress import progress as progress_of
 from metaxl_tune.model.backbone import TINY_ARCHITECTURE, ModelError
 
 PRETRAINED = "tiny-pretrained"
@@ -128,7 +129,6 @@ def corpus(recipe: Recipe) -> list[str]:
 
 def build(recipe: Recipe, directory: Path, *, progress: bool = True) -> dict[str, float]:
     """Train the tokenizer and the MLM encoder of ``recipe``; save both (and the recipe) to ``directory``."""
-    from tqdm.auto import tqdm
     from transformers import AutoModelForMaskedLM, DataCollatorForLanguageModeling, XLMRobertaConfig
     from transformers import logging as hf_logging
 
@@ -163,7 +163,7 @@ def build(recipe: Recipe, directory: Path, *, progress: bool = True) -> dict[str
     # per step at load 11 on 2 cores); the model is too small to gain from more.
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
-    bar = tqdm(range(recipe.steps), desc="pre-training tiny-pretrained", unit="step", disable=not progress)
+    bar = progress_of(range(recipe.steps), total=recipe.steps, desc="pre-training tiny-pretrained", enabled=progress)
     for _ in bar:
         if len(order) < recipe.batch_size:
             order += torch.randperm(len(encoded), generator=generator).tolist()

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Callable
 
 import torch
-from tqdm.auto import tqdm
+from metaxl_tune.common.progress import progress as progress_of
 
 from metaxl_tune.train.batches import EpochBatches
 from metaxl_tune.train.bilevel import BackoffFinetuner, Learner
@@ -191,11 +191,13 @@ class Run:
         examples_per_language = [0] * len(self.data.source_languages)
         data = self.data
         step = self._step_function(epoch)
-        plan = tqdm(
+        # A bar on a terminal only: elsewhere the epoch's own line follows (common/progress.py).
+        plan = progress_of(
             self.batches.plan(epoch),
             total=self.steps_per_epoch,
             desc=f"epoch {epoch}/{self.config.total_epochs}",
-            disable=not self.progress,
+            enabled=self.progress,
+            quarters=False,
             leave=False,
         )
         for step_number, (language, source_indices, target_indices) in enumerate(plan, start=1):
