@@ -310,3 +310,23 @@ def test_a_diverging_run_is_one_line_and_its_folder_is_replaced_with_overwrite(t
     again = runner.invoke(app, [*tiny, "--overwrite"])
     assert again.exit_code == 0, again.output
     assert json.loads((tmp_path / "results.json").read_text())["config"]["lr"] == RunConfig().lr
+
+
+def test_progress_into_a_pipe_is_plain_lines_at_each_quarter(tmp_path):
+    # A real `train` whose output is a pipe (a log file, a batch job): the one-time build of
+    # tiny-pretrained says each quarter on a line of its own, with no redrawn bar.
+    import subprocess
+
+    from processes import CLI, cli_env
+    from metaxl_tune.model.pretrain import STEPS_ENV
+
+    env = {**cli_env(tmp_path / "cache"), STEPS_ENV: "8"}
+    result = subprocess.run([*CLI, "train", "--model", "tiny-pretrained", "--data", "synthetic", "--task", "ner",
+                             "--target", "tk", "--method", "target-only", "--epochs", "1", "--max-length", "32",
+                             "--output", str(tmp_path / "run")],
+                            env=env, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stdout + result.stderr
+    said = result.stdout + result.stderr
+    assert [line.split(" (")[0] for line in said.splitlines() if line.startswith("pre-training tiny-pretrained: ")] == [
+        f"pre-training tiny-pretrained: {k}/8 steps" for k in (2, 4, 6, 8)]
+    assert "\r" not in said and "epoch   1/1  dev F1" in said

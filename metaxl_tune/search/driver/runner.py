@@ -36,11 +36,11 @@ from metaxl_tune.search.space.strategy import (
     build_sampler, build_scheduler, build_searcher,
 )
 from metaxl_tune.search.driver.warm_start import own_trials
-from metaxl_tune.search.records.artifacts import DRIVER_SAID, ArtifactUploads, files_size
+from metaxl_tune.search.records.artifacts import DRIVER_SAID, ArtifactUploads
+from metaxl_tune.search.records.plots import upload_plots
 from metaxl_tune.search.records.tracking_queue import say_tracking
 from metaxl_tune.results.tracking import Tracker
 
-PLOTS_ARTIFACT_DIR = "plots"
 
 
 def search_parent_tags(space: SearchSpace, base: RunConfig, options: SearchOptions) -> dict[str, str]:
@@ -410,46 +410,3 @@ def concurrency(options: SearchOptions, gpus: float) -> int:
     from metaxl_tune.search.execution.cluster import cluster_slots
 
     return cluster_slots(cpus_per_trial=options.cpus_per_trial, gpus_per_trial=gpus)
-
-
-def upload_plots(tracker: Tracker, parent_id: str, study: optuna.Study, directory: Path,
-                 uploads: ArtifactUploads, missing: Callable[[Path], bool] = lambda path: True) -> int:
-    """Draw the search's plots into ``directory`` and upload those ``missing`` from its parent run;
-    how many were uploaded (0 also when the store did not take them: they stay in ``directory``)."""
-    written = [path for path in draw_plots(study, directory) if missing(path)]
-    if written and uploads.upload("the search's plots", files_size(written),
-                                  lambda: tracker.log_files(parent_id, written, PLOTS_ARTIFACT_DIR)):
-        return len(written)
-    return 0
-
-
-def draw_plots(study: optuna.Study, directory: Path) -> list[Path]:
-    """Optuna's optimization history, parameter importances and parallel coordinates as PNGs."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import warnings
-
-    import matplotlib.pyplot as plt
-    from optuna.visualization import matplotlib as optuna_plots
-
-    directory.mkdir(parents=True, exist_ok=True)
-    plots = {
-        "optimization_history": optuna_plots.plot_optimization_history,
-        "param_importances": optuna_plots.plot_param_importances,
-        "parallel_coordinate": optuna_plots.plot_parallel_coordinate,
-    }
-    written = []
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # Optuna marks its matplotlib plots experimental
-        for name, plot in plots.items():
-            try:
-                axes = plot(study)
-            except (ValueError, RuntimeError, ZeroDivisionError):
-                continue  # e.g. importances need two finished trials with varying parameters
-            figure = axes.figure if hasattr(axes, "figure") else axes.flat[0].figure
-            path = directory / f"{name}.png"
-            figure.savefig(path, dpi=110, bbox_inches="tight")
-            plt.close(figure)
-            written.append(path)
-    return written

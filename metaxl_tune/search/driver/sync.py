@@ -42,9 +42,8 @@ from metaxl_tune.search.driver.options import (
     OPTIONS_FILE, SearchError, SearchOptions, apply_preset, load_search_study, read_options_file,
 )
 from metaxl_tune.search.driver.preflight import resolve_space
-from metaxl_tune.search.driver.runner import (
-    PLOTS_ARTIFACT_DIR, search_parent_tags, study_best, study_counts, upload_plots,
-)
+from metaxl_tune.search.driver.runner import search_parent_tags, study_best, study_counts
+from metaxl_tune.search.records.plots import PLOTS_ARTIFACT_DIR, upload_plots
 from metaxl_tune.search.driver.warm_start import study_source_tag
 from metaxl_tune.common.secrets import mask_uri
 from metaxl_tune.results.config_artifact import upload_config_table

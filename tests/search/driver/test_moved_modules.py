@@ -56,7 +56,7 @@ def test_the_table_names_old_modules_and_modules_that_exist():
 # to Tune or held by a pickled object (the driver calls them), so no old state names them.
 GONE_BY_DESIGN = {
     ("metaxl_tune.search.callbacks", "trial_error"),  # folded into the callbacks' on_trial_error
-    ("metaxl_tune.search.runner", "attach_plots"),  # split into draw_plots and upload_plots (runner)
+    ("metaxl_tune.search.runner", "attach_plots"),  # split into draw_plots and upload_plots (records/plots.py)
     ("metaxl_tune.search.sync", "trial_statuses"),  # now trial_states, which also counts failures
     # Read inside a trial, never by the driver, so never in Tune's state: the readers of whole
     # files became streams that hold what is asked (#26, data/streams.py).
