@@ -207,7 +207,8 @@ def _run_locked_search(
         callbacks = hooks.with_callbacks([
             MlflowTrialCallback(tracker, parent_id, configs, race_tags, sync_hint=sync_hint(options),
                                 kept_in=str(options.experiment_dir)),
-            ProgressCallback(space.metric, space.mode, options.num_samples, space.names),
+            ProgressCallback(space.metric, space.mode, options.num_samples, space.names,
+                             seed_cap=seed_cap(options.repeats, options.max_repeats)),
             StorageWatch(options.storage_retry_s),
         ])
         restoring = resume and tune.Tuner.can_restore(str(options.experiment_dir))

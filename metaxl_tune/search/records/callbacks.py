@@ -200,11 +200,17 @@ def trial_counts(trials: list, ending: Any = None) -> tuple[int, dict[str, int]]
     return running, counts
 
 
-def progress_line(running: int, counts: dict[str, int], total: int, best: float | None) -> str:
-    """``[search] 2 running, 3 finished, 1 pruned, 0 failed of 6 | best 28.43``: fits 80 columns."""
+def progress_line(running: int, counts: dict[str, int], total: int, best: tuple[float, int] | None) -> str:
+    """``[search] 2 running, 3 finished, 1 pruned, 0 failed of 6 | best 28.43 (2 seeds)``: the
+    incumbent config's mean over its completed seeds (``best``: mean, seeds); fits 80 columns
+    (``n=2`` for the seeds where the words would not)."""
     line = (f"[search] {running} running, {counts['completed']} finished, {counts['pruned']} pruned, "
             f"{counts['failed']} failed of {total}")
-    return line if best is None else f"{line} | best {best:.2f}"
+    if best is None:
+        return line
+    mean, seeds = best
+    full = f"{line} | best {mean:.2f} ({seeds} seed{'s' if seeds != 1 else ''})"
+    return full if len(full) <= 80 else f"{line} | best {mean:.2f} n={seeds}"
 
 
 def best_lines(metric: str, value: float, trial_id: str, params: dict[str, Any], *, width: int = 80) -> list[str]:
@@ -216,14 +222,20 @@ def best_lines(metric: str, value: float, trial_id: str, params: dict[str, Any],
 
 
 class ProgressCallback(tune.Callback):
-    """A status line whenever a trial reports or ends (counts and the best value so far), and the
-    searched values of each new best trial; every line fits an 80-column terminal."""
+    """A status line whenever a trial reports or ends (counts, and the incumbent: the config with
+    the best mean among those with the most completed seeds, as ``best`` ranks them, never one
+    trial's score), and the searched values of each trial that reports a new best value (a live
+    event of one trial, marked as such); every line fits an 80-column terminal."""
 
-    def __init__(self, metric: str, mode: str, total: int, searched: tuple[str, ...]):
+    def __init__(self, metric: str, mode: str, total: int, searched: tuple[str, ...], *, seed_cap: int | None = None):
         self.metric = metric
         self.searched = searched
         self.mode = mode
         self.total = total
+        self.seed_cap = seed_cap
+        """Seeds counted per config when the incumbent is chosen (racing.seed_cap)."""
+        self.completed: dict[str, list[float]] = {}
+        """Config id -> the final value of each of its completed trials (its seeds)."""
         self.best: tuple[float, str, dict] | None = None
         self._last_print = 0.0
         self.retrying: set[str] = set()
@@ -260,8 +272,28 @@ class ProgressCallback(tune.Callback):
             return
         self._last_print = now
         running, counts = trial_counts(trials, ending)
-        best = self.best[0] if self.best is not None else None
-        print(progress_line(running, counts, self.total, best), file=sys.stdout, flush=True)
+        print(progress_line(running, counts, self.total, self.incumbent()), file=sys.stdout, flush=True)
+
+    def incumbent(self) -> tuple[float, int] | None:
+        """(mean, seeds) of the incumbent config so far; None before any trial completed, and in
+        an ablation, which searches nothing."""
+        from metaxl_tune.search.space.racing import incumbent_of
+
+        completed = self.__dict__.get("completed") or {}  # a callback pickled before seeds counted has none
+        if not self.searched or not completed:
+            return None
+        summary = {identity: (sum(values) / len(values), len(values)) for identity, values in completed.items()}
+        identity = incumbent_of(summary, self.mode, self.__dict__.get("seed_cap"))
+        return summary[identity]
+
+    def _count_seed(self, trial: Any) -> None:
+        from metaxl_tune.config.identity import config_id
+
+        result = trial.last_result or {}
+        if ended_outcome(result) != "completed" or result.get(self.metric) is None:
+            return  # a pruned trial is no seed (results/config_ranking.py ranks the same way)
+        identity = config_id({key: value for key, value in trial.config.items() if key in self.searched})
+        self.__dict__.setdefault("completed", {}).setdefault(identity, []).append(float(result[self.metric]))
 
     def on_trial_result(self, iteration, trials, trial, result, **info) -> None:
         value = result.get(self.metric)
@@ -276,6 +308,8 @@ class ProgressCallback(tune.Callback):
     def on_trial_complete(self, iteration, trials, trial, **info) -> None:
         result = trial.last_result
         reason = stopped_because(result)
+        if self.searched:
+            self._count_seed(trial)
         if reason is not None:
             print(f"[search] trial {trial.trial_id} stopped: {reason} ({result.get('stop_message', '')}); "
                   "the search goes on", file=sys.stdout, flush=True)
