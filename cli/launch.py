@@ -1,8 +1,9 @@
-"""The ``metaxl-tune`` entry point: ``search`` runs its driver under a supervisor.
+"""The ``metaxl-tune`` entry point: ``search``, ``ablate`` and ``best --rerun/--compare`` run their
+Ray driver under a supervisor.
 
 A Ray driver can be ended by Ray itself, with no Python run, when Ray's own processes get a
 stop signal before it (metaxl_tune/common/supervision.py). The supervisor, this process, then
-closes the search's records with the driver's own closing (search/driver/supervised_ending.py),
+closes the search's (or ablation's) records with the driver's own closing (search/driver/supervised_ending.py),
 removes the lock and says how to resume. It imports nothing heavy unless it has to close
 something: every other command runs here directly.
 """
@@ -12,7 +13,9 @@ from __future__ import annotations
 import os
 import sys
 
-SUPERVISED_COMMANDS = frozenset({"search"})
+SUPERVISED_COMMANDS = frozenset({"search", "ablate"})
+RAY_FLAGS_OF_BEST = frozenset({"--rerun", "--compare"})
+"""``best`` runs an ablation on Ray with either."""
 
 
 def _command(argv: list[str]) -> str | None:
@@ -23,8 +26,9 @@ def _command(argv: list[str]) -> str | None:
 def supervised(argv: list[str]) -> bool:
     from metaxl_tune.common.supervision import SUPERVISOR_ENV
 
-    return (_command(argv) in SUPERVISED_COMMANDS and not {"--help", "-h"} & set(argv)
-            and SUPERVISOR_ENV not in os.environ)
+    command = _command(argv)
+    drives_ray = command in SUPERVISED_COMMANDS or (command == "best" and bool(RAY_FLAGS_OF_BEST & set(argv)))
+    return drives_ray and not {"--help", "-h"} & set(argv) and SUPERVISOR_ENV not in os.environ
 
 
 def main() -> None:

@@ -3,6 +3,7 @@ left behind for an ablation that never started (it used to leave one each time).
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 
@@ -28,7 +29,7 @@ def test_ctrl_c_in_best_rerun_says_what_was_kept_and_leaves_no_study_file(tmp_pa
         # Logged by the re-run's ablation once its offline checks pass, before Ray starts.
         before = read_until(process, f"ablation {NAME}-rerun-", timeout=300)
         assert list(storage.glob("*.study.yaml")), "the re-run's study file is written before it starts"
-        process.send_signal(signal.SIGINT)
+        os.killpg(process.pid, signal.SIGINT)  # Ctrl-C in a terminal: the whole foreground group
         try:
             stdout, stderr = process.communicate(timeout=120)
         except subprocess.TimeoutExpired:

@@ -1,4 +1,4 @@
-"""Which commands run their driver under a supervisor (cli/launch.py, common/supervision.py)."""
+"""Which commands run their Ray driver under a supervisor (cli/launch.py, common/supervision.py)."""
 
 from __future__ import annotations
 
@@ -9,9 +9,11 @@ from metaxl_tune.cli.launch import supervised
 from metaxl_tune.common.supervision import SUPERVISOR_ENV
 
 
-def test_search_runs_under_a_supervisor_and_other_commands_and_help_do_not(monkeypatch):
+def test_commands_that_drive_ray_run_under_a_supervisor_and_others_and_help_do_not(monkeypatch):
     monkeypatch.delenv(SUPERVISOR_ENV, raising=False)
     assert supervised(["search", "--preset", "demo"]) and supervised(["search", "--name", "s", "--resume"])
+    assert supervised(["ablate", "--study", "methods"]) and supervised(["best", "--name", "s", "--compare"])
+    assert supervised(["best", "--name", "s", "--rerun", "--seeds", "3"]) and not supervised(["best", "--name", "s"])
     assert not supervised(["search", "--help"]) and not supervised(["train", "--preset", "demo"])
     assert not supervised(["--help"]) and not supervised([])
 

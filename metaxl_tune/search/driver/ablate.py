@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
+from metaxl_tune.common.supervision import tell_closed, tell_opened
 from metaxl_tune.config import RunConfig, build_config, command_config, refuse_task_ignored_options
 from metaxl_tune.common.names import check_name
 from metaxl_tune.common.origins import address_named, tracking_uri_named
@@ -179,6 +180,7 @@ def _run_locked_ablation(options: AblationOptions, *, resume: bool, log: Callabl
                     tracker.end_run(parent_id, "KILLED")
 
                 close_tracking(tracker, options, finish_tracking, log)
+                tell_closed()
             log(f"ablation {options.name} interrupted ({signal_name}; {lost} is gone too); its state is saved up to "
                 f"Tune's last snapshot. Resume with: {resume_hint('ablate', options.name, options.storage, tracking_uri=options.tracking_uri)}")
         finally:
@@ -196,6 +198,9 @@ def _run_locked_ablation(options: AblationOptions, *, resume: bool, log: Callabl
         tracker = Tracker(tracking_uri, options.name)
         parent_id = tracker.parent_run(ablation_parent_tags(the_plan))
         records.update(tracker=tracker, parent_id=parent_id)
+        # From here a supervisor closes what a driver ended by Ray leaves open (supervision.py).
+        tell_opened({"command": "ablate", "storage": str(options.storage), "name": options.name,
+                     "tracking_uri": options.tracking_uri, "resolved_tracking_uri": tracking_uri})
         configs = CellConfigs(the_plan.base)
         gpus = resolve_gpus(options)
         trainable = build_trainable(options, configs, gpus)
@@ -238,6 +243,7 @@ def _run_locked_ablation(options: AblationOptions, *, resume: bool, log: Callabl
         tracker.end_run(parent_id, "FINISHED" if finished else "KILLED")
 
     close_tracking(tracker, options, finish_tracking, log)
+    tell_closed()
     return {"name": options.name, "runs": len(the_plan.cells), "completed": done, "failed": failures.failed,
             "finished": finished, "parent_run_id": parent_id, "tracking_uri": mask_uri(tracking_uri),
             "interrupted": interruption.signal_name, "failures": failures}

@@ -198,7 +198,7 @@ def _run_locked_search(
         parent_id = tracker.parent_run({**search_parent_tags(space, base, options), **source_tag(prepared.priors)})
         records.update(tracker=tracker, parent_id=parent_id)
         # From here a supervisor closes what a driver ended by Ray leaves open (supervision.py).
-        tell_opened({"storage": str(options.storage), "name": options.name, "tracking_uri": options.tracking_uri,
+        tell_opened({"command": "search", "storage": str(options.storage), "name": options.name, "tracking_uri": options.tracking_uri,
                      "resolved_tracking_uri": prepared.tracking_uri})
         tracker.mark_experiment()
         gpus = resolve_gpus(options)
