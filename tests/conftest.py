@@ -17,7 +17,8 @@ def ray_head(shared_cache):
     modules that do not test Ray's own start-up, signals or faults (processes.RayHead). Those
     modules (tests/search/faults, tests/search/execution/test_cluster.py, the driver kill in
     tests/search/faults/test_driver_kill.py, tests/cli/test_best_interrupt.py) let each driver
-    start its own local Ray, so that path stays covered."""
+    start its own local Ray, so that path stays covered; what follows their fault (a resume, a
+    search through an MLflow outage) joins this head."""
     from processes import RayHead, cli_env
 
     head = RayHead(cli_env(shared_cache))

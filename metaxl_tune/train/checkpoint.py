@@ -42,9 +42,10 @@ import shutil
 import struct
 import threading
 from pathlib import Path
-from typing import Any, Mapping
+from typing import TYPE_CHECKING, Any, Mapping
 
-import torch
+if TYPE_CHECKING:  # torch loads where tensors are made or read: `best`, `report` and a
+    import torch  # train that stops at a bad input read run folders without it (seconds per command)
 
 from metaxl_tune.train.checkpoint_writer import CheckpointWriter  # noqa: F401 - re-exported, its old home
 
@@ -134,6 +135,8 @@ def format_size(size: float) -> str:
 
 
 def rng_state() -> dict[str, Any]:
+    import torch
+
     state = {"torch": torch.get_rng_state()}
     if torch.cuda.is_available():
         state["cuda"] = torch.cuda.get_rng_state_all()
@@ -141,6 +144,8 @@ def rng_state() -> dict[str, Any]:
 
 
 def restore_rng_state(state: dict[str, Any]) -> None:
+    import torch
+
     torch.set_rng_state(state["torch"])
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
@@ -190,6 +195,8 @@ def write_state(state: dict[str, Any], sink: Any) -> int:
     truncated file loses its trailer."""
     if sink is not None:
         sink.write(_MAGIC)
+    import torch
+
     payload = _HashingSink(sink)
     torch.save(state, payload)
     trailer = _TRAILER_PREFIX + payload.digest.hexdigest().encode() + b"\n"
@@ -340,6 +347,8 @@ def load_checkpoint(directory: Path) -> dict[str, Any]:
     path = Path(directory) / STATE_FILE
     if not path.is_file():
         raise FileNotFoundError(f"no checkpoint at {path}; run without --resume to start from epoch 1")
+    import torch
+
     payload = read_verified(path)
     try:
         return torch.load(io.BytesIO(payload), map_location="cpu", weights_only=True)
@@ -360,6 +369,8 @@ def verify_checkpoint(directory: Path) -> None:
 
 
 def _tensor_digest(tensors: Mapping[str, torch.Tensor]) -> str:
+    import torch
+
     digest = hashlib.sha256()
     for key in sorted(tensors):
         tensor = tensors[key].detach().cpu().contiguous()

@@ -185,14 +185,20 @@ def test_a_cluster_that_requires_a_token_is_refused_with_a_one_line_error(tmp_pa
         driver_env = {**cli_env(shared_cache), "HOME": str(driver_home)}
         for variable in ("RAY_AUTH_MODE", "RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH"):
             driver_env.pop(variable, None)
-        # A driver that knows nothing of tokens, and one in token mode that has none to send.
-        results = [
-            subprocess.run(
+        # A driver that knows nothing of tokens, and one in token mode that has none to send, side
+        # by side (each waits out Ray's refusal), each in a folder of its own.
+        drivers = []
+        for index, extra in enumerate(({}, {"RAY_AUTH_MODE": "token"})):
+            (tmp_path / f"driver-{index}").mkdir()
+            drivers.append(subprocess.Popen(
                 [*CLI, *DEMO, "--num-samples", "1", "--name", "refused", "--address", f"127.0.0.1:{port}"],
-                cwd=tmp_path, env={**driver_env, **extra}, capture_output=True, text=True, timeout=300,
-            )
-            for extra in ({}, {"RAY_AUTH_MODE": "token"})
-        ]
+                cwd=tmp_path / f"driver-{index}", env={**driver_env, **extra}, stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE, text=True,
+            ))
+        results = []
+        for driver in drivers:
+            out, err = driver.communicate(timeout=300)
+            results.append(subprocess.CompletedProcess(driver.args, driver.returncode, out, err))
     finally:
         kill_session(head.pid)
         head.wait()

@@ -19,7 +19,7 @@ from processes import CLI, cli_env, kill_session, run_cli
 
 
 
-def test_resume_after_the_driver_is_killed_runs_every_trial_once(tmp_path, shared_cache):
+def test_resume_after_the_driver_is_killed_runs_every_trial_once(tmp_path, shared_cache, ray_head):
     args = [*DEMO, "--num-samples", "5", "--name", "killed", "--scheduler", "fifo"]
     driver = subprocess.Popen([*CLI, *args], cwd=tmp_path, env=cli_env(shared_cache), start_new_session=True,
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -40,7 +40,8 @@ def test_resume_after_the_driver_is_killed_runs_every_trial_once(tmp_path, share
         driver.wait()
     done_before = {t.number for t in study_of(tmp_path, "killed").trials if t.state.is_finished()}
 
-    resumed = run_cli(["search", "--name", "killed", "--resume"], cwd=tmp_path, cache_dir=shared_cache)
+    # The resume joins the shared head: what is tested there is the records the kill left.
+    resumed = run_cli(["search", "--name", "killed", "--resume"], cwd=tmp_path, cache_dir=shared_cache, ray=ray_head)
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
     study = study_of(tmp_path, "killed")
     ran = [t for t in study.trials if t.state in (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)]

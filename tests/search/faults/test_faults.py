@@ -50,15 +50,17 @@ def epoch_steps(uri: str, run_id: str) -> list[int]:
 
 
 @pytest.fixture(scope="module")
-def outage_search(tmp_path_factory, shared_cache):
+def outage_search(tmp_path_factory, shared_cache, ray_head):
     """Three trials one after another; the MLflow server is stopped after the first trial's
-    first epoch and started again (same store, same port) once the second trial reported."""
+    first epoch and started again (same store, same port) once the second trial reported.
+    The fault is MLflow's, not Ray's: the search joins the session's shared Ray head."""
     workdir = tmp_path_factory.mktemp("outage")
     server = MlflowServer(workdir)
     driver = subprocess.Popen(
         [*CLI, "search", "--task", "ner", "--target", "tk", "--preset", "demo", "--name", "outage",
-         "--num-samples", "3", "--max-concurrent", "1", "--scheduler", "fifo", "--tracking-uri", server.uri],
-        cwd=workdir, env=cli_env(shared_cache), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+         "--num-samples", "3", "--max-concurrent", "1", "--scheduler", "fifo", "--tracking-uri", server.uri,
+         *ray_head.flags],
+        cwd=workdir, env=cli_env(shared_cache, ray_head), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
         start_new_session=True,
     )
     experiment_dir = workdir / "metaxl-searches" / "outage"

@@ -78,9 +78,10 @@ def left_running(processes: dict[int, int]) -> dict[int, int]:
 
 
 @pytest.fixture(scope="module")
-def signalled(tmp_path_factory, shared_cache):
+def signalled(tmp_path_factory, shared_cache, ray_head):
     """A search sent SIGHUP by group (its terminal closed) once a trial has reported an epoch;
-    then resumed with --resume."""
+    then resumed with --resume (on the session's shared Ray head: the signal is the stopped
+    search's, with its own local Ray; the resume tests the search's records)."""
     workdir = tmp_path_factory.mktemp("group-signal")
     driver = start_search(workdir, NAME, shared_cache)
     try:
@@ -99,7 +100,7 @@ def signalled(tmp_path_factory, shared_cache):
     left = left_running(ray_processes)
     lock_left = lock_path(workdir / "metaxl-searches", NAME).exists()
     stopped = search_state(workdir)
-    resumed = run_cli(["search", "--name", NAME, "--resume"], cwd=workdir, cache_dir=shared_cache)
+    resumed = run_cli(["search", "--name", NAME, "--resume"], cwd=workdir, cache_dir=shared_cache, ray=ray_head)
     return (driver.returncode, output, seconds, ray_processes, in_drivers_session, left, lock_left, stopped, resumed,
             search_state(workdir))
 
@@ -177,10 +178,10 @@ def command_name(pid: int) -> str:
 
 
 @pytest.fixture(scope="module")
-def job_killed(tmp_path_factory, shared_cache):
+def job_killed(tmp_path_factory, shared_cache, ray_head):
     """A search whose every process (the driver, Ray's GCS server, raylet, agents, log monitor
     and trial workers) is sent SIGTERM one by one in a shuffled order once a trial has reported
-    an epoch, as Slurm's cgroup kill does; then resumed with --resume."""
+    an epoch, as Slurm's cgroup kill does; then resumed with --resume (on the shared head)."""
     workdir = tmp_path_factory.mktemp("job-kill")
     driver = start_search(workdir, JOB, shared_cache)
     try:
@@ -210,7 +211,7 @@ def job_killed(tmp_path_factory, shared_cache):
     left_running(ray_processes)
     lock_left = lock_path(workdir / "metaxl-searches", JOB).exists()
     stopped = search_state(workdir, JOB)
-    resumed = run_cli(["search", "--name", JOB, "--resume"], cwd=workdir, cache_dir=shared_cache)
+    resumed = run_cli(["search", "--name", JOB, "--resume"], cwd=workdir, cache_dir=shared_cache, ray=ray_head)
     return driver.returncode, before, rest, seconds, names, lock_left, stopped, resumed, search_state(workdir, JOB)
 
 

@@ -124,10 +124,11 @@ def counted_trials(optuna_trials: list) -> list:
 
 
 @pytest.fixture(scope="module", params=["SIGINT", "SIGTERM"])
-def interrupted(request, server, tmp_path_factory, shared_cache):
+def interrupted(request, server, tmp_path_factory, shared_cache, ray_head):
     """A search stopped once a trial has saved an epoch: SIGINT to the driver's whole process
     group (what Ctrl-C in a terminal does), SIGTERM to the driver alone (what a process
-    manager does); then resumed with --resume."""
+    manager does); then resumed with --resume, on the session's shared Ray head (the stopped
+    search ran on a local Ray of its own, which the signal reached)."""
     import subprocess
 
     from processes import CLI, FIRST_RESULT, cli_env, kill_session, read_until, run_cli
@@ -155,7 +156,7 @@ def interrupted(request, server, tmp_path_factory, shared_cache):
         kill_session(driver.pid)
         driver.wait()
     stopped = search_state(server.uri, workdir, name)
-    resumed = run_cli(["search", "--name", name, "--resume"], cwd=workdir, cache_dir=shared_cache)
+    resumed = run_cli(["search", "--name", name, "--resume"], cwd=workdir, cache_dir=shared_cache, ray=ray_head)
     return request.param, name, driver.returncode, output, stopped, resumed, search_state(server.uri, workdir, name)
 
 
