@@ -45,13 +45,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from metaxl_tune.train.bilevel import Learner  # noqa: E402
 from metaxl_tune.config import RunConfig  # noqa: E402
-from metaxl_tune.model.backbone import (  # noqa: E402
-    encoder_modules,
-    hidden_size,
-    load_backbone,
-    load_model_config,
-    model_depth,
-)
+from metaxl_tune.model.backbone import encoder_modules, load_backbone  # noqa: E402
+from metaxl_tune.model.model_config import hidden_size, load_model_config, model_depth  # noqa: E402
 from metaxl_tune.model.rtn import RTNBank  # noqa: E402
 
 MIB = 2**20

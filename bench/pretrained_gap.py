@@ -19,7 +19,8 @@ from pathlib import Path
 
 from metaxl_tune.results.analysis import collect_representations, hausdorff
 from metaxl_tune.config import RunConfig
-from metaxl_tune.train.trainer import Run, default_cache_dir
+from metaxl_tune.common.paths import default_cache_dir
+from metaxl_tune.train.trainer import Run
 
 
 def gap(model: str, task: str, target: str, source: str, limit: int) -> dict:

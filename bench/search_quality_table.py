@@ -132,7 +132,7 @@ def build(space: SearchSpace, path: Path, targets: list[str], seeds: list[int], 
 
     Lines already in the table are read, never trained again nor written again: the file only
     grows. ``train`` is ``train_row`` (a test passes its own, with train_row's signature)."""
-    from metaxl_tune.train.trainer import default_cache_dir
+    from metaxl_tune.common.paths import default_cache_dir
 
     path.parent.mkdir(parents=True, exist_ok=True)
     rows = read_table(path)

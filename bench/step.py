@@ -35,7 +35,8 @@ from transformers import AutoConfig, AutoModelForTokenClassification
 
 from metaxl_tune.train.bilevel import Learner
 from metaxl_tune.config import RunConfig
-from metaxl_tune.model.backbone import encoder_modules, hidden_size, load_model_config, model_depth
+from metaxl_tune.model.backbone import encoder_modules
+from metaxl_tune.model.model_config import hidden_size, load_model_config, model_depth
 from metaxl_tune.model.rtn import RTNBank
 
 LAST = "last"

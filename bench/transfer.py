@@ -29,7 +29,8 @@ import time
 from pathlib import Path
 
 from metaxl_tune.config import RunConfig, load_config
-from metaxl_tune.train.trainer import Run, default_cache_dir
+from metaxl_tune.common.paths import default_cache_dir
+from metaxl_tune.train.trainer import Run
 
 METHODS = ("target-only", "jt", "jt-rtn", "metaxl")
 SOURCES = ("en", "related")

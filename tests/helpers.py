@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import torch
 
-from metaxl_tune.model.backbone import encoder_modules, load_backbone, load_model_config
+from metaxl_tune.model.backbone import encoder_modules, load_backbone
+from metaxl_tune.model.model_config import load_model_config
 from metaxl_tune.model.rtn import RTNBank
 
 VOCAB = 60

@@ -31,3 +31,13 @@ def default_storage() -> str:
 
 def configs_dir() -> Path:
     return runs_dir() / "configs"
+
+
+CACHE_ENV = "METAXL_TUNE_CACHE"
+
+
+def default_cache_dir() -> Path:
+    """Encoded data, trained tokenizers and tiny-pretrained: ``$METAXL_TUNE_CACHE``, else
+    ``~/.cache/metaxl-tune``. Here, not beside the trainer, so that a search driver warming the
+    data cache does not load the trainer's model code."""
+    return Path(os.environ.get(CACHE_ENV, Path.home() / ".cache" / "metaxl-tune"))

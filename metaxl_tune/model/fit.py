@@ -15,11 +15,10 @@ from dataclasses import dataclass
 from transformers import PretrainedConfig, XLMRobertaConfig
 
 from metaxl_tune.config import TASK_DEFAULTS, RunConfig
-from metaxl_tune.model.backbone import (
-    TINY, ModelError, check_max_length, hidden_size, load_model_config, model_depth, position_limit,
+from metaxl_tune.model.model_config import (
+    TINY, ModelError, check_max_length, hidden_size, load_model_config, model_depth, position_limit, resolve_placements,
 )
 from metaxl_tune.model.pretrain import PRETRAINED, default_recipe
-from metaxl_tune.model.rtn import resolve_placements
 from metaxl_tune.model.tokenizer import special_tokens_added
 
 

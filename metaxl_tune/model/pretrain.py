@@ -26,14 +26,15 @@ import shutil
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
-import torch
+if TYPE_CHECKING:  # torch loads when the model is built, not when the fit check reads the recipe
+    import torch
 
 from metaxl_tune.data.lexicon import GENERATOR_VERSION
 from metaxl_tune.common.languages import SYNTHETIC_LANGUAGES
 from metaxl_tune.common.progress import progress as progress_of
-from metaxl_tune.model.backbone import TINY_ARCHITECTURE, ModelError
+from metaxl_tune.model.model_config import TINY_ARCHITECTURE, ModelError
 
 PRETRAINED = "tiny-pretrained"
 STEPS_ENV = "METAXL_TUNE_PRETRAIN_STEPS"
@@ -129,6 +130,7 @@ def corpus(recipe: Recipe) -> list[str]:
 
 def build(recipe: Recipe, directory: Path, *, progress: bool = True) -> dict[str, float]:
     """Train the tokenizer and the MLM encoder of ``recipe``; save both (and the recipe) to ``directory``."""
+    import torch
     from transformers import AutoModelForMaskedLM, DataCollatorForLanguageModeling, XLMRobertaConfig
     from transformers import logging as hf_logging
 
@@ -197,4 +199,6 @@ def _mlm_loss(model, batch: dict[str, torch.Tensor]) -> torch.Tensor:
     labels = batch["labels"]
     masked = labels != -100
     logits = model.lm_head(hidden[masked])
+    import torch
+
     return torch.nn.functional.cross_entropy(logits, labels[masked])

@@ -19,7 +19,8 @@ from typing import Iterator, Sequence
 import torch
 from torch import nn
 
-from metaxl_tune.config import Placement, RTNInit
+from metaxl_tune.config import RTNInit
+from metaxl_tune.model.model_config import resolve_placements  # noqa: F401 - its home in the old release
 
 
 class RTN(nn.Module):
@@ -65,22 +66,6 @@ class RTN(nn.Module):
         if self.gate:
             out = torch.sigmoid(out[..., -1:]) * out[..., :-1]
         return hidden + out if self.residual else out
-
-
-def resolve_placements(placements: Sequence[Placement], depth: int, model_name: str) -> list[int]:
-    """Map config placements (ints, 'middle', 'last') to layer indices 0..depth, validated."""
-    resolved = []
-    for placement in placements:
-        index = {"last": depth, "middle": depth // 2}.get(placement, placement)
-        if not isinstance(index, int) or not 0 <= index <= depth:
-            raise ValueError(
-                f"rtn_layers: layer {placement} is past the depth of model {model_name} "
-                f"({depth} layers); use 0..{depth}, middle or last"
-            )
-        resolved.append(index)
-    if len(set(resolved)) != len(resolved):
-        raise ValueError(f"rtn_layers: {list(placements)} name the same layer twice for a {depth}-layer model")
-    return sorted(resolved)
 
 
 class RTNBank(nn.Module):

@@ -17,7 +17,7 @@ from transformers import AutoTokenizer, PreTrainedTokenizerFast
 
 from metaxl_tune.data import ExampleStream, SplitStreams, sample_indices
 from metaxl_tune.data.streams import take_sorted
-from metaxl_tune.model.backbone import RANDOM_INIT, TINY, ModelError
+from metaxl_tune.model.model_config import RANDOM_INIT, TINY, ModelError
 
 TINY_VOCAB_SIZE = 4000
 TOKENIZER_SAMPLE = 50_000

@@ -26,7 +26,7 @@ from metaxl_tune.config import RunConfig
 from metaxl_tune.data import NER_LABELS, SA_LABELS, SplitStreams, data_fingerprint, open_splits, sample_indices
 from metaxl_tune.data.encoding import ENCODING_VERSION
 from metaxl_tune.data.encoding import Batcher, cache_key, cached_encoding, encode_ner, encode_sa, tokenizer_fingerprint
-from metaxl_tune.model.backbone import RANDOM_INIT
+from metaxl_tune.model.model_config import RANDOM_INIT
 from metaxl_tune.model.pretrain import PRETRAINED, pretrained_model
 from metaxl_tune.model.tokenizer import TOKENIZER_SAMPLE, load_tokenizer, tokenizer_texts, train_tiny_tokenizer
 

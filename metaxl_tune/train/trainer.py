@@ -11,13 +11,13 @@ from __future__ import annotations
 import functools
 import json
 import math
-import os
 import time
 from dataclasses import asdict
 from pathlib import Path
 from typing import Callable
 
 import torch
+from metaxl_tune.common.paths import default_cache_dir
 from metaxl_tune.common.progress import progress as progress_of
 
 from metaxl_tune.train.batches import EpochBatches
@@ -47,7 +47,8 @@ from metaxl_tune.train.outcome import (  # noqa: F401 - DIVERGED ... source_summ
 )
 from metaxl_tune.train.prepare import PreparedData, describe_sizes, prepare_data
 from metaxl_tune.train.memory import peak_memory_mib, reset_peak_memory
-from metaxl_tune.model.backbone import encoder_modules, hidden_size, load_backbone, load_model_config
+from metaxl_tune.model.backbone import encoder_modules, load_backbone
+from metaxl_tune.model.model_config import hidden_size, load_model_config
 from metaxl_tune.model.fit import ModelFit, check_fit
 from metaxl_tune.model.pretrain import pretrained_model
 from metaxl_tune.model.rtn import RTNBank
@@ -74,10 +75,6 @@ def resolve_device(name: str) -> torch.device:
     if name.startswith("cuda") and not torch.cuda.is_available():
         raise ValueError(f"device: {name} requested but no CUDA device is visible; use --device cpu")
     return torch.device(name)
-
-
-def default_cache_dir() -> Path:
-    return Path(os.environ.get("METAXL_TUNE_CACHE", Path.home() / ".cache" / "metaxl-tune"))
 
 
 class Run:

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import torch
 
-from metaxl_tune.model.backbone import load_backbone, load_model_config
+from metaxl_tune.model.backbone import load_backbone
+from metaxl_tune.model.model_config import load_model_config
 
 
 def test_base_random_has_xlm_roberta_base_shape_and_parameter_count():

@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from helpers import attach_bank, make_batch, tiny_model
-from metaxl_tune.model.rtn import RTN, RTNBank, resolve_placements
+from metaxl_tune.model.model_config import resolve_placements
+from metaxl_tune.model.rtn import RTN, RTNBank
 
 
 def test_rtn_is_a_residual_bottleneck():

@@ -12,7 +12,8 @@ from transformers import XLMRobertaForMaskedLM
 from transformers.models.xlm_roberta.modeling_xlm_roberta import XLMRobertaPooler
 
 from helpers import make_batch, tiny_model
-from metaxl_tune.model.backbone import load_backbone, load_model_config
+from metaxl_tune.model.backbone import load_backbone
+from metaxl_tune.model.model_config import load_model_config
 from metaxl_tune.model.sa_head import FRESH_POOLER, PooledRobertaClassifier
 from metaxl_tune.model.tail import EncoderSplit
 

@@ -56,7 +56,7 @@ def session(stack, shared_cache, ray_head):
     ray_dir = ray_head.temp_dir
     with_password = f"http://{USER}:{PASSWORD}@127.0.0.1:{server.port}"
     search = subprocess.run(
-        [*CLI, "search", "--task", "ner", "--target", "tk", "--preset", "demo", "--num-samples", "1", "--epochs", "1",
+        [*CLI, "search", "--task", "ner", "--target", "tk", "--preset", "demo", "--num-samples", "2", "--epochs", "1",
          "--name", NAME, "--tracking-uri", with_password, *ray_head.flags],
         cwd=work, env=cli_env(shared_cache, ray_head), capture_output=True, text=True, timeout=600)
     results = {"search": search.stdout + search.stderr}
@@ -84,16 +84,19 @@ def _runs(server) -> list:
 
 
 def test_a_search_logs_to_the_server_through_a_uri_with_credentials(session):
-    server, _, _, output, codes = session
+    # Also the search's record on a tracking server at all: the parent and both trials there,
+    # closed, and no local store made beside it.
+    server, root, _, output, codes = session
     runs = _runs(server)
     roles = sorted(run.data.tags.get("metaxl.role") for run in runs)
 
     assert codes["search"] == 0, output["search"]
     assert f"tracking http://{USER}:***@127.0.0.1:{server.port}" in output["search"]
-    assert roles == ["search", "trial"]
+    assert roles == ["search", "trial", "trial"]
     assert {run.info.status for run in runs} == {"FINISHED"}
-    (trial,) = [run for run in runs if run.data.tags["metaxl.role"] == "trial"]
-    assert "best_dev_f1" in trial.data.metrics and trial.data.params["epochs"] == "1"
+    trials = [run for run in runs if run.data.tags["metaxl.role"] == "trial"]
+    assert all("best_dev_f1" in trial.data.metrics and trial.data.params["epochs"] == "1" for trial in trials)
+    assert not (root / "work" / "mlflow.db").exists() and not (root / "work" / "metaxl-runs").exists()
 
 
 def test_the_credential_variables_reach_the_server_from_the_saved_options(session):

@@ -274,7 +274,7 @@ def _warm_cache(the_plan: Plan, fits: dict[tuple, Any]) -> None:
     """Tokenize each distinct dataset once, in the driver, before trials start, at the
     evaluation length each cell's fit found (``fits``, from check_cells_fit)."""
     from metaxl_tune.train.prepare import prepare_data
-    from metaxl_tune.train.trainer import default_cache_dir
+    from metaxl_tune.common.paths import default_cache_dir
 
     cache_dir = Path(the_plan.options.cache_dir or default_cache_dir())
     seen = set()

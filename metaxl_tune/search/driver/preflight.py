@@ -164,7 +164,7 @@ def warm_data_cache(prepared: PreparedSearch, log: Callable[[str], None]) -> Non
     """Tokenize once per search (per node): every source language the space can pick. Only the
     source differs from the common config, so its check_fit (``prepared.fit``) holds for each."""
     from metaxl_tune.train.prepare import prepare_data
-    from metaxl_tune.train.trainer import default_cache_dir
+    from metaxl_tune.common.paths import default_cache_dir
 
     cache_dir = Path(prepared.options.cache_dir or default_cache_dir())
     parameter = {p.name: p for p in prepared.space.parameters}.get("source")

@@ -364,7 +364,7 @@ def build_trainable(options: SearchOptions, configs: Callable[[dict], RunConfig]
     and per-trial resources."""
     from ray import tune
 
-    from metaxl_tune.train.trainer import default_cache_dir
+    from metaxl_tune.common.paths import default_cache_dir
 
     if trial is None:
         from metaxl_tune.search.execution.trainable import train_trial as trial

@@ -33,7 +33,6 @@ from metaxl_tune.search.faults import persistence
 from metaxl_tune.search.space.pruning import STOP_REASON
 from metaxl_tune.search.space.trial_configs import TrialConfigs  # noqa: F401 - re-exported, its old home
 from metaxl_tune.train.outcome import stop_reason
-from metaxl_tune.train.trainer import Run
 
 
 PROGRESS_FILE = "trial_progress.json"
@@ -81,6 +80,10 @@ def _train(
     config: RunConfig, where: dict[str, Any], started_at: float, *, cache_dir: str, cpus: float, gpus: float,
     storage_retry_s: float,
 ) -> None:
+    # The trainer (the model classes, the bilevel step) loads in the trial's worker, not in the
+    # driver that hands this function to Tune: seconds of every search's start.
+    from metaxl_tune.train.trainer import Run
+
     trial_dir = Path(tune.get_context().get_trial_dir())
     checkpoint = tune.get_checkpoint()
     run = Run(config, trial_dir / "run", cache_dir=Path(cache_dir), progress=False, save_model=False)

@@ -16,7 +16,7 @@ from mlflow.tracking import MlflowClient
 from metaxl_tune.results.config_ranking import ranked_configs
 from metaxl_tune.results.tracking import Tracker
 from search_runs import DEMO, study_of, trial_runs
-from processes import CLI, MlflowServer, cli_env, run_cli
+from processes import CLI, cli_env, run_cli
 
 
 
@@ -173,20 +173,6 @@ def test_peak_memory_is_logged_every_epoch_and_shown_by_best(demo_search, shared
         assert all(trial.rsplit("_", 1)[-1] in shown_ids for trial in row.trial_ids)
         peak = max(by_id[trial].data.metrics["peak_memory_mib"] for trial in row.trial_ids)
         assert str(round(peak)) in lines[rule + rank].split()
-
-
-def test_search_logs_to_a_real_mlflow_server(tmp_path, shared_cache, ray_head):
-    server = MlflowServer(tmp_path)
-    try:
-        result = run_cli([*DEMO, "--num-samples", "2", "--name", "served", "--tracking-uri", server.uri],
-                         cwd=tmp_path, cache_dir=shared_cache, ray=ray_head)
-        assert result.returncode == 0, result.stdout + result.stderr
-        parents, trials = trial_runs(MlflowClient(server.uri), "served")
-        assert len(parents) == 1 and len(trials) == 2
-        assert all(run.info.status in {"FINISHED", "KILLED"} for run in [*parents, *trials])
-        assert not (tmp_path / "mlflow.db").exists()
-    finally:
-        server.stop()
 
 
 @pytest.mark.parametrize(

@@ -69,3 +69,18 @@ def test_without_an_earlier_checkpoint_the_trial_starts_again(kept, tmp_path, mo
     assert len(lines) == 1 and lines[0].startswith(
         f"[trial] checkpoint {storage / 'checkpoint_000001' / 'best.safetensors'} is unusable (")
     assert lines[0].endswith("no earlier checkpoint is kept: the trial starts again from epoch 1")
+
+
+def test_the_driver_hands_the_trial_to_tune_without_loading_the_trainer():
+    # A search driver imports this module to hand train_trial to Tune, and warms the data
+    # cache: neither needs the trainer nor the model classes (seconds of every search's
+    # start); the trial's worker loads them when it trains.
+    import subprocess
+    import sys
+
+    code = ("import sys; from metaxl_tune.search.execution.trainable import train_trial; "
+            "from metaxl_tune.search.driver.preflight import warm_data_cache; from metaxl_tune.train.prepare import prepare_data; "
+            "print(sorted(m for m in sys.modules if m.startswith(('metaxl_tune.train.trainer', 'metaxl_tune.train.bilevel', "
+            "'metaxl_tune.model.backbone', 'transformers.models.xlm_roberta.modeling'))))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "[]"
