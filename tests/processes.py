@@ -320,3 +320,11 @@ fixed: {{method: metaxl, epochs: {epochs}, lr: 3.0e-3, source_size: 160, target_
 parameters:
   meta_lr: {{type: loguniform, low: 1.0e-5, high: 1.0e-2}}
 """
+
+
+def modules_loaded(code: str, prefixes: tuple[str, ...]) -> list[str]:
+    """The modules named by ``prefixes`` that a fresh interpreter has loaded after running
+    ``code`` (what a command's start costs, seen from outside the test process)."""
+    probe = f"{code}\nimport sys\nprint('\\n'.join(sorted(m for m in sys.modules if m.startswith({prefixes!r}))))"
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    return done.stdout.split()

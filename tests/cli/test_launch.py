@@ -36,6 +36,6 @@ def test_the_command_line_loads_torch_only_to_train():
     # `best`, `report`, `sync`, `ui` and a command refused at its flags start in a fraction of a
     # second: the app and every command's module load without torch or transformers (about 2 s
     # on the reference machine). Training, and a search's fit check, load them when they run.
-    code = ("import sys; import metaxl_tune.cli.app; "
-            "print(sorted({m.split('.')[0] for m in sys.modules} & {'torch', 'transformers'}))")
-    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip() == "[]"
+    from processes import modules_loaded
+
+    assert modules_loaded("import metaxl_tune.cli.app", ("torch", "transformers")) == []

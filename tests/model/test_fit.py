@@ -74,12 +74,9 @@ def test_the_fit_check_loads_no_model_class():
     # A search driver checks every trial's config before Ray starts, and a refused command
     # answers at once: neither builds a model, so neither loads the model classes (backbone,
     # RTN, the transformers modeling modules), a second or more per command.
-    import subprocess
-    import sys
+    from processes import modules_loaded
 
-    code = ("import sys; from metaxl_tune.config import RunConfig; from metaxl_tune.model.fit import check_fit; "
-            "check_fit(RunConfig(model='tiny-pretrained', data='synthetic', task='sa', target='tk')); "
-            "print(sorted(m for m in sys.modules if m.startswith(('metaxl_tune.model.backbone', 'metaxl_tune.model.rtn', "
-            "'metaxl_tune.model.sa_head', 'transformers.models.xlm_roberta.modeling'))))")
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert done.stdout.strip() == "[]"
+    code = ("from metaxl_tune.config import RunConfig; from metaxl_tune.model.fit import check_fit; "
+            "check_fit(RunConfig(model='tiny-pretrained', data='synthetic', task='sa', target='tk'))")
+    assert modules_loaded(code, ("metaxl_tune.model.backbone", "metaxl_tune.model.rtn", "metaxl_tune.model.sa_head",
+                                 "transformers.models.xlm_roberta.modeling")) == []

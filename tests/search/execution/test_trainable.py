@@ -75,12 +75,9 @@ def test_the_driver_hands_the_trial_to_tune_without_loading_the_trainer():
     # A search driver imports this module to hand train_trial to Tune, and warms the data
     # cache: neither needs the trainer nor the model classes (seconds of every search's
     # start); the trial's worker loads them when it trains.
-    import subprocess
-    import sys
+    from processes import modules_loaded
 
-    code = ("import sys; from metaxl_tune.search.execution.trainable import train_trial; "
-            "from metaxl_tune.search.driver.preflight import warm_data_cache; from metaxl_tune.train.prepare import prepare_data; "
-            "print(sorted(m for m in sys.modules if m.startswith(('metaxl_tune.train.trainer', 'metaxl_tune.train.bilevel', "
-            "'metaxl_tune.model.backbone', 'transformers.models.xlm_roberta.modeling'))))")
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert done.stdout.strip() == "[]"
+    code = ("from metaxl_tune.search.execution.trainable import train_trial; "
+            "from metaxl_tune.search.driver.preflight import warm_data_cache; from metaxl_tune.train.prepare import prepare_data")
+    assert modules_loaded(code, ("metaxl_tune.train.trainer", "metaxl_tune.train.bilevel", "metaxl_tune.model.backbone",
+                                 "transformers.models.xlm_roberta.modeling")) == []
