@@ -125,13 +125,26 @@ def _single_threaded() -> None:
     torch.set_num_threads(1)
 
 
+def prepare_model(cache_dir: str, model: str) -> None:
+    """Make the table's model ready before any line trains, in the building process:
+    tiny-pretrained is pre-trained on first use, ``jobs`` workers starting at once would each
+    pre-train their own copy, and its MLM collator's seeded generator refuses to run in a
+    process pool's worker."""
+    from metaxl_tune.model.pretrain import PRETRAINED, ensure_pretrained
+
+    if model == PRETRAINED:
+        ensure_pretrained(Path(cache_dir), progress=False)
+
+
 def build(space: SearchSpace, path: Path, targets: list[str], seeds: list[int], *, jobs: int = 1,
           model: str = BASE["model"], say=lambda line: print(line, file=sys.stderr, flush=True),
           train: Callable[..., dict[str, Any]] = train_row) -> list[dict[str, Any]]:
     """Train every (target, config, seed) the table lacks, appending each line as it ends.
 
     Lines already in the table are read, never trained again nor written again: the file only
-    grows. ``train`` is ``train_row`` (a test passes its own, with train_row's signature)."""
+    grows. ``train`` is ``train_row`` (a test passes its own, with train_row's signature).
+    The model is made ready first, once, in this process (as ``make demo`` makes it); then the
+    lines train, one after another or ``jobs`` at a time."""
     from metaxl_tune.common.paths import default_cache_dir
 
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -142,6 +155,7 @@ def build(space: SearchSpace, path: Path, targets: list[str], seeds: list[int], 
     if not todo:
         return rows
     cache_dir = str(default_cache_dir())
+    prepare_model(cache_dir, model)
     started = time.monotonic()
     with path.open("a", encoding="utf-8") as table:
         def keep(row: dict[str, Any]) -> None:

@@ -12,7 +12,7 @@ import sys
 import pytest
 
 from metaxl_tune.search.space.schema import load_space
-from bench_scripts import tiny_grid
+from bench_scripts import pretrained_models_seen, tiny_grid
 from processes import REPO, cli_env
 
 BENCH = REPO / "bench"
@@ -25,7 +25,8 @@ TINY_GRID = tiny_grid(1e-3)
 
 class Recorder:
     """A training function with train_row's signature: records what it is asked to train and
-    returns a made-up line (the test is about which lines get trained, not about training)."""
+    returns a made-up line (the test is about which lines get trained, not about training).
+    The builds that use it name model ``tiny``: nothing to pre-train before the lines."""
 
     def __init__(self):
         self.calls: list[tuple[str, str, int]] = []
@@ -41,14 +42,19 @@ def test_adding_seeds_to_the_committed_table_trains_only_the_new_seeds_and_keeps
     shutil.copyfile(DEFAULT_TABLE, table)
     committed = table.read_bytes()
     existing = {(row["target"], config_key(row["params"]), row["seed"]) for row in read_table(table)}
-    assert {seed for _, _, seed in existing} == {1, 2}
+    keys = {(target, key) for target, key, _ in existing}
+    committed_seeds = sorted({seed for _, _, seed in existing})
+    # The committed table holds seeds 1 to n for every config of both targets; the next seed is new.
+    assert len(keys) == 96 and committed_seeds == list(range(1, len(committed_seeds) + 1))
+    assert len(existing) == 96 * len(committed_seeds)
+    new_seed = len(committed_seeds) + 1
     train = Recorder()
 
-    build(load_space(DEFAULT_SPACE), table, ["tk", "qu"], parse_seeds("1-3"), say=lambda line: None, train=train)
+    build(load_space(DEFAULT_SPACE), table, ["tk", "qu"], parse_seeds(f"1-{new_seed}"), say=lambda line: None,
+          train=train, model="tiny")
 
     assert table.read_bytes().startswith(committed)  # every committed line as it was, in its place
-    keys = {(target, key) for target, key, _ in existing}
-    assert len(train.calls) == len(keys) == 96 and set(train.calls) == {(t, k, 3) for t, k in keys}
+    assert len(train.calls) == 96 and set(train.calls) == {(t, k, new_seed) for t, k in keys}
     assert len(read_table(table)) == len(existing) + 96
 
 
@@ -57,6 +63,7 @@ def test_a_table_with_every_seed_asked_trains_nothing_and_is_left_as_it_is(tmp_p
     shutil.copyfile(DEFAULT_TABLE, table)
     train = Recorder()
     build(load_space(DEFAULT_SPACE), table, ["tk", "qu"], parse_seeds("2"), say=lambda line: None, train=train)
+    # (every committed config has seeds 1 and 2 at least)
     assert train.calls == [] and table.read_bytes() == DEFAULT_TABLE.read_bytes()
 
 
@@ -70,10 +77,28 @@ def test_each_new_line_is_appended_as_its_training_ends(tmp_path):
             seen_before_each_call.append(len(table.read_text().splitlines()) if table.exists() else 0)
             return super().__call__(*args)
 
-    build(load_space(tmp_path / "grid.yaml"), table, ["tk"], [1, 2, 3], say=lambda line: None, train=Watching())
+    build(load_space(tmp_path / "grid.yaml"), table, ["tk"], [1, 2, 3], say=lambda line: None, train=Watching(),
+          model="tiny")
     # Resumable: a build killed during the third training keeps the first two lines.
     assert seen_before_each_call == [0, 1, 2]
     assert [json.loads(line)["seed"] for line in table.read_text().splitlines()] == [1, 2, 3]
+
+
+def test_parallel_workers_find_tiny_pretrained_ready_built_once_before_any_line_trains(tmp_path, monkeypatch):
+    from metaxl_tune.model.pretrain import STEPS_ENV
+
+    monkeypatch.setenv(STEPS_ENV, "2")  # a real pre-training, cut to two MLM steps
+    monkeypatch.setenv("METAXL_TUNE_CACHE", str(tmp_path / "cache"))
+    (tmp_path / "grid.yaml").write_text(tiny_grid(1e-3, 3e-3))
+    table = tmp_path / "table.jsonl"
+
+    rows = build(load_space(tmp_path / "grid.yaml"), table, ["tk"], [1, 2], jobs=2, model="tiny-pretrained",
+                 say=lambda line: None, train=pretrained_models_seen)
+
+    assert len(rows) == 4
+    seen = {tuple(row["pretrained_seen"]) for row in rows}
+    assert len(seen) == 1 and len(next(iter(seen))) == 1  # one finished folder, no worker's partial copy
+    assert not next(iter(seen))[0].endswith(".partial")
 
 
 @pytest.mark.parametrize(("text", "seeds"), [("2", [1, 2]), ("1-8", list(range(1, 9))), ("1-2,5,7-8", [1, 2, 5, 7, 8]),
@@ -85,7 +110,8 @@ def test_seeds_are_a_count_a_range_or_a_list(text, seeds):
 def test_the_cli_trains_only_the_missing_seed_for_real_and_keeps_the_line_there(tmp_path, shared_cache):
     (tmp_path / "grid.yaml").write_text(TINY_GRID)
     table = tmp_path / "table.jsonl"
-    build(load_space(tmp_path / "grid.yaml"), table, ["tk"], [1], say=lambda line: None, train=Recorder())
+    build(load_space(tmp_path / "grid.yaml"), table, ["tk"], [1], say=lambda line: None, train=Recorder(),
+          model="tiny")
     kept = table.read_bytes()
     command = [sys.executable, str(BENCH / "search_quality_table.py"), "--space", str(tmp_path / "grid.yaml"),
                "--table", str(table), "--targets", "tk", "--seeds", "1-2", "--model", "tiny"]
