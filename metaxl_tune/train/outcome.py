@@ -30,6 +30,9 @@ def divergence_message(config: RunConfig, loss: str, value: float, epoch: int, s
 
 DIVERGED = "diverged"
 OUT_OF_MEMORY = "out_of_memory"
+STOP_REASON = "stop_reason"
+"""The result key under which a run that cannot go on reports ``stop_reason``'s value (a search
+trial's last Tune result; the driver's pruner and records read it back)."""
 
 
 def stop_reason(error: BaseException) -> str | None:

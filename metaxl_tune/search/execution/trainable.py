@@ -30,9 +30,10 @@ from metaxl_tune.train.checkpoint import CheckpointError
 from metaxl_tune.config import RunConfig
 from metaxl_tune.train.prepare import size_params
 from metaxl_tune.search.faults import persistence
-from metaxl_tune.search.space.pruning import STOP_REASON
 from metaxl_tune.search.space.trial_configs import TrialConfigs  # noqa: F401 - re-exported, its old home
-from metaxl_tune.train.outcome import stop_reason
+# The key from train/, not from search/space/pruning: the trial's worker imports neither Optuna
+# nor MLflow (the pruner's imports), a second less before each search's first result.
+from metaxl_tune.train.outcome import STOP_REASON, stop_reason
 
 
 PROGRESS_FILE = "trial_progress.json"

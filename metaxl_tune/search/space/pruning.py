@@ -23,9 +23,7 @@ from optuna.trial import TrialState
 from ray.tune.search.optuna import OptunaSearch
 
 from metaxl_tune.search.faults.ending import is_closed_as_interrupted, reopen_interrupted_trial
-
-
-STOP_REASON = "stop_reason"
+from metaxl_tune.train.outcome import STOP_REASON
 
 
 def stopped_because(result: dict[str, Any] | None) -> str | None:

@@ -81,3 +81,13 @@ def test_the_driver_hands_the_trial_to_tune_without_loading_the_trainer():
             "from metaxl_tune.search.driver.preflight import warm_data_cache; from metaxl_tune.train.prepare import prepare_data")
     assert modules_loaded(code, ("metaxl_tune.train.trainer", "metaxl_tune.train.bilevel", "metaxl_tune.model.backbone",
                                  "transformers.models.xlm_roberta.modeling")) == []
+
+
+def test_the_trials_worker_loads_neither_optuna_nor_mlflow():
+    # What a trial's fresh worker imports before its first result: the trainable and the
+    # trainer. Optuna and MLflow are the driver's (the pruner, the records): a second or two
+    # of every search's first result if the worker loaded them.
+    from processes import modules_loaded
+
+    code = "from metaxl_tune.search.execution.trainable import train_trial; import metaxl_tune.train.trainer"
+    assert modules_loaded(code, ("optuna", "mlflow")) == []
