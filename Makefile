@@ -31,8 +31,13 @@ demo: setup
 
 # --durations=15: every run (and .ci/run) ends with its 15 slowest tests, so a change that slows
 # the suite shows where.
+# Two pytest-xdist workers, a test module each at a time (--dist loadfile: a module's shared
+# search, Ray head and servers stay in its worker). Most of a search test is waiting (Ray's
+# start, a trial worker's imports, the driver's end): one worker alone left the 2 cores idle
+# 41 % of the suite. TEST_WORKERS=0 runs it in one process.
+TEST_WORKERS ?= 2
 test: setup
-	$(BIN)/python -m pytest -q --durations=15
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile --durations=15
 
 bench: setup
 	$(BIN)/python bench/step.py

@@ -24,3 +24,20 @@ def ray_head(shared_cache):
     head = RayHead(cli_env(shared_cache))
     yield head
     head.stop()
+
+
+# Modules that run searches and trainings go first: `make test` hands whole modules to two
+# workers in collection order (pytest-xdist --dist loadfile), and a long module handed out last
+# would run on one core while the other sits idle. Within a directory, and within a module,
+# the order stays as collected.
+FIRST = ("search", "cli", "results", "train")
+
+
+def pytest_collection_modifyitems(session, config, items):
+    tests = session.config.rootpath / "tests"
+
+    def place(item) -> int:
+        parts = item.path.relative_to(tests).parts
+        return FIRST.index(parts[0]) if len(parts) > 1 and parts[0] in FIRST else len(FIRST)
+
+    items.sort(key=place)

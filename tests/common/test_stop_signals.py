@@ -60,5 +60,11 @@ def test_after_a_hangup_writes_to_the_terminal_that_is_gone_are_dropped(tmp_path
         seen += os.read(master, 1024)
     os.close(master)  # the terminal hangs up: later writes to it fail with EIO
     os.killpg(process.pid, signal.SIGHUP)
-    assert process.wait(timeout=60) == 129
+    status = process.wait(timeout=60)
+    # The stop ran to its end through the dead terminal: its file is written after both lines.
     assert (tmp_path / "answered").read_text() == "answered"
+    # 129 from the command; or killed by SIGHUP, seen once in a suite run in 2 workers and once in
+    # 60 runs of this test on loaded cores: a second SIGHUP that came after the stop had put the
+    # default action back (its sender not found; pid_max here is 32768, so a pid that another
+    # test signals can be reused). A shell reports both as 129: ended by SIGHUP.
+    assert status in (129, -signal.SIGHUP)
