@@ -11,6 +11,17 @@ from metaxl_tune.search.driver.options import optuna_storage
 DEMO = ["search", "--task", "ner", "--target", "tk", "--preset", "demo"]
 """The demo search's command, before the flags each test adds."""
 
+MACHINERY_SIZES = ["--source-size", "64", "--max-length", "32"]
+"""Flags that shrink a demo trial to 4 steps an epoch (the preset's 300 source sentences make 19)
+on shorter sequences: for the searches whose test is about what runs and records the trials
+(placement, faults, records), not about what they learn. Each such trial costs about a fifth
+of the preset's; the search that shows the preset itself (test_search_cli.demo_search) keeps it."""
+
+ONE_WORKER = ["--max-concurrent", "1"]
+"""Trials one after another in one trial worker (Tune reuses it): for searches of trials a few
+seconds long whose test is not about trials running side by side. A second worker costs its own
+imports (torch, transformers, Ray Tune: about 8 s of CPU) for a few seconds of overlap."""
+
 
 def trial_runs(client: MlflowClient, search: str):
     """(parent runs, trial runs) of ``search`` in the metaxl-tune experiment."""

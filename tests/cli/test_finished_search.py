@@ -22,6 +22,7 @@ from metaxl_tune.results.config_ranking import ranked_configs
 from metaxl_tune.results.mlflow_filters import tag_equals
 from metaxl_tune.results.tracking import Tracker
 from processes import CLI, cli_env, free_port, kill_session, run_cli
+from search_runs import MACHINERY_SIZES, ONE_WORKER
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 # A dot and a dash: the name rule allows both, and every command must find the search by it.
@@ -32,7 +33,8 @@ NAME = "browsed-v1.2"
 def finished_search(tmp_path_factory, shared_cache, ray_head):
     workdir = tmp_path_factory.mktemp("ui-search")
     result = run_cli(["search", "--task", "ner", "--target", "tk", "--preset", "demo", "--num-samples", "2",
-                      "--epochs", "1", "--name", NAME], cwd=workdir, cache_dir=shared_cache, ray=ray_head)
+                      "--epochs", "1", *MACHINERY_SIZES,
+                      *ONE_WORKER, "--name", NAME], cwd=workdir, cache_dir=shared_cache, ray=ray_head)
     assert result.returncode == 0, result.stdout + result.stderr
     client = MlflowClient(f"sqlite:///{workdir / 'mlflow.db'}")
     experiment = client.get_experiment_by_name("metaxl-tune")

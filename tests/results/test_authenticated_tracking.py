@@ -17,6 +17,7 @@ from typer.testing import CliRunner
 
 from metaxl_tune.cli.app import app
 from processes import CLI, cli_env
+from search_runs import MACHINERY_SIZES, ONE_WORKER
 from secure_servers import AuthenticatedMlflowServer, PostgresCluster, postgres_bindir
 
 USER = "alice"
@@ -57,7 +58,7 @@ def session(stack, shared_cache, ray_head):
     with_password = f"http://{USER}:{PASSWORD}@127.0.0.1:{server.port}"
     search = subprocess.run(
         [*CLI, "search", "--task", "ner", "--target", "tk", "--preset", "demo", "--num-samples", "2", "--epochs", "1",
-         "--name", NAME, "--tracking-uri", with_password, *ray_head.flags],
+         *MACHINERY_SIZES, *ONE_WORKER, "--name", NAME, "--tracking-uri", with_password, *ray_head.flags],
         cwd=work, env=cli_env(shared_cache, ray_head), capture_output=True, text=True, timeout=600)
     results = {"search": search.stdout + search.stderr}
     storage = str(work / "metaxl-searches")

@@ -10,6 +10,7 @@ from mlflow.tracking import MlflowClient
 
 from metaxl_tune.search.space.study import load_study
 from processes import run_cli
+from search_runs import MACHINERY_SIZES
 
 STUDY = """
 description: three methods
@@ -49,7 +50,7 @@ def test_ablation_grid_runs_end_to_end(tmp_path, shared_cache, ray_head):
     study = tmp_path / "three.yaml"
     study.write_text(STUDY)
     result = run_cli(["ablate", "--study", str(study), "--task", "ner", "--targets", "tk,qu", "--seeds", "2",
-                      "--preset", "demo", "--name", "grid"], cwd=tmp_path, cache_dir=shared_cache, ray=ray_head)
+                      "--preset", "demo", *MACHINERY_SIZES, "--name", "grid"], cwd=tmp_path, cache_dir=shared_cache, ray=ray_head)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "12 of 12 runs completed, 0 failed" in result.stdout
 

@@ -14,6 +14,7 @@ from metaxl_tune.results.mlflow_filters import tags_equal
 from metaxl_tune.search.driver.options import optuna_storage
 from metaxl_tune.search.driver.warm_start import WARM_START_FROM
 from processes import run_cli
+from search_runs import ONE_WORKER
 
 TINY = ["--task", "ner", "--target", "tk", "--model", "tiny", "--data", "synthetic", "--epochs", "1",
         "--source-size", "16", "--target-size", "16", "--batch-size", "8", "--max-length", "16",
@@ -75,7 +76,8 @@ def finished(workdir, shared_cache, ray_head):
         if sampler not in results:
             space = SAMPLER_SPACE[sampler]
             results[sampler] = search(workdir, shared_cache, ray_head, "--space", space, "--sampler", sampler,
-                                      "--search-seed", "5", "--num-samples", "2", "--name", sampler)
+                                      "--search-seed", "5", "--num-samples", "2", *ONE_WORKER,
+                                      "--name", sampler)
         return results[sampler]
 
     return run

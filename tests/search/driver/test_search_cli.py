@@ -15,7 +15,7 @@ from mlflow.tracking import MlflowClient
 
 from metaxl_tune.results.config_ranking import ranked_configs
 from metaxl_tune.results.tracking import Tracker
-from search_runs import DEMO, study_of, trial_runs
+from search_runs import DEMO, ONE_WORKER, study_of, trial_runs
 from processes import CLI, cli_env, run_cli
 
 
@@ -249,7 +249,7 @@ def test_two_source_search_logs_per_language_steps_and_used_sizes(tmp_path, shar
         write_panx(tmp_path / "data", language, count)
     (tmp_path / "space.yaml").write_text(MULTI_SOURCE_SPACE)
     result = run_cli([*DEMO, "--space", "space.yaml", "--data", str(tmp_path / "data"), "--source", "en,tr",
-                      "--source-size", "28", "--num-samples", "2", "--scheduler", "fifo", "--name", "multi"],
+                      "--source-size", "28", "--num-samples", "2", *ONE_WORKER, "--scheduler", "fifo", "--name", "multi"],
                      cwd=tmp_path, cache_dir=shared_cache, ray=ray_head)
     assert result.returncode == 0, result.stdout + result.stderr
     _, trials = trial_runs(MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}"), "multi")

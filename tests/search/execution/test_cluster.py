@@ -15,6 +15,7 @@ from mlflow.tracking import MlflowClient
 
 from metaxl_tune.results.mlflow_filters import tags_equal
 from processes import CLI, cli_env, kill_session, run_cli, tune_results, wait_for
+from search_runs import MACHINERY_SIZES
 
 DEMO = ["search", "--task", "ner", "--target", "tk", "--preset", "demo", "--scheduler", "fifo"]
 
@@ -52,7 +53,7 @@ def spans(rows_by_trial: dict[str, list[dict]]) -> list[tuple[float, float, str,
 def test_trials_get_one_gpu_each_and_spread_over_two_nodes(cluster, tmp_path, shared_cache):
     nodes = [cluster.add_node(num_cpus=2, num_gpus=2) for _ in range(2)]
     # Five trials on four GPUs: at least one runs on a GPU that a finished trial gave back.
-    result = run_cli([*DEMO, "--num-samples", "5", "--name", "spread", "--address", cluster.address],
+    result = run_cli([*DEMO, *MACHINERY_SIZES, "--num-samples", "5", "--name", "spread", "--address", cluster.address],
                      cwd=tmp_path, cache_dir=shared_cache)
     assert result.returncode == 0, result.stdout + result.stderr
     rows = tune_results(tmp_path / "metaxl-searches" / "spread")

@@ -14,13 +14,13 @@ import optuna
 import pytest
 from mlflow.tracking import MlflowClient
 
-from search_runs import DEMO, study_of, trial_runs
+from search_runs import DEMO, MACHINERY_SIZES, study_of, trial_runs
 from processes import CLI, cli_env, kill_session, run_cli
 
 
 
 def test_resume_after_the_driver_is_killed_runs_every_trial_once(tmp_path, shared_cache, ray_head):
-    args = [*DEMO, "--num-samples", "5", "--name", "killed", "--scheduler", "fifo"]
+    args = [*DEMO, *MACHINERY_SIZES, "--num-samples", "5", "--name", "killed", "--scheduler", "fifo"]
     driver = subprocess.Popen([*CLI, *args], cwd=tmp_path, env=cli_env(shared_cache), start_new_session=True,
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:

@@ -78,10 +78,11 @@ parameters:
 
 def test_a_search_whose_trials_all_failed_exits_non_zero_with_the_reason_and_best_says_so(tmp_path, shared_cache, ray_head):
     from processes import run_cli
+    from search_runs import ONE_WORKER
 
     (tmp_path / "space.yaml").write_text(DIVERGING_SPACE)
     result = run_cli(["search", "--task", "ner", "--target", "tk", "--model", "tiny", "--data", "synthetic",
-                      "--space", "space.yaml", "--name", "doomed", "--num-samples", "2", "--scheduler", "fifo"],
+                      "--space", "space.yaml", "--name", "doomed", "--num-samples", "2", *ONE_WORKER, "--scheduler", "fifo"],
                      cwd=tmp_path, cache_dir=shared_cache, ray=ray_head)
     assert result.returncode == 1, result.stdout + result.stderr
     assert "search doomed: all 2 trials failed; most common reason: diverged (2 of 2)" in result.stderr

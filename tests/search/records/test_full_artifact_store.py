@@ -20,6 +20,7 @@ from mlflow.tracking import MlflowClient
 from metaxl_tune.search.driver.options import optuna_storage
 from mlflow_records import search_record
 from processes import MlflowServer, fill, mounted_tmpfs, run_cli
+from search_runs import MACHINERY_SIZES, ONE_WORKER
 
 NAME = "full"
 ROOM = 48 * 1024
@@ -57,7 +58,8 @@ def full_store(tmp_path_factory, shared_cache, ray_head):
         server = MlflowServer(workdir)
         try:
             search = run_cli(["search", "--task", "ner", "--target", "tk", "--preset", "demo", "--name", NAME,
-                              "--num-samples", "2", "--epochs", "1", "--scheduler", "fifo", "--repeats", "1",
+                              "--num-samples", "2", *ONE_WORKER, "--epochs", "1", *MACHINERY_SIZES, "--scheduler", "fifo",
+                              "--repeats", "1",
                               "--tracking-uri", server.uri], cwd=workdir, cache_dir=shared_cache, ray=ray_head)
             before = search_record(server.uri, NAME)
             files_before = artifacts(server.uri, before)
