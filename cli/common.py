@@ -193,6 +193,11 @@ class ErrorReportingGroup(typer.core.TyperGroup):
             _print_error(f"{_one_line(error.format_message())} (see {where} --help)")
         except ClickException:
             raise
+        except BrokenPipeError:
+            # The reader of the output went away (`metaxl-tune best ... | head`): no bug, and
+            # nothing more can reach it. Click's standalone main ends such a command quietly
+            # (status 1, its streams' last flush pacified).
+            raise
         except Exception:
             print(BUG_LINE, file=sys.stderr, flush=True)
             raise

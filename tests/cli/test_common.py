@@ -32,3 +32,27 @@ def test_output_checks_create_nothing_and_name_the_flag(tmp_path):
     check_output_dir(tmp_path / "new" / "deeper")
     check_output_file(tmp_path / "new" / "best.yaml")
     assert sorted(path.name for path in tmp_path.iterdir()) == ["file"]
+
+
+def test_a_reader_that_went_away_is_no_bug():
+    """`metaxl-tune train --help | head -80`: head exits while the command still writes. The
+    write's BrokenPipeError ends the command quietly (status 1, as Click ends it), without the
+    bug line that other exceptions get."""
+    import typer
+    from typer.testing import CliRunner
+
+    from metaxl_tune.cli.common import BUG_LINE, ErrorReportingGroup
+
+    app = typer.Typer(cls=ErrorReportingGroup)
+
+    @app.command()
+    def talk():
+        raise BrokenPipeError(errno.EPIPE, "Broken pipe")
+
+    @app.command()
+    def fail():
+        raise RuntimeError("a bug")
+
+    gone, bug = CliRunner().invoke(app, ["talk"]), CliRunner().invoke(app, ["fail"])
+    assert gone.exit_code == 1 and BUG_LINE not in gone.output
+    assert BUG_LINE in bug.output  # the policy for other exceptions stands
