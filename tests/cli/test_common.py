@@ -56,3 +56,24 @@ def test_a_reader_that_went_away_is_no_bug():
     gone, bug = CliRunner().invoke(app, ["talk"]), CliRunner().invoke(app, ["fail"])
     assert gone.exit_code == 1 and BUG_LINE not in gone.output
     assert BUG_LINE in bug.output  # the policy for other exceptions stands
+
+
+def test_help_into_a_reader_that_stops_after_80_lines_ends_quietly(tmp_path):
+    """The fault as it arrives: `metaxl-tune train --help | head -80`, the reader closing the
+    pipe after 80 lines while the help is still being written."""
+    import fcntl
+    import subprocess
+
+    from processes import CLI, cli_env
+
+    command = subprocess.Popen([*CLI, "train", "--help"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               env=cli_env(tmp_path))
+    # A one-page pipe: the help (about 35 kB) cannot all be written before the reader leaves.
+    fcntl.fcntl(command.stdout.fileno(), fcntl.F_SETPIPE_SZ, 4096)
+    for _ in range(80):
+        assert command.stdout.readline()
+    command.stdout.close()
+    stderr = command.stderr.read().decode()
+    command.wait(timeout=120)
+    assert command.returncode == 1
+    assert stderr == ""
