@@ -17,14 +17,16 @@ import os
 import shutil
 import uuid
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import TYPE_CHECKING, Callable, Sequence
 
 import datasets
-import torch
 from transformers import DataCollatorForTokenClassification, DataCollatorWithPadding, PreTrainedTokenizerFast
 
 from metaxl_tune.data import NER_LABELS, NerExample, SaExample
 from metaxl_tune.common.interruptible import run_interruptibly
+
+if TYPE_CHECKING:  # the collators make tensors (importing torch) only when a run batches
+    import torch
 
 IGNORE_INDEX = -100
 # Part of every cache key: bumped whenever the encoded columns change, so a cache written in an

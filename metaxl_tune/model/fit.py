@@ -11,20 +11,25 @@ driver before Ray starts (search/driver/preflight.py) and each trial its own sam
 from __future__ import annotations
 
 from dataclasses import dataclass
-
-from transformers import PretrainedConfig, XLMRobertaConfig
+from typing import TYPE_CHECKING
 
 from metaxl_tune.config import TASK_DEFAULTS, RunConfig
 from metaxl_tune.model.model_config import (
-    TINY, ModelError, check_max_length, hidden_size, load_model_config, model_depth, position_limit, resolve_placements,
+    TINY, ModelError, ModelShape, check_max_length, hidden_size, model_depth, model_shape, position_limit,
+    resolve_placements,
 )
-from metaxl_tune.model.pretrain import PRETRAINED, default_recipe
+from metaxl_tune.model.pretrain import PRETRAINED, default_recipe, recipe_shape
 from metaxl_tune.model.tokenizer import special_tokens_added
+
+if TYPE_CHECKING:
+    from transformers import PretrainedConfig
 
 
 @dataclass(frozen=True)
 class ModelFit:
-    model_config: PretrainedConfig
+    model_config: "ModelShape | PretrainedConfig"
+    """A built-in model's shape (no transformers: a search driver checks without torch), or a
+    hub or saved model's config as read; the run builds its model from ``load_model_config``."""
     depth: int
     placements: list[int]
     """Resolved RTN layer indices; empty for methods without an RTN."""
@@ -92,14 +97,9 @@ def check_value_bounds(config: RunConfig, fit: ModelFit | None = None) -> None:
         raise ModelError(f"--rtn-bottleneck {config.rtn_bottleneck}: at most {limit} for model {config.model} ({why}); lower it")
 
 
-def _model_config(config: RunConfig) -> PretrainedConfig:
+def _model_config(config: RunConfig) -> "ModelShape | PretrainedConfig":
     if config.model != PRETRAINED:
-        return load_model_config(config.model, max_length=config.max_length)
+        return model_shape(config.model, max_length=config.max_length)
     # tiny-pretrained is built on first use (model/pretrain.py); its shape is fixed by its recipe,
     # so it is checked here without building it.
-    recipe = default_recipe()
-    return XLMRobertaConfig(
-        max_position_embeddings=recipe.max_length + 2, pad_token_id=1, bos_token_id=0, eos_token_id=2,
-        hidden_size=recipe.hidden_size, num_hidden_layers=recipe.num_hidden_layers,
-        num_attention_heads=recipe.num_attention_heads, intermediate_size=recipe.intermediate_size,
-    )
+    return recipe_shape(default_recipe())

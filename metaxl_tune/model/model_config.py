@@ -1,17 +1,20 @@
-"""What a model's config says, read without its weights and without torch: its shape, depth,
-hidden size and position limit, the length checks against them, and where RTN placements land in
-its depth. The fit check (model/fit.py) runs on these alone, so a search driver and a command
-refused at its flags answer in about a second: torch and the model classes load only where a
-model is built (model/backbone.py)."""
+"""What a model's config says, read without its weights: its shape, depth, hidden size and
+position limit, the length checks against them, and where RTN placements land in its depth. The
+fit check (model/fit.py) runs on these alone, so a search driver and a command refused at its
+flags answer in about a second: the model classes load only where a model is built
+(model/backbone.py). A built-in model's shape (``model_shape``) is known without transformers,
+whose config classes import torch (about 3 s of a search driver's start)."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
-
-from transformers import AutoConfig, PretrainedConfig, XLMRobertaConfig
+from typing import TYPE_CHECKING, Sequence
 
 from metaxl_tune.config import Placement
+
+if TYPE_CHECKING:
+    from transformers import PretrainedConfig
 
 TINY = "tiny"
 BASE_RANDOM = "base-random"
@@ -51,8 +54,34 @@ def offline_hint(name: str) -> str:
     )
 
 
+@dataclass(frozen=True)
+class ModelShape:
+    """What the fit checks read of a built-in model's config (the XLMRobertaConfig fields of the
+    same names), known without transformers; a model is built from ``load_model_config``."""
+
+    num_hidden_layers: int
+    hidden_size: int
+    max_position_embeddings: int
+    pad_token_id: int = 1
+    model_type: str = "xlm-roberta"
+
+
+def model_shape(name: str, *, max_length: int) -> "ModelShape | PretrainedConfig":
+    """A model's shape for the fit checks: a built-in one's from its constants (no transformers,
+    no torch), any other's config as ``load_model_config`` reads it."""
+    if name == TINY:
+        return ModelShape(TINY_ARCHITECTURE["num_hidden_layers"], TINY_ARCHITECTURE["hidden_size"],
+                          max_position_embeddings=max_length + 4)
+    if name == BASE_RANDOM:
+        return ModelShape(BASE_ARCHITECTURE["num_hidden_layers"], BASE_ARCHITECTURE["hidden_size"],
+                          max_position_embeddings=BASE_ARCHITECTURE["max_position_embeddings"])
+    return load_model_config(name, max_length=max_length)
+
+
 def load_model_config(name: str, *, max_length: int, vocab_size: int = 8) -> PretrainedConfig:
     """The model's config alone (cheap: no weights), so placements are checked before any work."""
+    from transformers import AutoConfig, XLMRobertaConfig
+
     if name == TINY:
         return XLMRobertaConfig(
             vocab_size=vocab_size,
@@ -75,7 +104,7 @@ def load_model_config(name: str, *, max_length: int, vocab_size: int = 8) -> Pre
         raise ModelError(offline_hint(name)) from None
 
 
-def position_limit(model_config: PretrainedConfig) -> int | None:
+def position_limit(model_config: "ModelShape | PretrainedConfig") -> int | None:
     """The longest sequence the model's position embeddings can number (None: no limit known)."""
     total = getattr(model_config, "max_position_embeddings", None)
     if not isinstance(total, int):
@@ -87,7 +116,9 @@ def position_limit(model_config: PretrainedConfig) -> int | None:
     return total
 
 
-def check_max_length(max_length: int, model_config: PretrainedConfig, *, special_tokens: int, model_name: str) -> None:
+def check_max_length(
+    max_length: int, model_config: "ModelShape | PretrainedConfig", *, special_tokens: int, model_name: str,
+) -> None:
     """``max_length`` must leave room for one word piece after the tokenizer's special tokens
     and fit the model's position embeddings; otherwise truncation cannot honour it and the
     embeddings index past their table."""
@@ -113,14 +144,14 @@ def name_is_tiny(name: str) -> bool:
     return name == TINY
 
 
-def model_depth(model_config: PretrainedConfig) -> int:
+def model_depth(model_config: "ModelShape | PretrainedConfig") -> int:
     for key in ("num_hidden_layers", "n_layers", "num_layers"):
         if hasattr(model_config, key):
             return int(getattr(model_config, key))
     raise ModelError(f"cannot tell the depth of a {model_config.model_type} model; use an encoder such as XLM-R or mBERT")
 
 
-def hidden_size(model_config: PretrainedConfig) -> int:
+def hidden_size(model_config: "ModelShape | PretrainedConfig") -> int:
     for key in ("hidden_size", "dim", "d_model"):
         if hasattr(model_config, key):
             return int(getattr(model_config, key))

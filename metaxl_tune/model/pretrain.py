@@ -34,7 +34,7 @@ if TYPE_CHECKING:  # torch loads when the model is built, not when the fit check
 from metaxl_tune.data.lexicon import GENERATOR_VERSION
 from metaxl_tune.common.languages import SYNTHETIC_LANGUAGES
 from metaxl_tune.common.progress import progress as progress_of
-from metaxl_tune.model.model_config import TINY_ARCHITECTURE, ModelError
+from metaxl_tune.model.model_config import TINY_ARCHITECTURE, ModelError, ModelShape
 
 PRETRAINED = "tiny-pretrained"
 STEPS_ENV = "METAXL_TUNE_PRETRAIN_STEPS"
@@ -126,6 +126,12 @@ def corpus(recipe: Recipe) -> list[str]:
 
     return [text for code in recipe.languages
             for text in unlabelled_text(code, recipe.sentences_per_language, seed=recipe.seed)]
+
+
+def recipe_shape(recipe: Recipe) -> ModelShape:
+    """The shape of the model ``recipe`` builds (``build``'s config), known before it is built:
+    the fit checks read it without building or loading the model."""
+    return ModelShape(recipe.num_hidden_layers, recipe.hidden_size, max_position_embeddings=recipe.max_length + 2)
 
 
 def build(recipe: Recipe, directory: Path, *, progress: bool = True) -> dict[str, float]:

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Iterable
 
 from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors, trainers
-from transformers import AutoTokenizer, PreTrainedTokenizerFast
+from transformers import PreTrainedTokenizerFast
 
 from metaxl_tune.data import ExampleStream, SplitStreams, sample_indices
 from metaxl_tune.data.streams import take_sorted
@@ -125,6 +125,8 @@ def special_tokens_added(name: str) -> int:
 
 def load_tokenizer(name: str) -> PreTrainedTokenizerFast:
     """The pre-trained model's fast tokenizer (word alignment for NER needs a fast one)."""
+    from transformers import AutoTokenizer  # imports torch: only where a hub or saved model's tokenizer is read
+
     from metaxl_tune.model.hub_quiet import quiet_hub
 
     try:

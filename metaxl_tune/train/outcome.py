@@ -8,9 +8,8 @@ and its driver to MLflow.
 
 from __future__ import annotations
 
+import sys
 from dataclasses import asdict, dataclass, field
-
-import torch
 
 from metaxl_tune.config import RunConfig
 
@@ -40,7 +39,10 @@ def stop_reason(error: BaseException) -> str | None:
     a NaN/inf loss, or memory exhausted (CUDA OOM, or the CPU allocator refusing a tensor)."""
     if isinstance(error, DivergedError):
         return DIVERGED
-    if isinstance(error, (torch.OutOfMemoryError, MemoryError)):
+    # torch's own error exists only where torch is loaded; the driver's pruner, which reads these
+    # names, runs without it.
+    torch = sys.modules.get("torch")
+    if isinstance(error, MemoryError) or (torch is not None and isinstance(error, torch.OutOfMemoryError)):
         return OUT_OF_MEMORY
     if isinstance(error, RuntimeError) and ("can't allocate memory" in str(error) or "out of memory" in str(error)):
         return OUT_OF_MEMORY

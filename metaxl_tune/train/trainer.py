@@ -48,7 +48,7 @@ from metaxl_tune.train.outcome import (  # noqa: F401 - DIVERGED ... source_summ
 from metaxl_tune.train.prepare import PreparedData, describe_sizes, prepare_data
 from metaxl_tune.train.memory import peak_memory_mib, reset_peak_memory
 from metaxl_tune.model.backbone import encoder_modules, load_backbone
-from metaxl_tune.model.model_config import hidden_size, load_model_config
+from metaxl_tune.model.model_config import ModelShape, hidden_size, load_model_config
 from metaxl_tune.model.fit import ModelFit, check_fit
 from metaxl_tune.model.pretrain import pretrained_model
 from metaxl_tune.model.rtn import RTNBank
@@ -110,7 +110,9 @@ class Run:
         cache_dir = Path(cache_dir or default_cache_dir())
         # tiny-pretrained is a saved model in the cache, built (once) before anything else needs it.
         model_name = pretrained_model(config, cache_dir, progress=progress, log=log)
-        if model_name != config.model:
+        if model_name != config.model or isinstance(model_config, ModelShape):
+            # The fit check read a built-in model's shape alone (model_config.ModelShape): the
+            # model is built from its full config.
             model_config = load_model_config(model_name, max_length=config.max_length)
 
         self.data: PreparedData = prepare_data(config, cache_dir, progress=log, eval_max_length=fit.eval_max_length)

@@ -6,7 +6,9 @@ import pytest
 from transformers import BertConfig, XLMRobertaConfig
 
 from metaxl_tune.config import RunConfig
-from metaxl_tune.model.model_config import ModelError, check_max_length, position_limit
+from metaxl_tune.model.model_config import (
+    BASE_RANDOM, TINY, ModelError, check_max_length, load_model_config, model_shape, position_limit,
+)
 from metaxl_tune.model.fit import check_fit
 
 
@@ -80,3 +82,26 @@ def test_the_fit_check_loads_no_model_class():
             "check_fit(RunConfig(model='tiny-pretrained', data='synthetic', task='sa', target='tk'))")
     assert modules_loaded(code, ("metaxl_tune.model.backbone", "metaxl_tune.model.rtn", "metaxl_tune.model.sa_head",
                                  "transformers.models.xlm_roberta.modeling")) == []
+
+
+SHAPE_FIELDS = ("num_hidden_layers", "hidden_size", "max_position_embeddings", "pad_token_id", "model_type")
+
+
+@pytest.mark.parametrize(("name", "max_length"), [(TINY, 32), (TINY, 200), (BASE_RANDOM, 128)])
+def test_a_built_in_models_shape_is_what_its_config_says(name, max_length):
+    # The fit checks read model_shape; the run builds the model from load_model_config: the two
+    # must agree on every field the checks read.
+    shape, config = model_shape(name, max_length=max_length), load_model_config(name, max_length=max_length)
+    assert {field: getattr(shape, field) for field in SHAPE_FIELDS} == {field: getattr(config, field) for field in SHAPE_FIELDS}
+
+
+def test_the_fit_check_of_a_built_in_model_loads_no_torch():
+    # A search driver checks the trials' configs before Ray starts and never builds a model:
+    # transformers' config classes import torch, about 3 s of every driver's start.
+    from processes import modules_loaded
+
+    code = ("from metaxl_tune.config import RunConfig; from metaxl_tune.model.fit import check_fit, check_value_bounds\n"
+            "for model in ('tiny', 'base-random', 'tiny-pretrained'):\n"
+            "    config = RunConfig(model=model, data='synthetic', target='tk', rtn_layers=['middle', 'last'])\n"
+            "    check_value_bounds(config, check_fit(config))")
+    assert modules_loaded(code, ("torch", "transformers.configuration_utils")) == []

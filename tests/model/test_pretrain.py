@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 
 from metaxl_tune.cli.app import app
 from metaxl_tune.model import pretrain
-from metaxl_tune.model.pretrain import RECIPE_FILE, Recipe, ensure_pretrained, pretrained_dir
+from metaxl_tune.model.pretrain import RECIPE_FILE, Recipe, ensure_pretrained, pretrained_dir, recipe_shape
 
 # A reduced budget: three languages, a few sentences, three steps.
 SMALL = Recipe(steps=3, sentences_per_language=40, batch_size=8, languages=("en", "tk", "tr"))
@@ -30,6 +30,15 @@ def test_builds_from_scratch_a_saved_model_with_its_tokenizer_and_recipe(built):
     recorded = json.loads((directory / RECIPE_FILE).read_text())
     assert recorded["recipe"]["steps"] == 3 and recorded["recipe"]["languages"] == ["en", "tk", "tr"]
     assert recorded["final_mlm_loss"] > 0
+
+
+def test_the_built_models_shape_is_the_one_its_recipe_says(built):
+    # The fit checks read recipe_shape before the model is built (model/fit.py).
+    _, directory = built
+    saved = json.loads((directory / "config.json").read_text())
+    shape = recipe_shape(SMALL)
+    fields = ("num_hidden_layers", "hidden_size", "max_position_embeddings", "pad_token_id", "model_type")
+    assert {field: saved[field] for field in fields} == {field: getattr(shape, field) for field in fields}
 
 
 def test_the_second_call_reuses_the_cache_without_pre_training(built, monkeypatch):
