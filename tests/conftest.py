@@ -2,7 +2,18 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
+
+# One intra-op thread for torch in every process of the suite: the pytest workers' in-process
+# runs and every CLI run they start (processes.cli_env passes this environment on, to the shared
+# Ray head's trial workers too). `make test` runs two workers on two cores, each with servers,
+# drivers and trial workers beside it: a second OpenMP thread per process finds no idle core and
+# spins instead, so a tiny-model training costs 6 to 7 times the CPU (measured on 2 busy cores:
+# 88-92 s against 14 s for a 3-epoch demo run). Read when torch loads: set before any test
+# module imports it.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 
 @pytest.fixture(scope="session")
