@@ -20,9 +20,11 @@ from search_runs import MACHINERY_SIZES
 DEMO = ["search", "--task", "ner", "--target", "tk", "--preset", "demo", "--scheduler", "fifo"]
 
 
-@pytest.fixture
-def cluster():
-    """A head that runs no trials (the driver's node) plus worker nodes the test adds."""
+@pytest.fixture(scope="module")
+def cluster_head():
+    """A head that runs no trials (the drivers' node), shared by the module's tests: each adds
+    the worker nodes it needs (``cluster``). A head's start (GCS, raylet, dashboard) costs
+    seconds of CPU."""
     from ray.cluster_utils import Cluster
 
     # Detect a killed node in ~3 s rather than the default ~15 s.
@@ -32,6 +34,16 @@ def cluster():
     })
     yield head
     head.shutdown()
+
+
+@pytest.fixture
+def cluster(cluster_head):
+    """The shared head, with the worker nodes the test adds; they are removed after it, and the
+    next test starts once the head counts only itself alive (a node the test killed included)."""
+    yield cluster_head
+    for node in list(cluster_head.worker_nodes):
+        cluster_head.remove_node(node)
+    cluster_head.wait_for_nodes(timeout=60)
 
 
 def trial_runs(workdir: Path, search: str) -> list:
