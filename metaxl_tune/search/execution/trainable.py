@@ -23,7 +23,6 @@ from pathlib import Path
 from typing import Any
 
 import ray
-import torch
 from ray import tune
 
 from metaxl_tune.train.checkpoint import CheckpointError
@@ -55,6 +54,10 @@ def train_trial(
     sampled: dict[str, Any], *, configs: TrialConfigs, cache_dir: str, cpus: float, gpus: float,
     storage_retry_s: float = persistence.DEFAULT_RETRY_S,
 ) -> None:
+    # torch loads here, in the trial's worker: the driver imports this module to hand the
+    # function to Tune, and never needs torch (about 2 s of every search's start).
+    import torch
+
     started_at = time.time()
     # Ray sets OMP_NUM_THREADS for workers, but torch's intra-op pool is sized at import:
     # oversubscribed cores make every trial on a node crawl.

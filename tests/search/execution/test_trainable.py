@@ -83,6 +83,17 @@ def test_the_driver_hands_the_trial_to_tune_without_loading_the_trainer():
                                  "transformers.models.xlm_roberta.modeling")) == []
 
 
+def test_a_search_driver_loads_no_torch():
+    # The driver's modules (the runner and its records, the trainable it hands to Tune, the data
+    # warm-up) never make a tensor: torch would add about 2 s of CPU to every search's start.
+    from processes import modules_loaded
+
+    code = ("import metaxl_tune.search.driver.runner, metaxl_tune.search.records.callbacks; "
+            "from metaxl_tune.search.execution.trainable import train_trial; "
+            "from metaxl_tune.search.driver.preflight import warm_data_cache; from metaxl_tune.train.prepare import prepare_data")
+    assert modules_loaded(code, ("torch",)) == []
+
+
 def test_the_trials_worker_loads_neither_optuna_nor_mlflow():
     # What a trial's fresh worker imports before its first result: the trainable and the
     # trainer. Optuna and MLflow are the driver's (the pruner, the records): a second or two
