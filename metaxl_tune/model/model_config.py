@@ -54,6 +54,11 @@ def offline_hint(name: str) -> str:
     )
 
 
+def tiny_positions(max_length: int) -> int:
+    """tiny's position table: XLM-R offsets positions by padding_idx + 1, and two rows to spare."""
+    return max_length + 4
+
+
 @dataclass(frozen=True)
 class ModelShape:
     """What the fit checks read of a built-in model's config (the XLMRobertaConfig fields of the
@@ -71,7 +76,7 @@ def model_shape(name: str, *, max_length: int) -> "ModelShape | PretrainedConfig
     no torch), any other's config as ``load_model_config`` reads it."""
     if name == TINY:
         return ModelShape(TINY_ARCHITECTURE["num_hidden_layers"], TINY_ARCHITECTURE["hidden_size"],
-                          max_position_embeddings=max_length + 4)
+                          max_position_embeddings=tiny_positions(max_length))
     if name == BASE_RANDOM:
         return ModelShape(BASE_ARCHITECTURE["num_hidden_layers"], BASE_ARCHITECTURE["hidden_size"],
                           max_position_embeddings=BASE_ARCHITECTURE["max_position_embeddings"])
@@ -85,7 +90,7 @@ def load_model_config(name: str, *, max_length: int, vocab_size: int = 8) -> Pre
     if name == TINY:
         return XLMRobertaConfig(
             vocab_size=vocab_size,
-            max_position_embeddings=max_length + 4,  # XLM-R offsets positions by padding_idx + 1
+            max_position_embeddings=tiny_positions(max_length),
             pad_token_id=1,
             bos_token_id=0,
             eos_token_id=2,

@@ -131,6 +131,7 @@ def corpus(recipe: Recipe) -> list[str]:
 def recipe_shape(recipe: Recipe) -> ModelShape:
     """The shape of the model ``recipe`` builds (``build``'s config), known before it is built:
     the fit checks read it without building or loading the model."""
+    # XLM-R offsets positions by padding_idx + 1: max_length tokens need max_length + 2 rows.
     return ModelShape(recipe.num_hidden_layers, recipe.hidden_size, max_position_embeddings=recipe.max_length + 2)
 
 
@@ -149,7 +150,7 @@ def build(recipe: Recipe, directory: Path, *, progress: bool = True) -> dict[str
     torch.manual_seed(recipe.seed)
     config = XLMRobertaConfig(
         vocab_size=len(tokenizer),
-        max_position_embeddings=recipe.max_length + 2,  # XLM-R offsets positions by padding_idx + 1
+        max_position_embeddings=recipe_shape(recipe).max_position_embeddings,
         pad_token_id=tokenizer.pad_token_id, bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
         hidden_size=recipe.hidden_size, num_hidden_layers=recipe.num_hidden_layers,
         num_attention_heads=recipe.num_attention_heads, intermediate_size=recipe.intermediate_size,
